@@ -1,0 +1,83 @@
+"""Process-wide Numba settings fastwarp needs, applied once at import.
+
+Threading layer
+    Numba's ``workqueue`` layer aborts the process when two threads enter a
+    parallel kernel at once, which is exactly what ``tf.data`` parallel maps and
+    thread pools do.  Unless the user chose a layer (``NUMBA_THREADING_LAYER``),
+    fastwarp asks for ``threadsafe``: TBB if the ``tbb`` package is installed
+    (a fastwarp dependency on the platforms that have it), else OpenMP.  OpenMP
+    gets ``OMP_WAIT_POLICY=PASSIVE`` unless set, so idle workers do not spin and
+    slow down whatever runs next.
+
+SLP vectorizer
+    LLVM's SLP vectorizer packs the per-channel arithmetic of a pixel into SIMD
+    lanes.  Numba leaves it off globally (numba issue 8705); fastwarp turns it
+    on only while its own kernels compile (:func:`slp_vectorize`), and the
+    conformance tests guard every flag combination.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import numba
+from numba.core import config
+
+_user_layer = "NUMBA_THREADING_LAYER" in os.environ
+if not _user_layer:
+    config.THREADING_LAYER = "threadsafe"
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+_slp_lock = threading.Lock()
+_slp_depth = 0
+_slp_saved = config.SLP_VECTORIZE
+
+
+@contextlib.contextmanager
+def slp_vectorize():
+    """Enable LLVM's SLP vectorizer while fastwarp kernels compile (re-entrant, thread-safe)."""
+    global _slp_depth, _slp_saved
+    with _slp_lock:
+        if _slp_depth == 0:
+            _slp_saved = config.SLP_VECTORIZE
+            config.SLP_VECTORIZE = 1
+        _slp_depth += 1
+    try:
+        yield
+    finally:
+        with _slp_lock:
+            _slp_depth -= 1
+            if _slp_depth == 0:
+                config.SLP_VECTORIZE = _slp_saved
+
+
+_seen: set = set()
+
+
+def _key(kernel, args) -> tuple:
+    # What decides a Numba specialization here: dtype, rank and writability of
+    # each array, the Python type of each scalar.
+    return (id(kernel),) + tuple(
+        (a.dtype.num, a.ndim, a.flags.writeable) if hasattr(a, "dtype") and hasattr(a, "flags")
+        else type(a) for a in args)
+
+
+def call(kernel, *args):
+    """Run a kernel; the first call of each specialization compiles it with SLP on."""
+    key = _key(kernel, args)
+    if key in _seen:
+        return kernel(*args)
+    with slp_vectorize():
+        result = kernel(*args)
+    _seen.add(key)
+    return result
+
+
+def threading_layer() -> str:
+    """The Numba threading layer in use (after the first parallel call), or the requested one."""
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return str(config.THREADING_LAYER)

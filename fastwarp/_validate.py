@@ -1,0 +1,151 @@
+"""Argument checks and normalization for the public API.
+
+Every check raises ``TypeError`` (wrong type or dtype) or ``ValueError`` (wrong
+shape or value) with a message that starts with the public function's name and
+says what was expected and what arrived.  What passes is handed to the kernels
+as native-endian, C-contiguous arrays, so a kernel never sees a shape or a
+layout it did not expect.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+
+from ._coords import BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
+
+IMAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+MODES = {"bilinear": BILINEAR, "nearest": NEAREST}
+PADDINGS = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION}
+
+
+def _names(dtypes) -> str:
+    return ", ".join(d.name for d in dtypes)
+
+
+def as_native(a: np.ndarray) -> np.ndarray:
+    """C-contiguous, native byte order; a copy only when needed."""
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    return np.ascontiguousarray(a)
+
+
+def _asarray(fn: str, name: str, x) -> np.ndarray:
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "__cuda_array_interface__") or hasattr(x, "__cuda_ndarray__"):
+        raise TypeError(f"{fn}: {name} is a GPU array; pass device='cuda' or use fastwarp.cuda")
+    try:
+        return np.asarray(x)
+    except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
+        raise TypeError(f"{fn}: {name} must be array-like, got {type(x).__name__}") from e
+
+
+def check_images(fn: str, images) -> tuple[np.ndarray, bool]:
+    """Return (images as (N, H, W, C) native C-contiguous, batched?)."""
+    a = _asarray(fn, "images", images)
+    if a.dtype not in IMAGE_DTYPES:
+        raise TypeError(f"{fn}: images must have dtype {_names(IMAGE_DTYPES)}; got {a.dtype}")
+    if a.ndim == 3:
+        batched = False
+        a = a[None]
+    elif a.ndim == 4:
+        batched = True
+    else:
+        raise ValueError(
+            f"{fn}: images must have shape (N, H, W, C) or (H, W, C); got shape {a.shape}")
+    if a.shape[1] < 1 or a.shape[2] < 1 or a.shape[3] < 1:
+        raise ValueError(
+            f"{fn}: images need H, W and C of at least 1; got shape {a.shape if batched else a.shape[1:]}")
+    return as_native(a), batched
+
+
+def check_theta(fn: str, theta, n: int, batched: bool) -> np.ndarray:
+    """Return theta as (n, 2, 3) float64, broadcasting a single (2, 3) matrix."""
+    t = _asarray(fn, "theta", theta)
+    if t.dtype.kind not in "fiu" or t.dtype == np.bool_:
+        raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {t.dtype}")
+    if t.shape == (2, 3):
+        t = np.broadcast_to(t, (n, 2, 3))
+    elif t.ndim == 3 and t.shape[1:] == (2, 3):
+        if t.shape[0] != n:
+            what = f"batch of {n} images" if batched else "single image"
+            raise ValueError(
+                f"{fn}: theta has {t.shape[0]} matrices for a {what}; "
+                f"expected shape ({n}, 2, 3) or (2, 3), got {t.shape}")
+    else:
+        raise ValueError(f"{fn}: theta must have shape (N, 2, 3) or (2, 3); got {t.shape}")
+    t = np.ascontiguousarray(t, dtype=np.float64)
+    if not np.isfinite(t).all():
+        raise ValueError(f"{fn}: theta must be finite; got NaN or infinity")
+    return t
+
+
+def check_size(fn: str, size, default: tuple[int, int]) -> tuple[int, int]:
+    """Return the output size (Ho, Wo) as two positive ints."""
+    if size is None:
+        return default
+    if isinstance(size, (str, bytes)) or not isinstance(size, (Sequence, np.ndarray)):
+        raise TypeError(f"{fn}: size must be a pair (Ho, Wo) of ints; got {size!r}")
+    if len(size) != 2:
+        raise ValueError(f"{fn}: size must be a pair (Ho, Wo); got {len(size)} values {tuple(size)!r}")
+    out = []
+    for v in size:
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{fn}: size must be a pair (Ho, Wo) of ints; got {tuple(size)!r}")
+        if v < 1:
+            raise ValueError(f"{fn}: size must be positive; got {tuple(int(s) for s in size)!r}")
+        out.append(int(v))
+    return out[0], out[1]
+
+
+def check_grid(fn: str, grid, n: int, batched: bool) -> np.ndarray:
+    """Return the sampling grid as (n, Ho, Wo, 2) float32/float64, native C-contiguous."""
+    g = _asarray(fn, "grid", grid)
+    if g.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: grid must have dtype {_names(FLOAT_DTYPES)}; got {g.dtype}")
+    if not batched:
+        if g.ndim != 3 or g.shape[-1] != 2:
+            raise ValueError(f"{fn}: grid for a single image must have shape (Ho, Wo, 2); got {g.shape}")
+        g = g[None]
+    if g.ndim != 4 or g.shape[-1] != 2:
+        raise ValueError(f"{fn}: grid must have shape (N, Ho, Wo, 2); got {g.shape}")
+    if g.shape[0] != n:
+        raise ValueError(f"{fn}: grid has batch size {g.shape[0]} but images have {n}")
+    if g.shape[1] < 1 or g.shape[2] < 1:
+        raise ValueError(f"{fn}: grid needs Ho and Wo of at least 1; got shape {g.shape}")
+    return as_native(g)
+
+
+def check_flags(fn: str, mode: str, padding_mode: str, align_corners) -> tuple[int, int, bool]:
+    """Translate the string flags to the kernels' integer codes."""
+    if mode not in MODES:
+        raise ValueError(f"{fn}: mode must be one of {sorted(MODES)}; got {mode!r}")
+    if padding_mode not in PADDINGS:
+        raise ValueError(f"{fn}: padding_mode must be one of {sorted(PADDINGS)}; got {padding_mode!r}")
+    if not isinstance(align_corners, (bool, np.bool_)):
+        raise TypeError(f"{fn}: align_corners must be a bool; got {align_corners!r}")
+    return MODES[mode], PADDINGS[padding_mode], bool(align_corners)
+
+
+def check_out(fn: str, out, shape: tuple[int, ...], dtype: np.dtype, *inputs: np.ndarray,
+              name: str = "out") -> np.ndarray:
+    """Check a caller's output buffer: ndarray, exact shape and dtype, writable,
+    C-contiguous, native byte order, and not overlapping any input."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"{fn}: {name} must be a numpy.ndarray; got {type(out).__name__}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"{fn}: {name} must have shape {tuple(shape)}; got {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"{fn}: {name} must have dtype {np.dtype(dtype)}; got {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"{fn}: {name} must be writable")
+    if not out.flags.c_contiguous or not out.dtype.isnative:
+        raise ValueError(f"{fn}: {name} must be C-contiguous and native-endian")
+    for a in inputs:
+        if np.may_share_memory(out, a):
+            raise ValueError(f"{fn}: {name} overlaps an input array; pass a separate buffer")
+    return out
