@@ -47,6 +47,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
+from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call
 from ._validate import (
     check_flags,
@@ -70,7 +71,7 @@ def _prepare_out(fn, out, shape, dtype, batched, *inputs):
 
 
 def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | None = None,
-                ) -> np.ndarray:
+                device: str | None = None):
     """Normalized source coordinates of every output pixel for affine matrices.
 
     Parameters
@@ -85,6 +86,9 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
         the corner pixels.
     out : ndarray, optional
         Buffer of the result's shape and dtype float64 to write into.
+    device : {None, "cpu", "cuda"}
+        None runs where the data lives (GPU arrays on the GPU); see
+        :mod:`fastwarp._dispatch`.
 
     Returns
     -------
@@ -99,6 +103,8 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
         Non-numeric theta, non-bool align_corners.
     """
     fn = "affine_grid"
+    if wants_gpu(fn, device, theta, out):
+        return gpu_backend(fn).affine_grid(theta, size, align_corners=align_corners, out=out)
     batched = np.ndim(theta) == 3
     n = len(theta) if batched else 1
     t = check_theta(fn, theta, n, batched)
@@ -113,7 +119,8 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
 
 
 def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+                align_corners: bool = False, out: np.ndarray | None = None,
+                device: str | None = None):
     """Sample images at normalized grid points (PyTorch's ``grid_sample`` in NHWC).
 
     Parameters
@@ -128,6 +135,9 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     out : ndarray, optional
         C-contiguous buffer of the result's shape and the images' dtype; must
         not overlap the inputs.
+    device : {None, "cpu", "cuda"}
+        None runs where the data lives: NumPy arrays on the CPU, arrays with
+        ``__cuda_array_interface__`` on the GPU (returning device arrays).
 
     Returns
     -------
@@ -141,6 +151,9 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
         Wrong ranks, mismatched batch sizes, unknown mode or padding, bad ``out``.
     """
     fn = "grid_sample"
+    if wants_gpu(fn, device, images, grid, out):
+        return gpu_backend(fn).grid_sample(images, grid, mode=mode, padding_mode=padding_mode,
+                                           align_corners=align_corners, out=out)
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     g = check_grid(fn, grid, src.shape[0], batched)
@@ -152,7 +165,8 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+                align_corners: bool = False, out: np.ndarray | None = None,
+                device: str | None = None):
     """Warp images by affine matrices in one pass, without materializing the grid.
 
     Equal to ``grid_sample(images, affine_grid(theta, size), ...)``.
@@ -165,7 +179,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         Normalized output -> input affine matrices, one per image or one for all.
     size : (int, int), optional
         Output size (Ho, Wo); defaults to the input's (H, W).
-    mode, padding_mode, align_corners, out
+    mode, padding_mode, align_corners, out, device
         As in :func:`grid_sample`.
 
     Returns
@@ -179,6 +193,9 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         mismatch or a non-finite theta.
     """
     fn = "affine_warp"
+    if wants_gpu(fn, device, images, theta, out):
+        return gpu_backend(fn).affine_warp(images, theta, size, mode=mode, padding_mode=padding_mode,
+                                           align_corners=align_corners, out=out)
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     t = check_theta(fn, theta, src.shape[0], batched)

@@ -1,0 +1,53 @@
+"""The ``fastwarp`` console script: one subcommand per module in ``fastwarp.commands``.
+
+Each command module defines ``HELP`` (one line), ``configure(parser)`` and
+``run(args) -> int`` (the exit code), and keeps heavy imports inside ``run`` so
+``fastwarp --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> module under fastwarp.commands
+COMMANDS = {
+    "demo": "demo",
+    "bench": "bench",
+    "warp": "warp",
+    "train-stn": "train_stn",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="fastwarp", description="Fast affine warps of image batches (Numba).")
+    parser.add_argument("--version", action="version", version=f"fastwarp {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module in COMMANDS.items():
+        try:
+            mod = importlib.import_module(f"fastwarp.commands.{module}")
+        except ModuleNotFoundError as e:
+            if e.name != f"fastwarp.commands.{module}":
+                raise
+            continue  # a command still being written
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod.configure(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the fastwarp console script (see fastwarp.cli)."""
