@@ -47,7 +47,7 @@ def _asarray(fn: str, name: str, x) -> np.ndarray:
 def check_images(fn: str, images) -> tuple[np.ndarray, bool]:
     """Return (images as (N, H, W, C) native C-contiguous, batched?)."""
     a = _asarray(fn, "images", images)
-    if a.dtype not in IMAGE_DTYPES:
+    if a.dtype.newbyteorder("=") not in IMAGE_DTYPES:
         raise TypeError(f"{fn}: images must have dtype {_names(IMAGE_DTYPES)}; got {a.dtype}")
     if a.ndim == 3:
         batched = False
@@ -105,7 +105,7 @@ def check_size(fn: str, size, default: tuple[int, int]) -> tuple[int, int]:
 def check_grid(fn: str, grid, n: int, batched: bool) -> np.ndarray:
     """Return the sampling grid as (n, Ho, Wo, 2) float32/float64, native C-contiguous."""
     g = _asarray(fn, "grid", grid)
-    if g.dtype not in FLOAT_DTYPES:
+    if g.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(f"{fn}: grid must have dtype {_names(FLOAT_DTYPES)}; got {g.dtype}")
     if not batched:
         if g.ndim != 3 or g.shape[-1] != 2:
