@@ -52,10 +52,9 @@ def _to_pixel(size, align_corners: bool) -> np.ndarray:
 
 def _to_normalized(size, align_corners: bool) -> np.ndarray:
     """3x3 inverse of :func:`_to_pixel`; a 1-pixel axis with align_corners=True maps to 0."""
-    h, w = size
     p = _to_pixel(size, align_corners)
     out = np.eye(3)
-    for k, n in ((0, w), (1, h)):
+    for k in (0, 1):
         if p[k, k] != 0.0:
             out[k, k] = 1.0 / p[k, k]
             out[k, 2] = -p[k, 2] / p[k, k]

@@ -119,7 +119,7 @@ def test_same_results_with_one_and_two_threads(rng):
 
 
 def test_concurrent_calls_from_threads(rng):
-    """Several Python threads in the parallel kernel at once (as tf.data does) neither crash nor mix results."""
+    """Several threads in the parallel kernel at once (as tf.data does) neither crash nor mix results."""
     from concurrent.futures import ThreadPoolExecutor
 
     imgs = [random_images(rng, (3, 40, 37, 3), np.float32) for _ in range(8)]
