@@ -220,3 +220,34 @@ def nearest_tap(x, n):
     if i < 0 or i > n - 1:
         return -1
     return i
+
+
+@jit
+def linear_taps_grad(x, n):
+    """Bilinear taps along one axis for the backward pass: (i0, i1, w0, w1, m0, m1).
+
+    As :func:`linear_taps`, plus each tap's in-image mask ``m`` (1.0 inside
+    [0, n - 1], else 0.0).  The slope of the interpolant along the axis is
+    ``m1 I[i1] - m0 I[i0]``, which needs the masks even where a tap's weight is
+    0 (x on a pixel centre).  Unlike the forward, x = -1 keeps its right tap
+    (pixel 0, weight 0, slope I[0]), as PyTorch's backward does.  The weights
+    are already masked; a masked tap's index is clamped into the image.
+    """
+    if not (x >= -1.0 and x < n):  # also false for NaN
+        return 0, 0, 0.0, 0.0, 0.0, 0.0
+    f = math.floor(x)
+    i0 = int(f)
+    w1 = x - f
+    w0 = 1.0 - w1
+    i1 = i0 + 1
+    m0 = 1.0
+    m1 = 1.0
+    if i0 < 0:
+        i0 = 0
+        w0 = 0.0
+        m0 = 0.0
+    if i1 > n - 1:
+        i1 = n - 1
+        w1 = 0.0
+        m1 = 0.0
+    return i0, i1, w0, w1, m0, m1

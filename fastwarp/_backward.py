@@ -1,0 +1,199 @@
+"""Numba CPU backward kernels: gradients of ``grid_sample`` and of the fused ``affine_warp``.
+
+For one output pixel sampled at the normalized point (x, y), bilinear mode reads
+
+    v = sum_{a, b in {0, 1}} wy_a wx_b I[y_a, x_b]
+
+so the gradients are a *scatter* ``dL/dI[y_a, x_b] += wy_a wx_b g`` and a
+*gather* of the slopes ``dv/dix = sum_a wy_a (I[y_a, x_1] - I[y_a, x_0])``
+(and the same along y), chained with ``d ix / d x`` of the padding mode
+(:func:`fastwarp._coords.source_coord_grad`, PyTorch's slopes at the clamp
+kinks).  Nearest mode scatters ``g`` to the nearest pixel and has a zero
+gradient with respect to the coordinates.  For the affine warp,
+``(x, y) = theta @ (x_j, y_i, 1)`` gives ``dL/dtheta = sum_ij outer(dL/d(x, y), (x_j, y_i, 1))``.
+
+Determinism
+-----------
+The scatter into the image gradient is the only place where two output pixels
+write the same element.  The output rows of each image are split into K fixed
+chunks (K depends on the shapes only, see :func:`row_chunks`); each
+(image, chunk) task runs serially and scatters into its own buffer, and the K
+buffers are summed in chunk order.  Per-row partial sums of the theta
+gradient are reduced in row order.  The work partition never depends on the
+thread count, so the gradients are bit-identical with 1 or 64 threads.
+"""
+
+from __future__ import annotations
+
+from numba import njit, prange
+
+from ._coords import (
+    BILINEAR,
+    base_coord,
+    linear_taps_grad,
+    nearest_tap,
+    source_coord,
+    source_coord_grad,
+)
+from ._store import acc_type
+
+FASTMATH = {"contract"}
+kernel = njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
+inline = njit(nogil=True, cache=True, fastmath=FASTMATH)
+
+# Parallel tasks to aim for when the batch is small (a constant, never the
+# thread count, so that the result does not depend on the machine), and the
+# most scratch memory the per-chunk image buffers may take.
+TARGET_TASKS = 16
+SCRATCH_BYTES = 128 * 2**20
+
+
+def row_chunks(n: int, ho: int, image_bytes: int) -> int:
+    """Chunks K per image: 1 when the batch alone gives TARGET_TASKS tasks, else
+    enough for about TARGET_TASKS tasks, at most one per output row and within
+    SCRATCH_BYTES of buffers.  Depends on the shapes only."""
+    if n >= TARGET_TASKS or n == 0:
+        return 1
+    k = min(-(-TARGET_TASKS // n), ho)
+    k = min(k, SCRATCH_BYTES // max(1, n * image_bytes))
+    return max(k, 1)
+
+
+@inline
+def backprop_point(src, gout, n, i, j, x, y, gimg, mode, padding, align_corners):
+    """Scatter gout[n, i, j, :] into gimg (H, W, C) and return dL/dx, dL/dy at normalized (x, y)."""
+    H = src.shape[1]
+    W = src.shape[2]
+    C = src.shape[3]
+    ix = source_coord(x, W, padding, align_corners)
+    iy = source_coord(y, H, padding, align_corners)
+    if mode != BILINEAR:
+        # nearest: dL/dI[round(iy), round(ix)] += g; piecewise constant in (x, y)
+        xn = nearest_tap(ix, W)
+        yn = nearest_tap(iy, H)
+        if xn >= 0 and yn >= 0:
+            for c in range(C):
+                gimg[yn, xn, c] += gout[n, i, j, c]
+        return 0.0, 0.0
+    x0, x1, wx0, wx1, mx0, mx1 = linear_taps_grad(ix, W)
+    y0, y1, wy0, wy1, my0, my1 = linear_taps_grad(iy, H)
+    ax0 = acc_type(wx0, src)
+    ax1 = acc_type(wx1, src)
+    ay0 = acc_type(wy0, src)
+    ay1 = acc_type(wy1, src)
+    bx0 = acc_type(mx0, src)
+    bx1 = acc_type(mx1, src)
+    by0 = acc_type(my0, src)
+    by1 = acc_type(my1, src)
+    a00 = ay0 * ax0
+    a01 = ay0 * ax1
+    a10 = ay1 * ax0
+    a11 = ay1 * ax1
+    gx = acc_type(0.0, src)
+    gy = acc_type(0.0, src)
+    for c in range(C):
+        g = gout[n, i, j, c]
+        v00 = src[n, y0, x0, c]
+        v01 = src[n, y0, x1, c]
+        v10 = src[n, y1, x0, c]
+        v11 = src[n, y1, x1, c]
+        # dv/dix = wy0 (m1 I[y0,x1] - m0 I[y0,x0]) + wy1 (m1 I[y1,x1] - m0 I[y1,x0]), same along y
+        gx += g * (ay0 * (bx1 * v01 - bx0 * v00) + ay1 * (bx1 * v11 - bx0 * v10))
+        gy += g * (by1 * (ax0 * v10 + ax1 * v11) - by0 * (ax0 * v00 + ax1 * v01))
+        # dL/dI[tap] += weight g
+        gimg[y0, x0, c] += a00 * g
+        gimg[y0, x1, c] += a01 * g
+        gimg[y1, x0, c] += a10 * g
+        gimg[y1, x1, c] += a11 * g
+    # chain rule through unnormalize and the padding mode
+    return (gx * source_coord_grad(x, W, padding, align_corners),
+            gy * source_coord_grad(y, H, padding, align_corners))
+
+
+@kernel
+def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, align_corners):
+    """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j]."""
+    N, Ho, Wo, _ = gout.shape
+    K = buf.shape[1]
+    for t in prange(N * K):
+        n = t // K
+        k = t - n * K
+        gimg = buf[n, k]
+        for i in range(k * Ho // K, (k + 1) * Ho // K):
+            for j in range(Wo):
+                dx, dy = backprop_point(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg,
+                                        mode, padding, align_corners)
+                ggrid[n, i, j, 0] = dx
+                ggrid[n, i, j, 1] = dy
+
+
+@kernel
+def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, padding, align_corners):
+    """Fused backward of affine_warp: buf as in grid_sample_backward_kernel, gtheta[n] = dL/dtheta[n].
+
+    rows[n, i] holds the row sums (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j),
+    so that dL/dtheta[n] = sum_i [[S_dx x, y_i S_dx, S_dx], [S_dy x, y_i S_dy, S_dy]]
+    is reduced in row order without materializing the grid or its gradient.
+    """
+    N, Ho, Wo, _ = gout.shape
+    K = buf.shape[1]
+    for t in prange(N * K):
+        n = t // K
+        k = t - n * K
+        gimg = buf[n, k]
+        for i in range(k * Ho // K, (k + 1) * Ho // K):
+            yb = base_coord(i, Ho, align_corners)
+            cx = theta[n, 0, 1] * yb + theta[n, 0, 2]
+            cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
+            sx = 0.0
+            sxx = 0.0
+            sy = 0.0
+            syx = 0.0
+            for j in range(Wo):
+                xb = base_coord(j, Wo, align_corners)
+                dx, dy = backprop_point(src, gout, n, i, j, theta[n, 0, 0] * xb + cx,
+                                        theta[n, 1, 0] * xb + cy, gimg, mode, padding, align_corners)
+                sx += dx
+                sxx += dx * xb
+                sy += dy
+                syx += dy * xb
+            rows[n, i, 0] = sx
+            rows[n, i, 1] = sxx
+            rows[n, i, 2] = sy
+            rows[n, i, 3] = syx
+    for n in prange(N):
+        t00 = 0.0
+        t01 = 0.0
+        t02 = 0.0
+        t10 = 0.0
+        t11 = 0.0
+        t12 = 0.0
+        for i in range(Ho):
+            yb = base_coord(i, Ho, align_corners)
+            t00 += rows[n, i, 1]
+            t01 += rows[n, i, 0] * yb
+            t02 += rows[n, i, 0]
+            t10 += rows[n, i, 3]
+            t11 += rows[n, i, 2] * yb
+            t12 += rows[n, i, 2]
+        gtheta[n, 0, 0] = t00
+        gtheta[n, 0, 1] = t01
+        gtheta[n, 0, 2] = t02
+        gtheta[n, 1, 0] = t10
+        gtheta[n, 1, 1] = t11
+        gtheta[n, 1, 2] = t12
+
+
+@kernel
+def sum_chunks_kernel(buf, out):
+    """out[n] = buf[n, 0] + buf[n, 1] + ... in chunk order (a fixed-order reduction)."""
+    N, K, H, W, C = buf.shape
+    for r in prange(N * H):
+        n = r // H
+        y = r - n * H
+        for x in range(W):
+            for c in range(C):
+                s = buf[n, 0, y, x, c]
+                for k in range(1, K):
+                    s += buf[n, k, y, x, c]
+                out[n, y, x, c] = s
