@@ -1,0 +1,281 @@
+"""GPU path: ``affine_grid``, ``grid_sample`` and ``affine_warp`` with numba.cuda.
+
+Same names, arguments, conventions and dtypes as :mod:`fastwarp.api` (read the
+convention there); the kernels (:mod:`fastwarp._cuda_kernels`) share the
+coordinate math of the CPU kernels (:mod:`fastwarp._coords`).
+
+Inputs may be GPU arrays (Numba device arrays, CuPy arrays, PyTorch CUDA
+tensors: anything with ``__cuda_array_interface__``, used in place without a
+copy; and the device arrays of Numba's CUDA simulator) or host arrays, which
+are checked on the host and copied to the GPU.  Results are Numba device
+arrays and stay on the GPU (wrap them with ``cupy.asarray(r)`` or
+``torch.as_tensor(r, device="cuda")`` without a copy, or ``r.copy_to_host()``).
+Kernels are launched on the default stream and not waited for.
+
+Differences from the CPU path, all because checking would need a host sync:
+a theta that already lives on the GPU is not checked for NaN or infinity (a
+non-finite theta gives non-finite coordinates, which read 0 like a non-finite
+grid point).  A single image ``(H, W, C)`` that lives on the GPU must be
+C-contiguous (batched GPU images may have any strides).
+
+Without a GPU every function raises ``RuntimeError`` saying so, unless
+``NUMBA_ENABLE_CUDASIM=1`` was set before ``numba.cuda`` was first imported,
+in which case everything runs (slowly) in Numba's CUDA simulator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda as _nc
+
+from . import _cuda_kernels as CK
+from ._validate import (
+    FLOAT_DTYPES,
+    IMAGE_DTYPES,
+    check_flags,
+    check_grid,
+    check_images,
+    check_size,
+    check_theta,
+)
+
+__all__ = ["affine_grid", "grid_sample", "affine_warp", "is_available", "SIMULATOR",
+           "threads_per_block"]
+
+#: True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1).
+SIMULATOR = "simulator" in getattr(_nc.detect, "__module__", "")
+
+#: Thread block (x over output columns, y over output rows); the tests shrink it.
+threads_per_block = (32, 8)
+
+# CUDA's limits on the grid's y and z block counts; beyond _MAX_BLOCKS_Z images
+# the kernels loop over the batch (a grid-stride loop along z).
+_MAX_BLOCKS_Y = 65535
+_MAX_BLOCKS_Z = 65535
+
+
+def is_available() -> bool:
+    """True when a CUDA GPU (or the simulator) can run the kernels."""
+    try:
+        return bool(_nc.is_available())
+    except Exception:  # noqa: BLE001 - a broken driver install counts as no GPU
+        return False
+
+
+def _require_gpu(fn: str) -> None:
+    if not is_available():
+        raise RuntimeError(
+            f"{fn}: no CUDA GPU found (numba.cuda.is_available() is False). The GPU path needs an "
+            "NVIDIA GPU with its driver and `pip install 'fastwarp[cuda]'`; to run it without a GPU, "
+            "set NUMBA_ENABLE_CUDASIM=1 before importing fastwarp (Numba's CUDA simulator, slow). "
+            "Or call the CPU path with device='cpu' and host arrays.")
+
+
+def _check_device_arg(fn: str, device) -> None:
+    if device not in (None, "cuda"):
+        raise ValueError(f"{fn}: fastwarp.cuda runs on the GPU; device must be None or 'cuda', "
+                         f"got {device!r} (use fastwarp.{fn} for the CPU)")
+
+
+# --------------------------------------------------------------------- arrays
+
+def _as_device(a):
+    """The GPU array behind ``a`` (no copy), or None for a host array."""
+    if hasattr(a, "__cuda_ndarray__"):  # Numba device array, real or simulated
+        return a
+    if hasattr(a, "__cuda_array_interface__"):  # CuPy, PyTorch, ...
+        return _nc.as_cuda_array(a)
+    return None
+
+
+def _contiguous(a) -> bool:
+    return bool(a.is_c_contiguous())
+
+
+def _batch_view(fn: str, name: str, a):
+    """(1, ...) view of an unbatched C-contiguous device array."""
+    if not _contiguous(a):
+        raise ValueError(f"{fn}: a single-image {name} on the GPU must be C-contiguous; "
+                         f"got strides {tuple(a.strides)} (pass it batched or contiguous)")
+    return a.reshape((1,) + tuple(a.shape))
+
+
+def _span(a) -> tuple[int, int]:
+    """[first, last) byte addresses an array may touch."""
+    cai = getattr(a, "__cuda_array_interface__", None)
+    if cai is None:  # the simulator's arrays wrap NumPy arrays
+        cai = a.__array_interface__
+    lo = hi = cai["data"][0]
+    for n, s in zip(a.shape, a.strides):
+        if n == 0:
+            return lo, lo
+        if s > 0:
+            hi += (n - 1) * s
+        else:
+            lo += (n - 1) * s
+    return lo, hi + a.dtype.itemsize
+
+
+def _overlaps(a, b) -> bool:
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    return a0 < b1 and b0 < a1
+
+
+def _images(fn: str, images):
+    """(N, H, W, C) device images and whether the call is batched."""
+    d = _as_device(images)
+    if d is None:
+        src, batched = check_images(fn, images)
+        return _nc.to_device(src), batched
+    if d.dtype not in IMAGE_DTYPES:
+        names = ", ".join(t.name for t in IMAGE_DTYPES)
+        raise TypeError(f"{fn}: images must have dtype {names} (native byte order); got {d.dtype}")
+    shape = tuple(d.shape)
+    if len(shape) not in (3, 4):
+        raise ValueError(f"{fn}: images must have shape (N, H, W, C) or (H, W, C); got shape {shape}")
+    if min(shape[-3:]) < 1:
+        raise ValueError(f"{fn}: images need H, W and C of at least 1; got shape {shape}")
+    if len(shape) == 3:
+        return _batch_view(fn, "image", d), False
+    return d, True
+
+
+def _theta(fn: str, theta, n: int, batched: bool):
+    """Device theta of shape (n, 2, 3) or (1, 2, 3) (one matrix for every image)."""
+    d = _as_device(theta)
+    if d is None:
+        return _nc.to_device(check_theta(fn, theta, n, batched))
+    if d.dtype.kind not in "fiu" or not d.dtype.isnative:
+        raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {d.dtype}")
+    shape = tuple(d.shape)
+    if shape == (2, 3):
+        return _batch_view(fn, "theta", d)
+    if len(shape) == 3 and shape[1:] == (2, 3):
+        if shape[0] != n:
+            what = f"batch of {n} images" if batched else "single image"
+            raise ValueError(f"{fn}: theta has {shape[0]} matrices for a {what}; "
+                             f"expected shape ({n}, 2, 3) or (2, 3), got {shape}")
+        return d
+    raise ValueError(f"{fn}: theta must have shape (N, 2, 3) or (2, 3); got {shape}")
+
+
+def _grid(fn: str, grid, n: int, batched: bool):
+    d = _as_device(grid)
+    if d is None:
+        return _nc.to_device(check_grid(fn, grid, n, batched))
+    if d.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: grid must have dtype float32, float64 (native byte order); got {d.dtype}")
+    shape = tuple(d.shape)
+    if not batched:
+        if len(shape) != 3 or shape[-1] != 2:
+            raise ValueError(f"{fn}: grid for a single image must have shape (Ho, Wo, 2); got {shape}")
+        d = _batch_view(fn, "grid", d)
+        shape = (1,) + shape
+    if len(shape) != 4 or shape[-1] != 2:
+        raise ValueError(f"{fn}: grid must have shape (N, Ho, Wo, 2); got {shape}")
+    if shape[0] != n:
+        raise ValueError(f"{fn}: grid has batch size {shape[0]} but images have {n}")
+    if shape[1] < 1 or shape[2] < 1:
+        raise ValueError(f"{fn}: grid needs Ho and Wo of at least 1; got shape {shape}")
+    return d
+
+
+def _output(fn: str, out, shape: tuple, dtype, batched: bool, *inputs):
+    """(kernel's (N, Ho, Wo, K) device array, what to return to the caller)."""
+    dtype = np.dtype(dtype)
+    user_shape = shape if batched else shape[1:]
+    if out is None:
+        res = _nc.device_array(user_shape, dtype)
+        return (res if batched else res.reshape(shape)), res
+    d = _as_device(out)
+    if d is None:
+        raise TypeError(f"{fn}: out must be a GPU array on the GPU path; got {type(out).__name__}")
+    if tuple(d.shape) != tuple(user_shape):
+        raise ValueError(f"{fn}: out must have shape {tuple(user_shape)}; got {tuple(d.shape)}")
+    if d.dtype != dtype:
+        raise TypeError(f"{fn}: out must have dtype {dtype}; got {d.dtype}")
+    for a in inputs:
+        if _overlaps(d, a):
+            raise ValueError(f"{fn}: out overlaps an input array; pass a separate buffer")
+    return (d if batched else _batch_view(fn, "out", d)), out
+
+
+def _launch(fn: str, kernel, shape, *args) -> None:
+    """One thread per output pixel of an (N, Ho, Wo, .) output; z strides over the batch."""
+    n, ho, wo = shape[0], shape[1], shape[2]
+    if n == 0:
+        return
+    bx, by = threads_per_block
+    grid = ((wo + bx - 1) // bx, (ho + by - 1) // by, min(n, _MAX_BLOCKS_Z))
+    if grid[1] > _MAX_BLOCKS_Y:
+        raise ValueError(f"{fn}: output height {ho} is too large for one CUDA launch "
+                         f"(at most {_MAX_BLOCKS_Y * by} rows)")
+    kernel[grid, (bx, by, 1)](*args)
+
+
+# ----------------------------------------------------------------- public API
+
+def affine_grid(theta, size, *, align_corners: bool = False, out=None, device: str | None = None):
+    """GPU :func:`fastwarp.affine_grid`: float64 grid (N, Ho, Wo, 2) as a device array.
+
+    Parameters and errors as in :func:`fastwarp.affine_grid`; ``theta`` may be
+    a host or a GPU array, ``out`` must be a GPU array.  Raises ``RuntimeError``
+    when no GPU (or simulator) is available.
+    """
+    fn = "affine_grid"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    check_flags(fn, "bilinear", "zeros", align_corners)
+    t_dev = _as_device(theta)
+    batched = len(t_dev.shape) == 3 if t_dev is not None else np.ndim(theta) == 3
+    n = (t_dev.shape[0] if t_dev is not None else len(theta)) if batched else 1
+    t = _theta(fn, theta, n, batched)
+    if size is None:
+        raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
+    ho, wo = check_size(fn, size, (0, 0))
+    res, user = _output(fn, out, (n, ho, wo, 2), np.float64, batched, t)
+    _launch(fn, CK.affine_grid_kernels().affine_grid, res.shape, t, res, bool(align_corners))
+    return user
+
+
+def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool = False, out=None, device: str | None = None):
+    """GPU :func:`fastwarp.grid_sample`: returns an (N, Ho, Wo, C) device array of the images' dtype.
+
+    Parameters and errors as in :func:`fastwarp.grid_sample`; ``images`` and
+    ``grid`` may be host or GPU arrays, ``out`` must be a GPU array.  Raises
+    ``RuntimeError`` when no GPU (or simulator) is available.
+    """
+    fn = "grid_sample"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _images(fn, images)
+    g = _grid(fn, grid, src.shape[0], batched)
+    shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
+    res, user = _output(fn, out, shape, src.dtype, batched, src, g)
+    _launch(fn, CK.kernels(src.dtype).grid_sample, shape, src, g, res, m, p, a)
+    return user
+
+
+def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool = False, out=None, device: str | None = None):
+    """GPU :func:`fastwarp.affine_warp` (fused grid + sampling): an (N, Ho, Wo, C) device array.
+
+    Parameters and errors as in :func:`fastwarp.affine_warp`; ``images`` and
+    ``theta`` may be host or GPU arrays, ``out`` must be a GPU array.  A theta
+    on the GPU is not checked for NaN/infinity.  Raises ``RuntimeError`` when
+    no GPU (or simulator) is available.
+    """
+    fn = "affine_warp"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _images(fn, images)
+    t = _theta(fn, theta, src.shape[0], batched)
+    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
+    shape = (src.shape[0], ho, wo, src.shape[3])
+    res, user = _output(fn, out, shape, src.dtype, batched, src, t)
+    _launch(fn, CK.kernels(src.dtype).affine_warp, shape, src, t, res, m, p, a)
+    return user

@@ -1,0 +1,74 @@
+"""Compile every fastwarp CUDA kernel to PTX for a real GPU target (run by tests/test_cuda_sim.py).
+
+Runs in its own process with the real numba.cuda (never the simulator), so it
+needs numba-cuda and NVVM (``libnvvm``, from the ``nvidia-cuda-nvcc-cu12``
+wheel that ``fastwarp[cuda]`` installs) but no GPU.  numba-cuda compiles the
+device functions a kernel calls for the *current* device's compute capability
+and asks the driver for it; without a GPU this script answers that question
+itself (``--cc``, default 7.5) so the whole kernel, ``fastwarp._coords``
+included, goes through NVVM.  Exit status 0: everything compiled; 3: NVVM is
+missing (the caller reports it); anything else: a compile error (printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cc", default="7.5", help="compute capability to target, e.g. 8.0")
+    cc = tuple(int(v) for v in parser.parse_args().cc.split("."))
+
+    import numpy as np
+    from numba import cuda, types
+    from numba.np.numpy_support import from_dtype
+
+    if "simulator" in cuda.detect.__module__:
+        print("cuda_ptx_check: numba.cuda is the simulator; cannot compile PTX", file=sys.stderr)
+        return 2
+    from numba.cuda.cudadrv import nvvm
+
+    if not nvvm.is_available():
+        print("cuda_ptx_check: NVVM (libnvvm) not found; pip install nvidia-cuda-nvcc-cu12",
+              file=sys.stderr)
+        return 3
+    if not cuda.is_available():
+        import numba.cuda.dispatcher as dispatcher
+
+        class _Device:  # what compile_device asks the driver for
+            compute_capability = cc
+
+        dispatcher.get_current_device = lambda: _Device()
+
+    from fastwarp import _cuda_kernels as CK
+
+    f64 = types.float64
+    i64 = types.int64
+    flag = types.boolean
+    count = 0
+    for layout in ("C", "A"):
+        theta = types.Array(f64, 3, layout)
+        grid_t = types.Array(types.float32, 4, layout)
+        ptx, _ = cuda.compile_ptx(CK.affine_grid_kernels().affine_grid.py_func,
+                                  (theta, types.Array(f64, 4, "C"), flag), cc=cc)
+        count += 1
+        for dt in (np.float32, np.float64, np.uint8):
+            ks = CK.kernels(dt)
+            img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
+            out = types.Array(from_dtype(np.dtype(dt)), 4, "C")
+            for name, sig in (("affine_warp", (img, theta, out, i64, i64, flag)),
+                              ("grid_sample", (img, grid_t, out, i64, i64, flag))):
+                ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
+                assert ".entry" in ptx, name
+                count += 1
+    print(f"cuda_ptx_check: compiled {count} kernels to PTX for sm_{cc[0]}{cc[1]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""GPU-path checks, run by tests/test_cuda_sim.py in a separate process.
+
+Not collected by a plain ``pytest`` run (the name does not start with
+``test_``): Numba decides once per process, when ``numba.cuda`` is first
+imported, between the CUDA simulator and the real driver, so these cases run
+in a child process that was started with ``NUMBA_ENABLE_CUDASIM=1`` (no GPU)
+or without it (a real GPU).  They are the same cases either way.  Run them by
+hand with::
+
+    NUMBA_ENABLE_CUDASIM=1 python -m pytest tests/cuda_sim_cases.py -q   # simulator
+    python -m pytest tests/cuda_sim_cases.py -q                          # real GPU
+
+Inputs are tiny (the simulator runs every GPU thread as a Python thread) and
+the thread blocks are 4x4, so outputs of 5x6 pixels span several blocks with a
+partial last block along both axes.  Every result is compared with the CPU
+kernels of fastwarp (themselves checked against the NumPy reference by
+tests/test_forward.py) for every mode x padding x align_corners x dtype.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from helpers import DTYPES, MODES, PADDINGS, assert_matches, random_images, random_theta
+from numba import cuda
+
+import fastwarp as fw
+import fastwarp.cuda as fc
+
+FLAGS = list(itertools.product(MODES, PADDINGS, (False, True)))
+SHAPE = (2, 5, 7, 3)  # N, H, W, C
+SIZE = (5, 6)  # output Ho, Wo: 2x2 blocks of 4x4 threads, the last ones partial
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    monkeypatch.setattr(fc, "threads_per_block", (4, 4))
+
+
+def host(a) -> np.ndarray:
+    assert hasattr(a, "__cuda_ndarray__") or hasattr(a, "__cuda_array_interface__"), type(a)
+    return a.copy_to_host()
+
+
+def test_backend_is_what_the_parent_asked_for():
+    import os
+
+    assert fc.SIMULATOR == (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1")
+    assert fc.is_available()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_affine_warp_matches_cpu(rng, dtype):
+    img = random_images(rng, SHAPE, dtype)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding, align) in enumerate(FLAGS):
+        theta = random_theta(rng, SHAPE[0])
+        # alternate host theta, device float64 theta and device float32 theta
+        th = [theta, cuda.to_device(theta), cuda.to_device(theta.astype(np.float32))][k % 3]
+        th_cpu = theta.astype(np.float32).astype(np.float64) if k % 3 == 2 else theta
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align)
+        got = fw.affine_warp(d_img, th, SIZE, **kw)
+        want = fw.affine_warp(img, th_cpu, SIZE, **kw)
+        assert_matches(host(got), want, dtype, f"{mode}/{padding}/{align}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+def test_grid_sample_matches_cpu(rng, dtype):
+    img = random_images(rng, SHAPE, dtype)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding, align) in enumerate(FLAGS):
+        gdt = (np.float32, np.float64)[k % 2]
+        grid = rng.uniform(-1.6, 1.6, size=(SHAPE[0],) + SIZE + (2,)).astype(gdt)
+        grid[0, 0, 0] = (np.nan, 0.0)
+        grid[0, 1, 1] = (np.inf, -np.inf)
+        grid[1, 2, 3] = (1e30, -1e30)  # huge finite points follow the padding mode
+        grid[1, 4, 5] = (1.0, -1.0)  # exact edges/corners
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align)
+        g = grid if k % 3 == 0 else cuda.to_device(grid)  # host grid too
+        got = fw.grid_sample(d_img, g, **kw)
+        want = fw.grid_sample(img, grid, **kw)
+        assert_matches(host(got), want, dtype, f"{mode}/{padding}/{align}/{gdt.__name__}")
+
+
+@pytest.mark.parametrize("align", (False, True))
+def test_affine_grid_matches_cpu(rng, align):
+    theta = random_theta(rng, 3)
+    for th, device in ((theta, "cuda"), (cuda.to_device(theta), None)):
+        got = fw.affine_grid(th, SIZE, align_corners=align, device=device)
+        want = fw.affine_grid(theta, SIZE, align_corners=align)
+        assert host(got).dtype == np.float64
+        np.testing.assert_allclose(host(got), want, rtol=0, atol=1e-12)
+    # one (2, 3) matrix -> one (Ho, Wo, 2) grid
+    got = fw.affine_grid(cuda.to_device(theta[1]), (1, 4), align_corners=align)
+    np.testing.assert_allclose(host(got), fw.affine_grid(theta[1], (1, 4), align_corners=align),
+                               rtol=0, atol=1e-12)
+
+
+def test_single_image_shared_theta_and_one_pixel(rng):
+    img = random_images(rng, SHAPE, np.float32)
+    theta = random_theta(rng, 1)[0]
+    # a (2, 3) theta on the device serves the whole batch
+    got = fw.affine_warp(cuda.to_device(img), cuda.to_device(theta), SIZE, padding_mode="border")
+    assert_matches(host(got), fw.affine_warp(img, theta, SIZE, padding_mode="border"), np.float32)
+    # a single (H, W, C) image gives a single (Ho, Wo, C) result
+    got = fw.affine_warp(cuda.to_device(img[1]), theta, SIZE, mode="nearest")
+    assert got.shape == SIZE + (SHAPE[3],)
+    assert_matches(host(got), fw.affine_warp(img[1], theta, SIZE, mode="nearest"), np.float32)
+    # 1-pixel images and 1-pixel outputs
+    one = random_images(rng, (3, 1, 1, 2), np.uint8)
+    th3 = random_theta(rng, 3)
+    for size in ((1, 1), (3, 2)):
+        for align in (False, True):
+            got = fw.affine_warp(cuda.to_device(one), th3, size, padding_mode="reflection",
+                                 align_corners=align)
+            want = fw.affine_warp(one, th3, size, padding_mode="reflection", align_corners=align)
+            assert_matches(host(got), want, np.uint8, f"{size}/{align}")
+
+
+def test_strided_device_images(rng):
+    """Batched device views with any strides are read in place (no copy, no error)."""
+    big = random_images(rng, (2, 5, 14, 3), np.float64)
+    view = cuda.to_device(big)[:, :, ::2]
+    assert not view.is_c_contiguous()
+    theta = random_theta(rng, 2)
+    got = fw.affine_warp(view, theta, SIZE, align_corners=True)
+    want = fw.affine_warp(big[:, :, ::2], theta, SIZE, align_corners=True)
+    assert_matches(host(got), want, np.float64)
+
+
+def test_batch_loop_beyond_the_grid_limit(rng, monkeypatch):
+    """With fewer z blocks than images the kernels loop over the batch."""
+    monkeypatch.setattr(fc, "_MAX_BLOCKS_Z", 2)
+    img = random_images(rng, (5, 4, 3, 2), np.float32)
+    theta = random_theta(rng, 5)
+    got = fw.affine_warp(cuda.to_device(img), theta, (3, 5))
+    assert_matches(host(got), fw.affine_warp(img, theta, (3, 5)), np.float32)
+    grid = fw.affine_grid(theta, (3, 5))
+    got = fw.grid_sample(cuda.to_device(img), cuda.to_device(grid))
+    assert_matches(host(got), fw.grid_sample(img, grid), np.float32)
+    got = fw.affine_grid(cuda.to_device(theta), (3, 5))
+    np.testing.assert_allclose(host(got), grid, rtol=0, atol=1e-12)
+
+
+def test_out_buffer(rng):
+    img = random_images(rng, SHAPE, np.uint8)
+    theta = random_theta(rng, SHAPE[0])
+    out = cuda.device_array((SHAPE[0],) + SIZE + (SHAPE[3],), np.uint8)
+    res = fw.affine_warp(cuda.to_device(img), theta, SIZE, out=out)
+    assert res is out
+    assert_matches(host(out), fw.affine_warp(img, theta, SIZE), np.uint8)
+    gout = cuda.device_array(SIZE + (2,), np.float64)
+    assert fw.affine_grid(theta[0], SIZE, out=gout) is gout
+    np.testing.assert_allclose(host(gout), fw.affine_grid(theta[0], SIZE), rtol=0, atol=1e-12)
+
+
+def test_empty_batch():
+    res = fw.affine_warp(cuda.to_device(np.zeros((0, 3, 4, 2), np.float32)), np.zeros((0, 2, 3)),
+                         SIZE)
+    assert res.shape == (0,) + SIZE + (2,)
+    assert host(res).dtype == np.float32
+
+
+# ------------------------------------------------------------------- dispatch
+
+def test_device_array_in_device_array_out(rng):
+    img = random_images(rng, SHAPE, np.float32)
+    theta = random_theta(rng, SHAPE[0])
+    for res in (fw.affine_warp(cuda.to_device(img), theta),
+                fw.grid_sample(cuda.to_device(img), fw.affine_grid(theta, SHAPE[1:3])),
+                fw.affine_grid(cuda.to_device(theta), SIZE)):
+        assert hasattr(res, "__cuda_ndarray__") and not isinstance(res, np.ndarray)
+
+
+def test_device_cuda_copies_host_arrays(rng):
+    img = random_images(rng, SHAPE, np.float64)
+    theta = random_theta(rng, SHAPE[0])
+    res = fw.affine_warp(img, theta, SIZE, device="cuda", mode="nearest")
+    assert not isinstance(res, np.ndarray)
+    assert_matches(host(res), fw.affine_warp(img, theta, SIZE, mode="nearest"), np.float64)
+    grid = fw.affine_grid(theta, SIZE, device="cuda")
+    np.testing.assert_allclose(host(grid), fw.affine_grid(theta, SIZE), rtol=0, atol=1e-12)
+    res = fw.grid_sample(img, host(grid), device="cuda")
+    assert_matches(host(res), fw.grid_sample(img, host(grid)), np.float64)
+
+
+def test_device_cpu_refuses_device_arrays(rng):
+    img = cuda.to_device(random_images(rng, SHAPE, np.float32))
+    theta = random_theta(rng, SHAPE[0])
+    with pytest.raises(ValueError, match="^affine_warp: device='cpu'"):
+        fw.affine_warp(img, theta, device="cpu")
+    with pytest.raises(ValueError, match="^grid_sample: device='cpu'"):
+        fw.grid_sample(img, cuda.to_device(np.zeros(SHAPE[:3] + (2,))), device="cpu")
+    with pytest.raises(ValueError, match="^affine_grid: device='cpu'"):
+        fw.affine_grid(cuda.to_device(theta), SIZE, device="cpu")
+    with pytest.raises(ValueError, match="^affine_warp: fastwarp.cuda runs on the GPU"):
+        fc.affine_warp(img, theta, device="cpu")
+
+
+# --------------------------------------------------------------- bad input
+
+def test_bad_device_inputs_raise_clear_errors(rng):
+    img = cuda.to_device(random_images(rng, SHAPE, np.float32))
+    theta = random_theta(rng, SHAPE[0])
+    cases = [
+        (TypeError, "^affine_warp: images must have dtype float32, float64, uint8",
+         lambda: fw.affine_warp(cuda.to_device(np.zeros(SHAPE, np.int32)), theta)),
+        (ValueError, r"^affine_warp: images must have shape \(N, H, W, C\)",
+         lambda: fw.affine_warp(cuda.to_device(np.zeros((2, 3), np.float32)), theta)),
+        (ValueError, r"^affine_warp: theta has 3 matrices for a batch of 2 images",
+         lambda: fw.affine_warp(img, cuda.to_device(random_theta(rng, 3)))),
+        (ValueError, r"^affine_warp: theta must have shape \(N, 2, 3\)",
+         lambda: fw.affine_warp(img, cuda.to_device(np.zeros((2, 3, 3))))),
+        (TypeError, "^affine_warp: theta must be a real",
+         lambda: fw.affine_warp(img, cuda.to_device(np.zeros((2, 2, 3), np.complex128)))),
+        (ValueError, "^affine_warp: theta must be finite",
+         lambda: fw.affine_warp(img, np.full((2, 3), np.nan))),
+        (ValueError, r"^grid_sample: grid must have shape \(N, Ho, Wo, 2\)",
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 3))))),
+        (ValueError, "^grid_sample: grid has batch size 1 but images have 2",
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((1, 4, 4, 2))))),
+        (TypeError, "^grid_sample: grid must have dtype float32, float64",
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2), np.int64)))),
+        (ValueError, "^grid_sample: padding_mode must be one of",
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2))), padding_mode="wrap")),
+        (TypeError, "^affine_warp: out must be a GPU array",
+         lambda: fw.affine_warp(img, theta, out=np.zeros(SHAPE, np.float32))),
+        (ValueError, r"^affine_warp: out must have shape \(2, 5, 7, 3\)",
+         lambda: fw.affine_warp(img, theta, out=cuda.device_array((2, 5, 7, 2), np.float32))),
+        (TypeError, "^affine_warp: out must have dtype float32",
+         lambda: fw.affine_warp(img, theta, out=cuda.device_array(SHAPE, np.float64))),
+        (ValueError, "^affine_warp: out overlaps an input",
+         lambda: fw.affine_warp(img, theta, out=img)),
+        (ValueError, "^affine_warp: a single-image image on the GPU must be C-contiguous",
+         lambda: fw.affine_warp(img[0, :, ::2], theta[0])),
+        (ValueError, "^affine_warp: size must be positive",
+         lambda: fw.affine_warp(img, theta, (0, 3))),
+        (TypeError, "^affine_grid: size .Ho, Wo. is required",
+         lambda: fw.affine_grid(cuda.to_device(theta), None)),
+    ]
+    for exc, pattern, call in cases:
+        with pytest.raises(exc, match=pattern):
+            call()
