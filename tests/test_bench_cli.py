@@ -1,0 +1,121 @@
+"""``fastwarp bench`` and its runner on tiny workloads: report keys, table, JSON, PNG, skipped
+baselines.  No timing assertions (speed is measured in bench/, never asserted in tests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from fastwarp import _bench_report as R
+from fastwarp import benchmark as B
+from fastwarp.cli import build_parser, main
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+# PyTorch and TensorFlow are left out here only because importing them takes seconds;
+# tests/test_bench_baselines.py runs every baseline.
+LIBS = ["fastwarp", "fastwarp_out", "opencv", "numpy"]
+
+
+def _tiny_config(**kw):
+    cfg = B.Config(workloads=[B.Workload("tiny", (2, 12, 17, 3), ("float32", "uint8"))], libraries=LIBS,
+                   repeat=3, budget_s=0.0, min_repeat_s=0.0, floor_bytes=8 * 2**20,
+                   scaling_batches=(1, 2), scaling_sides=(8, 16), scaling_libraries=("fastwarp", "opencv"),
+                   cold_start_uncached=False)
+    for k, v in kw.items():
+        setattr(cfg, k, v)
+    return cfg
+
+
+def test_runner_report_table_json_png(tmp_path):
+    lines = []
+    report = B.run(_tiny_config(), log=lines.append)
+    for key in ("machine", "threads", "versions", "results", "memory_floor", "scaling", "cold_start",
+                "transform", "skipped"):
+        assert key in report, key
+    assert report["machine"]["usable_cores"] >= 1 and report["machine"]["cpu"]
+    assert {"fastwarp", "numpy", "numba"} <= set(report["versions"])
+    forward = [r for r in report["results"] if r["op"] == "forward"]
+    assert {(r["dtype"], r["library"]) for r in forward} == {
+        (d, lib) for d in ("float32", "uint8") for lib in LIBS}
+    for r in report["results"]:
+        assert r["median_ms"] > 0 and len(r["times_ms"]) >= 3
+        assert r["ratio"] is not None
+        if r["library"] == "fastwarp":
+            assert r["ratio"] == 1.0
+    if B.backward_available():
+        assert {r["library"] for r in report["results"] if r["op"] == "backward"} == {"fastwarp"}
+    mf = report["memory_floor"]
+    assert mf["bytes_moved"] == 2 * 2 * 12 * 17 * 3 * 4 and mf["bandwidth_GBps"] > 0
+    assert 0 < mf["fraction_of_floor"] and isinstance(mf["meets_target"], bool)
+    sc = report["scaling"]
+    assert set(sc["batch"]) == {"fastwarp", "opencv"}
+    assert [p[0] for p in sc["batch"]["fastwarp"]] == [1, 2]
+    assert [p[0] for p in sc["side"]["opencv"]] == [8, 16]
+    assert [p[0] for p in sc["threads"]["fastwarp"]][0] == 1
+    (cs,) = report["cold_start"]
+    assert cs["numba_cache"] == "warm" and cs["import_ms"] > 0 and cs["first_call_ms"] > 0
+
+    table = R.format_table(report)
+    for label in ("fastwarp", "fastwarp out=", "OpenCV", "NumPy", "memory floor",
+                  "cold start", "tiny", "uint8"):
+        assert label in table, label
+    R.write_json(report, tmp_path / "b.json")
+    saved = json.loads((tmp_path / "b.json").read_text())
+    assert saved["results"] == json.loads(json.dumps(report["results"]))
+    R.plot(report, tmp_path / "b.png")
+    assert (tmp_path / "b.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_targets_marked():
+    # a cell whose ratio is under its target is flagged, one over it is not
+    assert B.target("forward", "augment", "uint8", "opencv") == 1.2
+    assert B.target("forward", "seed", "float32", "opencv") == 1.5
+    assert B.target("backward", "seed", "float32", "tf_gather") == 10.0
+    assert B.target("forward", "seed", "float32", "tf_gather") is None
+    results = [
+        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "fastwarp", "median_ms": 2.0},
+        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "torch", "median_ms": 3.0},
+        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "numpy", "median_ms": 50.0},
+    ]
+    B._add_ratios(results)
+    assert [r["meets_target"] for r in results] == [None, False, True]
+    assert results[1]["ratio"] == 1.5
+
+
+def test_cli_writes_files_and_skips_missing_baseline(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # `import cv2` now raises ImportError
+    out = tmp_path / "res"
+    rc = main(["bench", "--shape", "1,9,14,3", "--libraries", "fastwarp,opencv,numpy", "--skip", "scaling",
+               "--skip", "cold-start", "--skip", "backward", "--out", str(out)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "OpenCV: skipped, cv2 not installed (pip install 'fastwarp[cv]')" in text
+    assert "Traceback" not in text
+    report = json.loads((out / "bench.json").read_text())
+    assert "opencv" in report["skipped"]
+    assert {r["library"] for r in report["results"]} == {"fastwarp", "numpy"}
+    assert (out / "bench.png").read_bytes()[:8] == PNG_MAGIC
+    assert "NumPy" in (out / "bench.txt").read_text()
+
+
+def test_cli_config_selection():
+    from fastwarp.commands.bench import make_config
+
+    parse = build_parser().parse_args
+    cfg = make_config(parse(["bench", "--quick", "--workload", "augment", "--dtype", "uint8",
+                             "--threads", "1"]))
+    assert [w.name for w in cfg.workloads] == ["augment"] and cfg.dtypes == ["uint8"] and cfg.threads == 1
+    assert B._cases(cfg) == [(B.WORKLOADS["augment"], "uint8")]
+    assert cfg.numpy_max_elements and not cfg.cold_start_uncached
+    full = make_config(parse(["bench"]))
+    assert [w.name for w in full.workloads] == list(B.WORKLOADS) and full.cold_start_uncached
+    assert [(w.name, d) for w, d in B._cases(full)] == [
+        ("seed", "float32"), ("gtsrb", "float32"), ("augment", "float32"), ("augment", "uint8"),
+        ("large", "float32")]
+    with pytest.raises(ValueError, match="unknown libraries"):
+        make_config(parse(["bench", "--libraries", "fastwarp,caffe"]))
+    assert main(["bench", "--libraries", "caffe"]) == 2
