@@ -56,6 +56,16 @@ def base_coord(j, n, align_corners):
 
 
 @jit
+def base_step(n, align_corners):
+    """base_coord(j + 1, n) - base_coord(j, n): the normalized distance between output pixels."""
+    if align_corners:
+        if n <= 1:
+            return 0.0
+        return 2.0 / (n - 1)
+    return 2.0 / n
+
+
+@jit
 def unnormalize(c, n, align_corners):
     """Pixel coordinate of the normalized coordinate ``c`` along an axis of ``n`` pixels.
 
@@ -96,8 +106,7 @@ def reflect(x, twice_low, twice_high):
     """Mirror ``x`` into [low, high] at both ends (a triangle wave of period 2 span).
 
     With d = |x - low| and p = d mod (2 span): p + low on the way out (an even
-    number of mirrorings), 2 span - p + low on the way back (odd).  fmod keeps
-    huge finite inputs in range without an integer conversion.
+    number of mirrorings), 2 span - p + low on the way back (odd).
     """
     if twice_low == twice_high:
         return 0.0
@@ -110,27 +119,34 @@ def reflect(x, twice_low, twice_high):
 
 
 @jit
-def source_coord(c, n, padding, align_corners):
-    """Normalized coordinate -> pixel coordinate after the padding mode.
+def pad_pixel(x, n, padding, align_corners):
+    """Apply the padding mode to a pixel coordinate ``x`` along an axis of ``n`` pixels.
 
     zeros: unchanged (taps outside the image read 0); border: clamped to
     [0, n - 1]; reflection: mirrored at the corner centres (align_corners=True)
     or at the image edges (align_corners=False), then clamped.
+    """
+    if padding == BORDER:
+        return clip(x, n)
+    if padding == REFLECTION:
+        if align_corners:
+            x = reflect(x, 0.0, 2.0 * (n - 1))
+        else:
+            x = reflect(x, -1.0, 2.0 * n - 1.0)
+        return clip(x, n)
+    return x
+
+
+@jit
+def source_coord(c, n, padding, align_corners):
+    """Normalized coordinate -> pixel coordinate after the padding mode (:func:`pad_pixel`).
+
     A NaN, infinite or huge (|c| >= HUGE) ``c`` maps to OUTSIDE, so it reads 0
     in every mode.
     """
     if not abs(c) < HUGE:
         return OUTSIDE
-    x = unnormalize(c, n, align_corners)
-    if padding == BORDER:
-        x = clip(x, n)
-    elif padding == REFLECTION:
-        if align_corners:
-            x = reflect(x, 0.0, 2.0 * (n - 1))
-        else:
-            x = reflect(x, -1.0, 2.0 * n - 1.0)
-        x = clip(x, n)
-    return x
+    return pad_pixel(unnormalize(c, n, align_corners), n, padding, align_corners)
 
 
 @jit
@@ -251,3 +267,42 @@ def linear_taps_grad(x, n):
         w1 = 0.0
         m1 = 0.0
     return i0, i1, w0, w1, m0, m1
+
+
+@jit
+def source_coord_and_grad(c, n, padding, align_corners):
+    """(source_coord(c, ...), source_coord_grad(c, ...)) in one pass, for the backward kernels.
+
+    Same operations as the two functions, so the same bits.
+    """
+    if not abs(c) < HUGE:
+        return OUTSIDE, 0.0
+    x = unnormalize(c, n, align_corners)
+    g = unnormalize_scale(n, align_corners)
+    if padding == BORDER:
+        return clip(x, n), g * clip_grad(x, n)
+    if padding == REFLECTION:
+        if align_corners:
+            twice_low = 0.0
+            twice_high = 2.0 * (n - 1)
+        else:
+            twice_low = -1.0
+            twice_high = 2.0 * n - 1.0
+        if twice_low == twice_high:
+            return 0.0, 0.0
+        low = twice_low * 0.5
+        span = (twice_high - twice_low) * 0.5
+        # reflect(x) and its slope: -1 left of low, flipped again on the way back
+        d = x - low
+        sign = 1.0
+        if d < 0.0:
+            sign = -1.0
+            d = -d
+        p = _mod(d, 2.0 * span)
+        if p < span:
+            r = p + low
+        else:
+            r = 2.0 * span - p + low
+            sign = -sign
+        return clip(r, n), g * sign * clip_grad(r, n)
+    return x, g

@@ -1,15 +1,13 @@
 """dtype-dependent scalar helpers for the kernels, resolved at compile time.
 
 ``to_output(v, out)`` converts an interpolated value to ``out``'s element type:
-floats pass through (cast to the output precision), integers are rounded to
-nearest (ties up, ``floor(v + 0.5)``) and saturated to the type's range.
+floats pass through (cast to the output precision), unsigned integers are
+rounded to nearest (ties up, ``floor(v + 0.5)``) and saturated to the type's range.
 ``acc_type(x, arr)`` casts a weight to the accumulation type of ``arr``:
 float64 for float64 images, float32 for float32 and uint8 images.
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 from numba import types
@@ -33,12 +31,13 @@ def _to_output(v, out):
         hi = float(np.iinfo(str(dt)).max)
 
         def impl(v, out):
-            r = math.floor(v + 0.5)
+            # floor(v + 0.5), saturated; after the clamp r >= 0, so truncation is floor
+            r = v + 0.5
             if r < lo:
                 r = lo
             elif r > hi:
                 r = hi
-            return ctor(r)
+            return ctor(int(r))
 
         return impl
     ctor = np.float32 if dt == types.float32 else np.float64
