@@ -1,0 +1,578 @@
+"""TensorFlow / Keras 3 adapter: fastwarp's warps as differentiable TF ops.
+
+Installed with the ``tf`` extra (``pip install 'fastwarp[tf]'``).  ``import
+fastwarp`` never imports TensorFlow; only ``import fastwarp.tf`` does.
+
+What the ops are
+----------------
+:func:`affine_warp` and :func:`grid_sample` wrap the NumPy/Numba functions of
+:mod:`fastwarp` in ``tf.numpy_function``; their gradients (``tf.custom_gradient``)
+call :mod:`fastwarp.grad`'s backward kernels the same way.  Consequences:
+
+* they run on the host CPU (a GPU tensor is copied to the host and back);
+* they work eagerly, inside ``tf.function``, inside ``tf.data`` maps (also with
+  ``num_parallel_calls=tf.data.AUTOTUNE``: fastwarp selects Numba's thread-safe
+  threading layer) and inside Keras ``fit``;
+* they cannot be compiled by XLA (``jit_compile=True`` fails with an error about
+  the unsupported ``PyFunc`` op); :class:`SpatialTransformer` declares
+  ``supports_jit = False`` so Keras keeps ``jit_compile`` off for models using it;
+* the Python function is not part of a SavedModel graph: save Keras models in
+  the ``.keras`` format (the layer is registered) and reload them in a process
+  that imported ``fastwarp.tf``;
+* uint8 images are warped (forward) but have no gradient; gradients are
+  first-order only (no gradient of a gradient).
+
+Conventions, flags and dtypes are those of :mod:`fastwarp.api` (PyTorch's
+``affine_grid``/``grid_sample`` in NHWC).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+try:
+    import keras
+    import tensorflow as tf
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        f"fastwarp.tf needs TensorFlow 2.16+ with Keras 3: pip install 'fastwarp[tf]' ({e})") from e
+
+from . import api as _api
+from . import transforms as _transforms
+from ._validate import check_flags, check_size
+
+__all__ = [
+    "affine_warp",
+    "grid_sample",
+    "SpatialTransformer",
+    "IdentityAffine",
+    "identity_head",
+    "random_affine",
+    "RandomAffine",
+]
+
+_IMAGE_DTYPES = (tf.float32, tf.float64, tf.uint8)
+
+
+# ---------------------------------------------------------------------------
+# ops
+# ---------------------------------------------------------------------------
+
+def _check_images(fn: str, images) -> tf.Tensor:
+    images = tf.convert_to_tensor(images)
+    if images.dtype not in _IMAGE_DTYPES:
+        raise TypeError(f"{fn}: images must have dtype float32, float64 or uint8; got {images.dtype.name}")
+    rank = images.shape.rank
+    if rank is not None and rank not in (3, 4):
+        raise ValueError(f"{fn}: images must have shape (N, H, W, C) or (H, W, C); got shape {images.shape}")
+    return images
+
+
+def _check_coords(fn: str, name: str, x, images: tf.Tensor, tail: tuple, ranks: tuple) -> tf.Tensor:
+    """theta or grid: a float tensor (ints become the images' float type) with the expected trailing axes."""
+    x = tf.convert_to_tensor(x)
+    if x.dtype.is_integer:
+        x = tf.cast(x, images.dtype if images.dtype.is_floating else tf.float32)
+    if x.dtype not in (tf.float32, tf.float64):
+        raise TypeError(f"{fn}: {name} must have dtype float32 or float64; got {x.dtype.name}")
+    shape = x.shape
+    if shape.rank is not None:
+        trailing = tuple(shape[shape.rank - len(tail):]) if shape.rank >= len(tail) else ()
+        ok = shape.rank in ranks and all(t is None or d is None or d == t for d, t in zip(trailing, tail))
+        if not ok:
+            want = " or ".join(str((("N",) if r > len(tail) else ()) + tuple(
+                "Ho" if t is None and k == 0 else "Wo" if t is None else t for k, t in enumerate(tail)))
+                for r in ranks)
+            raise ValueError(f"{fn}: {name} must have shape {want}; got {shape}")
+    return x
+
+
+def _flags(fn: str, mode: str, padding_mode: str, align_corners) -> dict:
+    check_flags(fn, mode, padding_mode, align_corners)
+    return {"mode": mode, "padding_mode": padding_mode, "align_corners": bool(align_corners)}
+
+
+def _out_shape(images: tf.Tensor, spatial) -> tf.TensorShape:
+    """Static (N, Ho, Wo, C) (or (Ho, Wo, C)) from the images' shape and the output's (Ho, Wo)."""
+    s = images.shape
+    if s.rank is None:
+        return tf.TensorShape(None)
+    ho, wo = spatial
+    if s.rank == 4:
+        return tf.TensorShape([s[0], ho, wo, s[3]])
+    return tf.TensorShape([ho, wo, s[2]])
+
+
+def _numpy_op(func, inputs, touts, shapes, name):
+    outs = tf.numpy_function(func, inputs, touts, stateful=False, name=name)
+    single = not isinstance(touts, (list, tuple))
+    outs = [outs] if single else list(outs)
+    for o, s in zip(outs, shapes):
+        o.set_shape(s)
+    return outs[0] if single else outs
+
+
+def _differentiable(images: tf.Tensor, coords: tf.Tensor, forward, backward, out_shape, name):
+    """A TF op images, coords -> output from NumPy forward/backward functions.
+
+    ``backward(grad_out, images, coords) -> (grad_images, grad_coords)``.  uint8
+    images get the forward op only (no gradient).
+    """
+    def fwd(im, co):
+        return _numpy_op(forward, [im, co], im.dtype, [out_shape], name)
+
+    if images.dtype == tf.uint8:
+        return fwd(images, coords)
+
+    @tf.custom_gradient
+    def op(im, co):
+        out = fwd(im, co)
+
+        def grad(upstream):
+            def bwd(g, im_, co_):
+                gi, gc = backward(g, im_, co_)
+                return (np.asarray(gi, dtype=im_.dtype), np.asarray(gc, dtype=co_.dtype))
+
+            return _numpy_op(bwd, [tf.cast(upstream, im.dtype), im, co], [im.dtype, co.dtype],
+                             [im.shape, co.shape], name + "_grad")
+
+        return out, grad
+
+    return op(images, coords)
+
+
+def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool = False, name: str | None = None) -> tf.Tensor:
+    """Differentiable TF op: warp images by affine matrices (:func:`fastwarp.affine_warp`).
+
+    Parameters
+    ----------
+    images : tf.Tensor or array_like, shape (N, H, W, C) or (H, W, C)
+        float32, float64 or uint8.
+    theta : tf.Tensor or array_like, shape (N, 2, 3) or (2, 3)
+        Normalized output -> input matrices (float32/float64; integers are cast).
+        A single (2, 3) matrix is used for every image.
+    size : (int, int), optional
+        Output (Ho, Wo); defaults to the input's (H, W).
+    mode : {"bilinear", "nearest"}
+    padding_mode : {"zeros", "border", "reflection"}
+    align_corners : bool, default False
+        As in :func:`fastwarp.affine_warp`.
+    name : str, optional
+        Name scope of the op.
+
+    Returns
+    -------
+    tf.Tensor, shape (N, Ho, Wo, C) (or (Ho, Wo, C)), the images' dtype, with
+    the static shape known wherever the inputs' is.
+
+    Notes
+    -----
+    Gradients flow to ``images`` and ``theta`` for float images (computed by
+    :func:`fastwarp.grad.affine_warp_backward`, first order only); uint8 images
+    have no gradient.  Runs on the host CPU; cannot be XLA-compiled.
+
+    Raises
+    ------
+    TypeError, ValueError
+        At trace time for a wrong dtype, rank or flag.  Errors only known
+        at run time (a batch mismatch, a non-finite theta) carry fastwarp's
+        message: as ``ValueError`` eagerly, as
+        ``tf.errors.InvalidArgumentError`` inside a graph.
+    """
+    fn = "affine_warp"
+    flags = _flags(fn, mode, padding_mode, align_corners)
+    if size is not None:
+        size = check_size(fn, size, (1, 1))
+    with tf.name_scope(name or "fastwarp_affine_warp"):
+        images = _check_images(fn, images)
+        theta = _check_coords(fn, "theta", theta, images, (2, 3), (2, 3))
+        s = images.shape
+        spatial = size if size is not None else ((s[-3], s[-2]) if s.rank is not None else (None, None))
+
+        def forward(im, th):
+            return _api.affine_warp(im, th, size, **flags)
+
+        def backward(g, im, th):
+            from . import grad as _grad
+            return _grad.affine_warp_backward(g, im, th, size, **flags)
+
+        return _differentiable(images, theta, forward, backward, _out_shape(images, spatial), "affine_warp")
+
+
+def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool = False, name: str | None = None) -> tf.Tensor:
+    """Differentiable TF op: sample images at normalized grid points (:func:`fastwarp.grid_sample`).
+
+    Parameters
+    ----------
+    images : tf.Tensor or array_like, shape (N, H, W, C) or (H, W, C)
+        float32, float64 or uint8.
+    grid : tf.Tensor or array_like, shape (N, Ho, Wo, 2) or (Ho, Wo, 2)
+        float32 or float64 normalized (x, y) points, x the column.
+    mode, padding_mode, align_corners, name
+        As in :func:`affine_warp`.
+
+    Returns
+    -------
+    tf.Tensor, shape (N, Ho, Wo, C) (or (Ho, Wo, C)), the images' dtype.
+
+    Notes
+    -----
+    Gradients flow to ``images`` and ``grid`` for float images
+    (:func:`fastwarp.grad.grid_sample_backward`); uint8 images have none.
+    """
+    fn = "grid_sample"
+    flags = _flags(fn, mode, padding_mode, align_corners)
+    with tf.name_scope(name or "fastwarp_grid_sample"):
+        images = _check_images(fn, images)
+        grid = _check_coords(fn, "grid", grid, images, (None, None, 2), (3, 4))
+        g = grid.shape
+        spatial = (g[-3], g[-2]) if g.rank is not None else (None, None)
+
+        def forward(im, gr):
+            return _api.grid_sample(im, gr, **flags)
+
+        def backward(gout, im, gr):
+            from . import grad as _grad
+            return _grad.grid_sample_backward(gout, im, gr, **flags)
+
+        return _differentiable(images, grid, forward, backward, _out_shape(images, spatial), "grid_sample")
+
+
+# ---------------------------------------------------------------------------
+# Keras layer
+# ---------------------------------------------------------------------------
+
+IDENTITY_THETA = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+
+@keras.saving.register_keras_serializable(package="fastwarp")
+class IdentityAffine(keras.initializers.Initializer):
+    """Bias initializer giving the identity transform: ``[1, 0, 0, 0, 1, 0]`` (theta row-major)."""
+
+    def __call__(self, shape, dtype=None):
+        if tuple(shape) != (6,):
+            raise ValueError(f"IdentityAffine: expected shape (6,); got {tuple(shape)}")
+        return keras.ops.convert_to_tensor(np.array(IDENTITY_THETA), dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+def identity_head(name: str | None = None) -> keras.layers.Dense:
+    """``Dense(6)`` with a zero kernel and the identity bias: a localization head that starts at theta = I."""
+    return keras.layers.Dense(6, kernel_initializer="zeros", bias_initializer=IdentityAffine(), name=name)
+
+
+_identity_head = identity_head  # SpatialTransformer's parameter of the same name shadows it
+
+
+def _require_tf_backend(fn: str) -> None:
+    if keras.backend.backend() != "tensorflow":
+        raise RuntimeError(
+            f"{fn}: needs the TensorFlow Keras backend; KERAS_BACKEND is {keras.backend.backend()!r}")
+
+
+@keras.saving.register_keras_serializable(package="fastwarp")
+class SpatialTransformer(keras.layers.Layer):
+    """Spatial transformer (Jaderberg et al., 2015): predict theta, warp the input with fastwarp.
+
+    ``output = affine_warp(x, theta(x), output_size)`` where ``theta(x)`` is
+    the localization network's output, reshaped to (N, 2, 3).
+
+    Parameters
+    ----------
+    localization : keras.layers.Layer or keras.Model
+        Maps the (N, H, W, C) input to per-example features.
+    output_size : (int, int), optional
+        (Ho, Wo) of the warped output; defaults to the input's (H, W).
+    mode, padding_mode, align_corners
+        Sampling flags, as in :func:`fastwarp.affine_warp`.
+    identity_head : bool, default True
+        True: the layer flattens the localization output and appends its own
+        ``Dense(6)`` head (zero kernel, bias ``[1, 0, 0, 0, 1, 0]``), so
+        training starts from the identity transform.  False: the localization
+        network itself must output exactly 6 numbers per example (theta
+        row-major); use :func:`identity_head` as its last layer to start at
+        the identity.
+    **kwargs
+        Passed to ``keras.layers.Layer`` (name, dtype, ...).
+
+    Notes
+    -----
+    Needs the TensorFlow Keras backend.  Images are float32 or float64 (other
+    float inputs are cast to float32).  The warp runs on the host CPU through
+    ``tf.numpy_function``, so the layer sets ``supports_jit = False`` (Keras
+    then compiles models with ``jit_compile=False``).  Save models as
+    ``.keras`` files; loading needs ``import fastwarp.tf`` first (which
+    registers the layer as ``fastwarp>SpatialTransformer``).
+    """
+
+    def __init__(self, localization, output_size=None, mode: str = "bilinear", padding_mode: str = "zeros",
+                 align_corners: bool = False, identity_head: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        fn = "SpatialTransformer"
+        _require_tf_backend(fn)
+        if isinstance(localization, dict):
+            localization = keras.saving.deserialize_keras_object(localization)
+        if not isinstance(localization, keras.layers.Layer):
+            raise TypeError(
+                f"{fn}: localization must be a Keras layer or model; got {type(localization).__name__}")
+        _flags(fn, mode, padding_mode, align_corners)
+        self.localization = localization
+        self.output_size = None if output_size is None else check_size(fn, tuple(output_size), (1, 1))
+        self.mode = mode
+        self.padding_mode = padding_mode
+        self.align_corners = bool(align_corners)
+        self.identity_head = bool(identity_head)
+        self.head = _identity_head(name="theta") if self.identity_head else None
+        self.supports_jit = False
+
+    def build(self, input_shape):
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(f"SpatialTransformer: expected inputs of shape (N, H, W, C); got {input_shape}")
+        if not self.localization.built:
+            self.localization.build(input_shape)
+        try:
+            loc_shape = tuple(self.localization.compute_output_shape(input_shape))
+        except Exception:  # noqa: BLE001 - layers without compute_output_shape: trace symbolically
+            loc_shape = tuple(self.localization.compute_output_spec(keras.KerasTensor(input_shape)).shape)
+        features = math.prod(loc_shape[1:]) if None not in loc_shape[1:] else None
+        if self.head is not None:
+            if features is None:
+                raise ValueError(
+                    f"SpatialTransformer: localization output needs a static size; got shape {loc_shape}")
+            self.head.build((input_shape[0], features))
+        elif features not in (None, 6):
+            raise ValueError(
+                f"SpatialTransformer: with identity_head=False the localization network must output 6 "
+                f"numbers per example (theta); got shape {loc_shape}")
+        super().build(input_shape)
+
+    def theta(self, inputs) -> tf.Tensor:
+        """The (N, 2, 3) affine matrices the layer predicts for ``inputs``."""
+        feats = self.localization(inputs)
+        feats = tf.reshape(feats, (tf.shape(feats)[0], -1))
+        if self.head is not None:
+            feats = self.head(feats)
+        return tf.reshape(feats, (-1, 2, 3))
+
+    def call(self, inputs):
+        x = tf.convert_to_tensor(inputs)
+        if x.dtype not in (tf.float32, tf.float64):
+            x = tf.cast(x, tf.float32)
+        theta = tf.cast(self.theta(x), x.dtype)
+        return affine_warp(x, theta, self.output_size, mode=self.mode, padding_mode=self.padding_mode,
+                           align_corners=self.align_corners)
+
+    def compute_output_shape(self, input_shape):
+        n, h, w, c = tuple(input_shape)
+        ho, wo = self.output_size if self.output_size is not None else (h, w)
+        return (n, ho, wo, c)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "localization": keras.saving.serialize_keras_object(self.localization),
+            "output_size": None if self.output_size is None else list(self.output_size),
+            "mode": self.mode,
+            "padding_mode": self.padding_mode,
+            "align_corners": self.align_corners,
+            "identity_head": self.identity_head,
+        })
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        localization = keras.saving.deserialize_keras_object(config.pop("localization"))
+        return cls(localization, **config)
+
+
+# ---------------------------------------------------------------------------
+# tf.data augmentation
+# ---------------------------------------------------------------------------
+
+def _range(name: str, value, symmetric: bool) -> tuple[float, float]:
+    """A (low, high) sampling range: a number a means [-a, a] (symmetric) or the constant a."""
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        if symmetric:
+            if v < 0:
+                raise ValueError(f"random_affine: {name} must be >= 0 or a (low, high) pair; got {value!r}")
+            return (-v, v)
+        return (v, v)
+    try:
+        lo, hi = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"random_affine: {name} must be a number or a (low, high) pair; got {value!r}") from None
+    if not lo <= hi or not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"random_affine: {name} needs finite low <= high; got {value!r}")
+    return (lo, hi)
+
+
+def affine_theta(in_size, out_size, rotation, scale, shear, tx, ty, align_corners: bool = False) -> tf.Tensor:
+    """TF version of :func:`fastwarp.transforms.affine_theta` (float64, batched over the parameters).
+
+    ``rotation``, ``scale``, ``shear`` (degrees, factor, degrees) and ``tx``,
+    ``ty`` (output pixels) are float64 tensors of one shape S; returns theta
+    of shape S + (2, 3): scale, shear, then rotate (counter-clockwise on
+    screen) about the input's centre, which lands on the output's centre plus
+    (tx, ty).
+    """
+    (hi, wi), (ho, wo) = in_size, out_size
+    rad = rotation * (math.pi / 180.0)
+    cos, sin = tf.cos(rad), tf.sin(rad)
+    k = tf.tan(shear * (math.pi / 180.0))
+    # linear part L = R . Shear . S (source -> destination pixels)
+    l00, l01 = cos * scale, (cos * k + sin) * scale
+    l10, l11 = -sin * scale, (-sin * k + cos) * scale
+    det = l00 * l11 - l01 * l10
+    # destination -> source: x_src = L^-1 (x_dst - (c_out + t)) + c_in
+    i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
+    cxi, cyi = (wi - 1) / 2.0, (hi - 1) / 2.0
+    dx = -((wo - 1) / 2.0 + tx)
+    dy = -((ho - 1) / 2.0 + ty)
+    b0 = i00 * dx + i01 * dy + cxi
+    b1 = i10 * dx + i11 * dy + cyi
+    # theta = N_in . [L^-1 | b] . P_out with P (normalized -> pixel) = diag(s) + offset (n - 1) / 2
+    p_out = _transforms._to_pixel((ho, wo), align_corners)
+    n_in = _transforms._to_normalized((hi, wi), align_corners)
+    sxo, oxo, syo, oyo = p_out[0, 0], p_out[0, 2], p_out[1, 1], p_out[1, 2]
+    nx, mx, ny, my = n_in[0, 0], n_in[0, 2], n_in[1, 1], n_in[1, 2]
+    row0 = [nx * i00 * sxo, nx * i01 * syo, nx * (i00 * oxo + i01 * oyo + b0) + mx]
+    row1 = [ny * i10 * sxo, ny * i11 * syo, ny * (i10 * oxo + i11 * oyo + b1) + my]
+    return tf.stack([tf.stack(row0, axis=-1), tf.stack(row1, axis=-1)], axis=-2)
+
+
+class RandomAffine:
+    """Random affine augmentation for ``tf.data``; build it with :func:`random_affine`."""
+
+    def __init__(self, rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
+                 align_corners, by_index):
+        self.rotation = _range("rotation", rotation, True)
+        self.scale = _range("scale", scale, False)
+        if self.scale[0] <= 0:
+            raise ValueError(f"random_affine: scale must be positive; got {scale!r}")
+        self.shear = _range("shear", shear, True)
+        if not -90 < self.shear[0] <= self.shear[1] < 90:
+            raise ValueError(f"random_affine: shear must lie inside (-90, 90) degrees; got {shear!r}")
+        if isinstance(translation, (int, float, np.integer, np.floating)):
+            translation = (translation, translation)
+        try:
+            tx, ty = translation
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"random_affine: translation must be a number, (tx, ty) or ((lo, hi), (lo, hi)); "
+                f"got {translation!r}") from None
+        self.translation = (_range("translation x", tx, True), _range("translation y", ty, True))
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"random_affine: seed must be an int; got {seed!r}")
+        self.seed = int(seed)
+        self.output_size = None if output_size is None else check_size("random_affine", output_size, (1, 1))
+        self.flags = _flags("random_affine", mode, padding_mode, align_corners)
+        self.by_index = bool(by_index)
+
+    def _element_seed(self, image: tf.Tensor, index) -> tf.Tensor:
+        base = tf.constant([self.seed & 0x7FFFFFFF, (self.seed >> 31) & 0x7FFFFFFF], tf.int64)
+        if index is not None:
+            return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
+        # content seed: a 64-bit fingerprint of the image bytes
+        fp = tf.fingerprint(tf.reshape(image, (1, -1)))[0]
+        return tf.random.experimental.stateless_fold_in(base, tf.bitcast(fp, tf.int64))
+
+    def _uniform(self, seed, shape, bounds):
+        lo, hi = bounds
+        if lo == hi:
+            return tf.fill(shape, tf.constant(lo, tf.float64))
+        return tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi, dtype=tf.float64)
+
+    def warp(self, image, index=None) -> tf.Tensor:
+        """Warp one image (H, W, C) or a batch (N, H, W, C) by freshly drawn transforms."""
+        image = _check_images("random_affine", image)
+        rank = image.shape.rank
+        if rank is None or None in image.shape[-3:-1]:
+            raise ValueError(f"random_affine: images need a static rank and (H, W); got shape {image.shape}")
+        h, w = image.shape[-3], image.shape[-2]
+        out = self.output_size or (h, w)
+        shape = tf.shape(image)[:1] if rank == 4 else tf.constant([], tf.int32)
+        seeds = tf.random.experimental.stateless_split(self._element_seed(image, index), 5)
+        rot, sc, sh = (self._uniform(seeds[k], shape, b) for k, b in
+                       enumerate((self.rotation, self.scale, self.shear)))
+        tx = self._uniform(seeds[3], shape, self.translation[0])
+        ty = self._uniform(seeds[4], shape, self.translation[1])
+        theta = affine_theta((h, w), out, rot, sc, sh, tx, ty, self.flags["align_corners"])
+        size = self.output_size
+
+        def forward(im, th):
+            return _api.affine_warp(im, th, size, **self.flags)
+
+        return _numpy_op(forward, [image, theta], image.dtype, [_out_shape(image, out)], "random_affine")
+
+    def __call__(self, *element):
+        if self.by_index:
+            if len(element) < 2:
+                raise TypeError(
+                    "random_affine: with by_index=True elements must be (index, image[, label...])")
+            index, rest = element[0], element[1:]
+            if len(rest) == 1 and isinstance(rest[0], tuple):
+                rest = rest[0]
+        else:
+            index, rest = None, element
+        if not rest:
+            raise TypeError("random_affine: expected an (image) or (image, label...) element")
+        warped = self.warp(rest[0], index)
+        return warped if len(rest) == 1 else (warped, *rest[1:])
+
+
+def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: int = 0,
+                  output_size=None, mode: str = "bilinear", padding_mode: str = "zeros",
+                  align_corners: bool = False, by_index: bool = False) -> RandomAffine:
+    """A seeded random affine augmentation for ``dataset.map(fn, num_parallel_calls=AUTOTUNE)``.
+
+    Each element gets a rotation, scale, shear and translation drawn
+    uniformly, composed about the image centre as
+    :func:`fastwarp.transforms.affine_theta` does, and is warped by
+    :func:`fastwarp.affine_warp` (host CPU, no gradient: this is for input
+    pipelines).
+
+    Parameters
+    ----------
+    rotation : float or (low, high), default 0
+        Degrees, counter-clockwise on screen; a number a means [-a, a].
+    scale : float or (low, high), default 1
+        Zoom factor (> 1 enlarges); a number is a constant.
+    shear : float or (low, high), default 0
+        Horizontal shear angle in degrees; a number a means [-a, a].
+    translation : float, (tx, ty) or ((lo, hi), (lo, hi)), default 0
+        Shift in output pixels; a number t means [-t, t].
+    seed : int
+        Base seed.  The transform of an element depends only on the seed and a
+        per-element key, never on the order or parallelism of the map.
+    output_size : (int, int), optional
+        (Ho, Wo) of the result; defaults to the input's (H, W).
+    mode, padding_mode, align_corners
+        As in :func:`fastwarp.affine_warp`.
+    by_index : bool, default False
+        The per-element key.  False: a 64-bit fingerprint of the image's bytes
+        (elements ``(image)`` or ``(image, label, ...)``), so equal images get
+        equal transforms in every epoch.  True: an integer index given first
+        (elements ``(index, image[, label...])`` as made by
+        ``dataset.enumerate()``; put ``.repeat()`` before ``.enumerate()`` to
+        get fresh transforms each epoch); the index is dropped from the output.
+
+    Returns
+    -------
+    RandomAffine
+        Callable ``fn(image)`` -> warped image, ``fn(image, label, ...)`` ->
+        ``(warped, label, ...)`` (labels passed through unchanged).  Images are
+        (H, W, C) or batches (N, H, W, C) with static H and W, dtype float32,
+        float64 or uint8 (uint8 is interpolated in float32 and rounded).
+    """
+    return RandomAffine(rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
+                        align_corners, by_index)
