@@ -92,7 +92,7 @@ def _figure(images, outputs, blog, path: Path) -> None:
         ax.plot(pos, a_blog.mean(-1), "s-", ms=2.5, lw=1, label="blog identity")
         ax.set_title(f"{title}: blog's copy is shifted\ntowards the start, edge repeated", fontsize=10)
         ax.set_xlabel(label, fontsize=9)
-        ax.legend(fontsize=8, loc="lower left")
+        ax.legend(fontsize=8, loc="best")
         ax.set_box_aspect(1)
     panels = [None] * 4
     text = axes[2][len(panels)] if len(cols) > len(panels) else None
