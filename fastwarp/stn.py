@@ -85,7 +85,11 @@ def distort(images: np.ndarray, canvas: int, rng: np.random.Generator, *, rotati
 
 @dataclass
 class Dataset:
-    """Train/test split of the distorted digits (images float32 (N, S, S, 1) in [0, 1], int labels)."""
+    """A train/test split: images float32 (N, H, W, C) in [0, 1], int labels.
+
+    For the distorted digits, ``train_source``/``test_source`` give the index
+    of each image's original in scikit-learn's digits.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -93,6 +97,8 @@ class Dataset:
     y_test: np.ndarray
     num_classes: int = 10
     name: str = "distorted digits"
+    train_source: np.ndarray | None = None
+    test_source: np.ndarray | None = None
 
 
 def make_distorted_digits(seed: int = 0, *, canvas: int = 42, train_copies: int = 2, test_copies: int = 1,
@@ -123,11 +129,11 @@ def make_distorted_digits(seed: int = 0, *, canvas: int = 42, train_copies: int 
     def split(idx, copies):
         idx = np.repeat(idx, copies)
         x, _ = distort(images[idx], canvas, rng, rotation=rotation, scale=scale)
-        return x, labels[idx]
+        return x, labels[idx], idx
 
-    x_train, y_train = split(train_idx, train_copies)
-    x_test, y_test = split(test_idx, test_copies)
-    return Dataset(x_train, y_train, x_test, y_test)
+    x_train, y_train, train_source = split(train_idx, train_copies)
+    x_test, y_test, test_source = split(test_idx, test_copies)
+    return Dataset(x_train, y_train, x_test, y_test, train_source=train_source, test_source=test_source)
 
 
 # ---------------------------------------------------------------------------

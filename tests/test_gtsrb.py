@@ -15,15 +15,12 @@ def _colour(cls: int) -> tuple[int, int, int]:
     return (20 + 37 * cls % 200, 200 - 11 * cls, 90 + cls)
 
 
-def write_fixture(root, classes=(0, 1, 5), tracks=2, frames=3, seed=None):
+def write_fixture(root, rng, classes=(0, 1, 5), tracks=2, frames=3):
     """GTSRB/Final_Training/Images/<class>/ with .ppm files and GT-<class>.csv.
 
     Each image is a random size, filled with MARGIN_COLOUR outside its ROI and
     random pixels of the class colour +-10 inside; returns {path: (roi pixels, class, track)}.
     """
-    seed = np.random.SeedSequence().entropy if seed is None else seed
-    print("fixture seed", seed)
-    rng = np.random.default_rng(seed)
     base = root / "GTSRB" / "Final_Training" / "Images"
     truth = {}
     for cls in classes:
@@ -48,14 +45,14 @@ def write_fixture(root, classes=(0, 1, 5), tracks=2, frames=3, seed=None):
     return base, truth
 
 
-def test_layout_is_found_from_any_parent(tmp_path):
-    base, _ = write_fixture(tmp_path)
+def test_layout_is_found_from_any_parent(tmp_path, rng):
+    base, _ = write_fixture(tmp_path, rng)
     for root in (tmp_path, tmp_path / "GTSRB", tmp_path / "GTSRB" / "Final_Training", base):
         assert [p.name for p in find_class_dirs(root)] == ["00000", "00001", "00005"]
 
 
-def test_crops_to_roi_and_resizes(tmp_path):
-    _, truth = write_fixture(tmp_path)
+def test_crops_to_roi_and_resizes(tmp_path, rng):
+    _, truth = write_fixture(tmp_path, rng)
     data = load_gtsrb(tmp_path, size=(24, 20))
     assert data.images.shape == (len(truth), 24, 20, 3)
     assert data.images.dtype == np.uint8
@@ -69,25 +66,25 @@ def test_crops_to_roi_and_resizes(tmp_path):
         assert abs(img.reshape(-1, 3).mean(0) - roi.reshape(-1, 3).mean(0)).max() < 4
 
 
-def test_roi_corners_are_inclusive(tmp_path):
+def test_roi_corners_are_inclusive(tmp_path, rng):
     """At the ROI's own size the crop is exactly the ROI's pixels, rows Y1..Y2 and columns X1..X2."""
-    _, truth = write_fixture(tmp_path, classes=(3,), tracks=1, frames=4)
+    _, truth = write_fixture(tmp_path, rng, classes=(3,), tracks=1, frames=4)
     for path, (roi, _, _) in truth.items():
         data = load_gtsrb(tmp_path, size=roi.shape[:2], classes=[3])
         k = data.files.index(path)
         np.testing.assert_array_equal(data.images[k], roi)
 
 
-def test_class_filter_and_cap(tmp_path):
-    write_fixture(tmp_path, classes=(0, 1, 5), tracks=2, frames=3)
+def test_class_filter_and_cap(tmp_path, rng):
+    write_fixture(tmp_path, rng, classes=(0, 1, 5), tracks=2, frames=3)
     data = load_gtsrb(tmp_path, size=(8, 8), classes=[1, 5], max_per_class=4)
     assert data.labels.tolist() == [1] * 4 + [5] * 4
 
 
-def test_errors(tmp_path):
+def test_errors(tmp_path, rng):
     with pytest.raises(FileNotFoundError, match="load_gtsrb: no class folders"):
         load_gtsrb(tmp_path)
-    base, _ = write_fixture(tmp_path, classes=(0, 2), tracks=1, frames=2)
+    base, _ = write_fixture(tmp_path, rng, classes=(0, 2), tracks=1, frames=2)
     csv = base / "00002" / "GT-00002.csv"
     text = csv.read_text()
     csv.write_text(text.replace(";2\n", ";7\n", 1))
@@ -101,8 +98,8 @@ def test_errors(tmp_path):
         load_gtsrb(tmp_path)
 
 
-def test_split_by_track_keeps_tracks_whole(tmp_path):
-    write_fixture(tmp_path, classes=(0, 1), tracks=5, frames=3)
+def test_split_by_track_keeps_tracks_whole(tmp_path, rng):
+    write_fixture(tmp_path, rng, classes=(0, 1), tracks=5, frames=3)
     data = load_gtsrb(tmp_path, size=(8, 8))
     train, test = split_by_track(data.tracks, 0.3, seed=1)
     assert len(train) + len(test) == len(data.labels)

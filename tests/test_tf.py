@@ -21,13 +21,6 @@ FLAGS = [(m, p, a) for m in ("bilinear", "nearest") for p in ("zeros", "border",
          for a in (False, True)]
 
 
-@pytest.fixture
-def rng():
-    seed = np.random.SeedSequence().entropy
-    print("seed", seed)
-    return np.random.default_rng(seed)
-
-
 def random_theta(rng, n, spread=0.3):
     """Random matrices around the identity (a random theta puts no sample point exactly on a kink)."""
     return np.eye(2, 3) + rng.uniform(-spread, spread, (n, 2, 3))
