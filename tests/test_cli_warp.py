@@ -324,3 +324,39 @@ def test_help_in_process_and_console_script(capsys):
     res = subprocess.run([sys.executable, "-m", "fastwarp.cli", "warp", "--help"], capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0 and "--skip-existing" in res.stdout
+
+
+def test_killed_process_leaves_only_complete_images(tmp_path, rng):
+    """SIGKILL a real ``fastwarp warp`` process mid-run: every visible output is a complete
+    image, the next --skip-existing run finishes the job and removes the dead run's temporaries."""
+    import signal
+    import time
+
+    src = tmp_path / "many"
+    src.mkdir()
+    base = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    for i in range(300):
+        Image.fromarray(np.roll(base, i, axis=1)).save(src / f"im{i:03d}.png", compress_level=0)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "fastwarp.cli", "warp", str(src), "-o", str(out), "--random-rotate",
+           "-20", "20", "--batch-size", "4", "--workers", "1", "-q"]
+    proc = subprocess.Popen(cmd)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and len(os.listdir(out)) >= 20:
+            break
+        time.sleep(0.01)
+    killed = proc.poll() is None
+    if killed:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(60)
+    done = [f for f in _files(out) if not f.endswith(".fwtmp")]
+    for f in done:
+        with Image.open(out / f) as im:
+            im.load()
+            assert im.size == (48, 48)
+    res = subprocess.run(cmd + ["--skip-existing"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"{300 - len(done)} written, {len(done)} skipped (existing), 0 failed" in res.stdout
+    assert len(_files(out)) == 300 and not _no_temps(out)
+    assert killed, "the first run finished before it could be killed"
