@@ -39,8 +39,9 @@ from ._validate import (
     check_theta,
 )
 
-__all__ = ["affine_grid", "grid_sample", "affine_warp", "is_available", "SIMULATOR",
-           "threads_per_block"]
+__all__ = ["affine_grid", "grid_sample", "affine_warp", "affine_warp_backward",
+           "grid_sample_backward", "is_available", "SIMULATOR", "threads_per_block",
+           "deterministic_backward"]
 
 #: True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1).
 SIMULATOR = "simulator" in getattr(_nc.detect, "__module__", "")
@@ -279,3 +280,170 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     res, user = _output(fn, out, shape, src.dtype, batched, src, t)
     _launch(fn, CK.kernels(src.dtype).affine_warp, shape, src, t, res, m, p, a)
     return user
+
+
+# ------------------------------------------------------------------- backward
+
+#: Default of the ``deterministic`` argument of the backward functions, which is
+#: what ``fastwarp.grad`` gets when it dispatches here.
+deterministic_backward = False
+
+# The deterministic backward aims at about this many threads, and its per-thread
+# image-gradient buffers may take at most this much GPU memory.
+_DET_TARGET_THREADS = 4096
+_DET_SCRATCH_BYTES = 256 * 2**20
+
+
+def _det_chunks(n: int, ho: int, image_bytes: int) -> int:
+    """Output-row slices K per image for the deterministic backward (shapes only)."""
+    if n == 0:
+        return 1
+    k = min(-(-_DET_TARGET_THREADS // n), ho, _DET_SCRATCH_BYTES // max(1, n * image_bytes))
+    return max(k, 1)
+
+
+def _launch_1d(kernel, total: int, *args) -> None:
+    if total == 0:
+        return
+    tpb = threads_per_block[0] * threads_per_block[1]
+    kernel[(total + tpb - 1) // tpb, tpb](*args)
+
+
+def _zeros(shape, dtype):
+    """A zero-filled device array, filled on the device (no host transfer)."""
+    a = _nc.device_array(shape, dtype)
+    _launch_1d(CK.reduce_kernels().fill_zero, a.size, a.reshape(a.size))
+    return a
+
+
+def _float_images(fn: str, images):
+    src, batched = _images(fn, images)
+    if src.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: images must have dtype float32, float64 to be differentiated "
+                        f"(integer images have no gradient); got {src.dtype}")
+    return src, batched
+
+
+def _grad_out(fn: str, grad_out, shape: tuple, batched: bool):
+    """grad_out on the device as (N, Ho, Wo, C), any float dtype (the kernels cast it)."""
+    d = _as_device(grad_out)
+    if d is None:
+        g = np.asarray(grad_out)
+        if g.dtype not in FLOAT_DTYPES and g.dtype.newbyteorder("=") in FLOAT_DTYPES:
+            g = g.astype(g.dtype.newbyteorder("="))
+    else:
+        g = d
+    want = shape if batched else shape[1:]
+    if g.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{fn}: grad_out must have dtype float32, float64; got {g.dtype}")
+    if tuple(g.shape) != tuple(want):
+        raise ValueError(f"{fn}: grad_out must have the forward output's shape {tuple(want)}; "
+                         f"got {tuple(g.shape)}")
+    if d is None:
+        return _nc.to_device(np.ascontiguousarray(g).reshape(shape))
+    return d if batched else _batch_view(fn, "grad_out", d)
+
+
+def _image_grad(ho: int, shape, dtype, det: bool, launch):
+    """Run ``launch(target, K)`` scattering into a fresh image gradient of ``shape``.
+
+    Atomic mode scatters straight into a zeroed (N, H, W, C) array (K = 1);
+    deterministic mode into N K zeroed buffers that are then summed in order.
+    """
+    n, h, w, c = shape
+    if not det:
+        gimg = _zeros(shape, dtype)
+        launch(gimg, 1)
+        return gimg
+    k = _det_chunks(n, ho, h * w * c * np.dtype(dtype).itemsize)
+    buf = _zeros((n * k, h, w, c), dtype)
+    launch(buf, k)
+    if k == 1:
+        return buf
+    gimg = _nc.device_array(shape, dtype)
+    _launch("sum_chunks", CK.reduce_kernels().sum_chunks, shape, buf, gimg)
+    return gimg
+
+
+def _user_shape(a, batched: bool):
+    return a if batched else a.reshape(tuple(a.shape[1:]))
+
+
+def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
+                         padding_mode: str = "zeros", align_corners: bool = False,
+                         device: str | None = None, deterministic: bool | None = None):
+    """GPU :func:`fastwarp.grad.grid_sample_backward`: (grad_images, grad_grid) as device arrays.
+
+    Same semantics, dtypes and errors as the CPU function.  The image gradient
+    is scattered with atomic adds (its last bits may vary from run to run)
+    unless ``deterministic=True`` (default: the module's
+    ``deterministic_backward``), which is slower and bit-reproducible.  The
+    grid gradient is deterministic either way.
+    """
+    fn = "grid_sample_backward"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    det = deterministic_backward if deterministic is None else bool(deterministic)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _float_images(fn, images)
+    g = _grid(fn, grid, src.shape[0], batched)
+    n, ho, wo = g.shape[0], g.shape[1], g.shape[2]
+    gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
+    ggrid = _nc.device_array(tuple(g.shape), g.dtype)
+    ks = CK.backward_kernels(src.dtype)
+
+    def launch(target, k):
+        if k == 1 and not det:
+            _launch(fn, ks.grid_sample_backward, (n, ho, wo), gout, src, g, target, ggrid, m, p, a)
+        else:
+            _launch_1d(ks.grid_sample_backward_chunks, n * k, gout, src, g, target, ggrid, m, p, a)
+
+    gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+    return _user_shape(gimg, batched), _user_shape(ggrid, batched)
+
+
+def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
+                         padding_mode: str = "zeros", align_corners: bool = False,
+                         device: str | None = None, deterministic: bool | None = None):
+    """GPU :func:`fastwarp.grad.affine_warp_backward`: (grad_images, grad_theta) as device arrays.
+
+    Same semantics, dtypes and errors as the CPU function (grad_theta float64,
+    summed over the batch for a single (2, 3) theta).  grad_theta is reduced
+    in a fixed order (deterministic); the image gradient uses atomic adds
+    unless ``deterministic=True`` (see :func:`grid_sample_backward`).
+    """
+    fn = "affine_warp_backward"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    det = deterministic_backward if deterministic is None else bool(deterministic)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _float_images(fn, images)
+    t_dev = _as_device(theta)
+    shared = (tuple(t_dev.shape) if t_dev is not None else np.shape(theta)) == (2, 3)
+    t = _theta(fn, theta, src.shape[0], batched)
+    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
+    n = src.shape[0]
+    gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
+    dxy = _nc.device_array((n, ho, wo, 2), np.float64)
+    ks = CK.backward_kernels(src.dtype)
+
+    def launch(target, k):
+        if k == 1 and not det:
+            _launch(fn, ks.affine_warp_backward, (n, ho, wo), gout, src, t, target, dxy, m, p, a)
+        else:
+            _launch_1d(ks.affine_warp_backward_chunks, n * k, gout, src, t, target, dxy, m, p, a)
+
+    gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+    # dL/dtheta: per-pixel dL/d(x, y) -> row sums -> image sums, each in a fixed order
+    rk = CK.reduce_kernels()
+    rows = _nc.device_array((n, ho, 4), np.float64)
+    gtheta = _nc.device_array((n, 2, 3), np.float64)
+    _launch_1d(rk.theta_rows, n * ho, dxy, rows, a)
+    _launch_1d(rk.theta_grad, n, rows, gtheta, a)
+    if shared:
+        total = _nc.device_array((1, 2, 3), np.float64)
+        _launch_1d(rk.sum_batch, 6, gtheta, total)
+        gtheta = total.reshape((2, 3))
+    elif not batched:
+        gtheta = gtheta.reshape((2, 3))
+    return _user_shape(gimg, batched), gtheta

@@ -66,6 +66,32 @@ def main() -> int:
                 ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
                 assert ".entry" in ptx, name
                 count += 1
+        for dt in (np.float32, np.float64):
+            ks = CK.backward_kernels(dt)
+            img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
+            buf = types.Array(from_dtype(np.dtype(dt)), 4, "C")
+            gout = types.Array(types.float32, 4, layout)
+            dxy = types.Array(f64, 4, "C")
+            ggrid = types.Array(types.float32, 4, "C")
+            for name, sig in (
+                    ("affine_warp_backward", (gout, img, theta, buf, dxy, i64, i64, flag)),
+                    ("affine_warp_backward_chunks", (gout, img, theta, buf, dxy, i64, i64, flag)),
+                    ("grid_sample_backward", (gout, img, grid_t, buf, ggrid, i64, i64, flag)),
+                    ("grid_sample_backward_chunks", (gout, img, grid_t, buf, ggrid, i64, i64, flag))):
+                ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
+                assert ".entry" in ptx, name
+                if "chunks" not in name:  # the scatter of the fast backward is atomic
+                    assert "atom.global.add" in ptx, name
+                count += 1
+    rk = CK.reduce_kernels()
+    c64 = types.Array(f64, 4, "C")
+    for fn, sig in ((rk.fill_zero, (types.Array(types.float32, 1, "C"),)),
+                    (rk.sum_chunks, (types.Array(types.float32, 4, "C"),) * 2),
+                    (rk.theta_rows, (c64, types.Array(f64, 3, "C"), flag)),
+                    (rk.theta_grad, (types.Array(f64, 3, "C"), types.Array(f64, 3, "C"), flag)),
+                    (rk.sum_batch, (types.Array(f64, 3, "C"), types.Array(f64, 3, "C")))):
+        cuda.compile_ptx(fn.py_func, sig, cc=cc)
+        count += 1
     print(f"cuda_ptx_check: compiled {count} kernels to PTX for sm_{cc[0]}{cc[1]}")
     return 0
 

@@ -28,6 +28,7 @@ from numba import cuda
 
 import fastwarp as fw
 import fastwarp.cuda as fc
+import fastwarp.grad as fgrad
 
 FLAGS = list(itertools.product(MODES, PADDINGS, (False, True)))
 SHAPE = (2, 5, 7, 3)  # N, H, W, C
@@ -243,3 +244,123 @@ def test_bad_device_inputs_raise_clear_errors(rng):
     for exc, pattern, call in cases:
         with pytest.raises(exc, match=pattern):
             call()
+
+
+# ------------------------------------------------------------------- backward
+
+def assert_grad_close(got, want, dtype, msg=""):
+    """GPU vs CPU gradient: equal up to float rounding (sums may be added in another order)."""
+    got = host(got)
+    assert got.dtype == want.dtype and got.shape == want.shape, (msg, got.dtype, got.shape)
+    scale = max(1.0, float(np.abs(want).max(initial=0)))
+    tol = (1e-5 if np.dtype(dtype) == np.float32 else 1e-11) * scale
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol, err_msg=msg)
+
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.__name__)
+def test_affine_warp_backward_matches_cpu(rng, dtype):
+    img = random_images(rng, SHAPE, dtype)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding, align) in enumerate(FLAGS):
+        gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],)).astype(dtype)
+        theta = random_theta(rng, SHAPE[0])
+        if k % 4 == 3:
+            theta = theta[0]  # one matrix shared by the batch: its gradient is summed
+        th = cuda.to_device(theta) if k % 2 else theta
+        det = k % 3 == 0
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align)
+        gi, gt = fc.affine_warp_backward(cuda.to_device(gout), d_img, th, SIZE, deterministic=det,
+                                         **kw)
+        wi, wt = fgrad.affine_warp_backward(gout, img, theta, SIZE, **kw)
+        msg = f"{mode}/{padding}/{align}/det={det}"
+        assert_grad_close(gi, wi, dtype, "images " + msg)
+        assert_grad_close(gt, wt, dtype, "theta " + msg)
+
+
+@pytest.mark.parametrize("dtype", FLOAT_DTYPES, ids=lambda d: d.__name__)
+def test_grid_sample_backward_matches_cpu(rng, dtype):
+    img = random_images(rng, SHAPE, dtype)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding, align) in enumerate(FLAGS):
+        gdt = (np.float32, np.float64)[k % 2]
+        grid = rng.uniform(-1.4, 1.4, size=(SHAPE[0],) + SIZE + (2,)).astype(gdt)
+        grid[0, 0, 0] = (np.nan, 0.3)
+        grid[1, 4, 5] = (1.0, -1.0)
+        # grad_out in the other float type: converted like the CPU path does
+        gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
+        det = k % 3 == 1
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align)
+        gi, gg = fc.grid_sample_backward(cuda.to_device(gout), d_img, cuda.to_device(grid),
+                                         deterministic=det, **kw)
+        wi, wg = fgrad.grid_sample_backward(gout, img, grid, **kw)
+        msg = f"{mode}/{padding}/{align}/{gdt.__name__}/det={det}"
+        assert_grad_close(gi, wi, dtype, "images " + msg)
+        assert_grad_close(gg, wg, dtype, "grid " + msg)  # accumulated in the images' type
+
+
+def test_backward_single_image_and_dispatch(rng):
+    img = random_images(rng, SHAPE[1:], np.float64)
+    theta = random_theta(rng, 1)[0]
+    gout = rng.standard_normal(SIZE + (SHAPE[3],))
+    # through fastwarp.grad: device arrays in -> the GPU path -> device arrays out
+    gi, gt = fgrad.affine_warp_backward(cuda.to_device(gout), cuda.to_device(img), theta, SIZE,
+                                        padding_mode="reflection")
+    wi, wt = fgrad.affine_warp_backward(gout, img, theta, SIZE, padding_mode="reflection")
+    assert gi.shape == img.shape and gt.shape == (2, 3)
+    assert_grad_close(gi, wi, np.float64)
+    assert_grad_close(gt, wt, np.float64)
+    grid = fw.affine_grid(theta, SIZE)
+    gi, gg = fgrad.grid_sample_backward(gout, img, grid, device="cuda", align_corners=False)
+    wi, wg = fgrad.grid_sample_backward(gout, img, grid)
+    assert not isinstance(gi, np.ndarray) and gg.shape == grid.shape
+    assert_grad_close(gi, wi, np.float64)
+    assert_grad_close(gg, wg, np.float64)
+    with pytest.raises(ValueError, match="^affine_warp_backward: device='cpu'"):
+        fgrad.affine_warp_backward(cuda.to_device(gout), img, theta, SIZE, device="cpu")
+
+
+def test_deterministic_backward(rng, monkeypatch):
+    """deterministic=True: bit-identical on every run, equal (to rounding) to the atomic version;
+    one slice per image (K = 1) and several (K > 1, summed in order) give the same gradient."""
+    img = cuda.to_device(random_images(rng, SHAPE, np.float32))
+    gout = cuda.to_device(rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],)).astype(np.float32))
+    theta = random_theta(rng, SHAPE[0], spread=0.3)
+    kw = dict(padding_mode="border", align_corners=True)
+    runs = [fc.affine_warp_backward(gout, img, theta, SIZE, deterministic=True, **kw)
+            for _ in range(2)]
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(host(a), host(b))
+    atomic = fc.affine_warp_backward(gout, img, theta, SIZE, **kw)
+    assert_grad_close(runs[0][0], host(atomic[0]), np.float32)
+    np.testing.assert_array_equal(host(runs[0][1]), host(atomic[1]))  # theta: fixed order both ways
+    assert fc._det_chunks(SHAPE[0], SIZE[0], 1) == SIZE[0]  # K > 1 above
+    monkeypatch.setattr(fc, "_DET_TARGET_THREADS", 1)
+    assert fc._det_chunks(SHAPE[0], SIZE[0], 1) == 1
+    one = fc.affine_warp_backward(gout, img, theta, SIZE, deterministic=True, **kw)
+    assert_grad_close(one[0], host(runs[0][0]), np.float32)
+
+
+def test_backward_empty_batch():
+    img = cuda.to_device(np.zeros((0, 3, 4, 2), np.float32))
+    gout = cuda.to_device(np.zeros((0,) + SIZE + (2,), np.float32))
+    gi, gt = fc.affine_warp_backward(gout, img, np.eye(2, 3), SIZE)
+    assert gi.shape == (0, 3, 4, 2)
+    np.testing.assert_array_equal(host(gt), np.zeros((2, 3)))
+
+
+def test_backward_bad_input(rng):
+    img = cuda.to_device(random_images(rng, SHAPE, np.float32))
+    theta = random_theta(rng, SHAPE[0])
+    gout = cuda.to_device(np.zeros((SHAPE[0],) + SIZE + (SHAPE[3],), np.float32))
+    with pytest.raises(TypeError, match="^affine_warp_backward: images must have dtype float32, "
+                                        "float64 to be differentiated"):
+        fc.affine_warp_backward(gout, cuda.to_device(np.zeros(SHAPE, np.uint8)), theta, SIZE)
+    with pytest.raises(ValueError, match=r"^affine_warp_backward: grad_out must have the forward "
+                                         r"output's shape \(2, 5, 6, 3\); got \(2, 5, 7, 3\)"):
+        fc.affine_warp_backward(img, img, theta, SIZE)
+    with pytest.raises(TypeError, match="^grid_sample_backward: grad_out must have dtype"):
+        fc.grid_sample_backward(cuda.to_device(np.zeros((2, 5, 6, 3), np.int16)), img,
+                                cuda.to_device(np.zeros((2, 5, 6, 2))))

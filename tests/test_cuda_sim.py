@@ -45,7 +45,7 @@ def _env(**changes) -> dict:
     return env
 
 
-def _run(args, env, timeout=300) -> subprocess.CompletedProcess:
+def _run(args, env, timeout=1200) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, *args], env=env, cwd=TESTS.parent, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -69,12 +69,15 @@ def test_no_gpu_gives_a_clear_error():
     code = """
 import numpy as np
 import fastwarp as fw
+import fastwarp.grad as fg
 img = np.zeros((2, 4, 5, 3), np.float32)
 theta = np.tile(np.eye(2, 3), (2, 1, 1))
 calls = [
     lambda: fw.affine_warp(img, theta, device="cuda"),
     lambda: fw.grid_sample(img, np.zeros((2, 3, 3, 2)), device="cuda"),
     lambda: fw.affine_grid(theta, (3, 3), device="cuda"),
+    lambda: fg.affine_warp_backward(img, img, theta, device="cuda"),
+    lambda: fg.grid_sample_backward(img[:, :3, :3], img, np.zeros((2, 3, 3, 2)), device="cuda"),
 ]
 for call in calls:
     try:
