@@ -33,13 +33,13 @@ from ._coords import (
     linear_taps_grad,
     nearest_tap,
     source_coord,
-    source_coord_grad,
+    source_coord_and_grad,
 )
 from ._store import acc_type
 
 FASTMATH = {"contract"}
 kernel = njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
-inline = njit(nogil=True, cache=True, fastmath=FASTMATH)
+inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 
 # Parallel tasks to aim for when the batch is small (a constant, never the
 # thread count, so that the result does not depend on the machine), and the
@@ -60,21 +60,27 @@ def row_chunks(n: int, ho: int, image_bytes: int) -> int:
 
 
 @inline
-def backprop_point(src, gout, n, i, j, x, y, gimg, mode, padding, align_corners):
-    """Scatter gout[n, i, j, :] into gimg (H, W, C) and return dL/dx, dL/dy at normalized (x, y)."""
+def nearest_point(gout, n, i, j, x, y, gimg, padding, align_corners):
+    """Nearest mode: gimg[round(iy), round(ix)] += gout[n, i, j] (the read pixel), nothing outside.
+
+    The output is piecewise constant in (x, y): zero gradient for the coordinates.
+    """
+    H = gimg.shape[0]
+    W = gimg.shape[1]
+    xn = nearest_tap(source_coord(x, W, padding, align_corners), W)
+    yn = nearest_tap(source_coord(y, H, padding, align_corners), H)
+    if xn >= 0 and yn >= 0:
+        for c in range(gimg.shape[2]):
+            gimg[yn, xn, c] += gout[n, i, j, c]
+
+
+@inline
+def bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners):
+    """Bilinear mode: scatter gout[n, i, j] into gimg (H, W, C) and return dL/dx, dL/dy at (x, y)."""
     H = src.shape[1]
     W = src.shape[2]
-    C = src.shape[3]
-    ix = source_coord(x, W, padding, align_corners)
-    iy = source_coord(y, H, padding, align_corners)
-    if mode != BILINEAR:
-        # nearest: dL/dI[round(iy), round(ix)] += g; piecewise constant in (x, y)
-        xn = nearest_tap(ix, W)
-        yn = nearest_tap(iy, H)
-        if xn >= 0 and yn >= 0:
-            for c in range(C):
-                gimg[yn, xn, c] += gout[n, i, j, c]
-        return 0.0, 0.0
+    ix, sx = source_coord_and_grad(x, W, padding, align_corners)
+    iy, sy = source_coord_and_grad(y, H, padding, align_corners)
     x0, x1, wx0, wx1, mx0, mx1 = linear_taps_grad(ix, W)
     y0, y1, wy0, wy1, my0, my1 = linear_taps_grad(iy, H)
     ax0 = acc_type(wx0, src)
@@ -91,7 +97,7 @@ def backprop_point(src, gout, n, i, j, x, y, gimg, mode, padding, align_corners)
     a11 = ay1 * ax1
     gx = acc_type(0.0, src)
     gy = acc_type(0.0, src)
-    for c in range(C):
+    for c in range(src.shape[3]):
         g = gout[n, i, j, c]
         v00 = src[n, y0, x0, c]
         v01 = src[n, y0, x1, c]
@@ -106,13 +112,15 @@ def backprop_point(src, gout, n, i, j, x, y, gimg, mode, padding, align_corners)
         gimg[y1, x0, c] += a10 * g
         gimg[y1, x1, c] += a11 * g
     # chain rule through unnormalize and the padding mode
-    return (gx * source_coord_grad(x, W, padding, align_corners),
-            gy * source_coord_grad(y, H, padding, align_corners))
+    return gx * sx, gy * sy
 
 
 @kernel
 def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, align_corners):
-    """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j]."""
+    """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j].
+
+    ggrid must arrive zeroed (nearest mode leaves it untouched).
+    """
     N, Ho, Wo, _ = gout.shape
     K = buf.shape[1]
     for t in prange(N * K):
@@ -120,11 +128,16 @@ def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, alig
         k = t - n * K
         gimg = buf[n, k]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
-            for j in range(Wo):
-                dx, dy = backprop_point(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg,
-                                        mode, padding, align_corners)
-                ggrid[n, i, j, 0] = dx
-                ggrid[n, i, j, 1] = dy
+            if mode == BILINEAR:
+                for j in range(Wo):
+                    dx, dy = bilinear_point(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1],
+                                            gimg, padding, align_corners)
+                    ggrid[n, i, j, 0] = dx
+                    ggrid[n, i, j, 1] = dy
+            else:
+                for j in range(Wo):
+                    nearest_point(gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg,
+                                  padding, align_corners)
 
 
 @kernel
@@ -143,20 +156,27 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
         gimg = buf[n, k]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
             yb = base_coord(i, Ho, align_corners)
+            # (x, y) = theta[n] @ (xb, yb, 1); the yb terms are constant along the row
             cx = theta[n, 0, 1] * yb + theta[n, 0, 2]
             cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
             sx = 0.0
             sxx = 0.0
             sy = 0.0
             syx = 0.0
-            for j in range(Wo):
-                xb = base_coord(j, Wo, align_corners)
-                dx, dy = backprop_point(src, gout, n, i, j, theta[n, 0, 0] * xb + cx,
-                                        theta[n, 1, 0] * xb + cy, gimg, mode, padding, align_corners)
-                sx += dx
-                sxx += dx * xb
-                sy += dy
-                syx += dy * xb
+            if mode == BILINEAR:
+                for j in range(Wo):
+                    xb = base_coord(j, Wo, align_corners)
+                    dx, dy = bilinear_point(src, gout, n, i, j, theta[n, 0, 0] * xb + cx,
+                                            theta[n, 1, 0] * xb + cy, gimg, padding, align_corners)
+                    sx += dx
+                    sxx += dx * xb
+                    sy += dy
+                    syx += dy * xb
+            else:
+                for j in range(Wo):
+                    xb = base_coord(j, Wo, align_corners)
+                    nearest_point(gout, n, i, j, theta[n, 0, 0] * xb + cx, theta[n, 1, 0] * xb + cy,
+                                  gimg, padding, align_corners)
             rows[n, i, 0] = sx
             rows[n, i, 1] = sxx
             rows[n, i, 2] = sy
