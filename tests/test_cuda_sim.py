@@ -99,3 +99,10 @@ def test_kernels_compile_to_ptx():
         pytest.skip("NVVM (libnvvm) not installed; pip install 'fastwarp[cuda]' to run this check")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "compiled" in r.stdout, r.stdout
+
+
+def test_bench_script_without_gpu_says_so():
+    r = _run([str(TESTS.parent / "bench" / "bench_cuda.py")],
+             _env(NUMBA_ENABLE_CUDASIM=None, CUDA_VISIBLE_DEVICES=""))
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "no CUDA GPU found" in r.stderr, r.stderr
