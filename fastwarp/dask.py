@@ -119,7 +119,8 @@ def _chunks(jobs, outputs_per_task: int):
         yield chunk
 
 
-def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, retries: int = 2,
+def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_threads: int = 2,
+                    retries: int = 2,
                     max_pending: int | None = None, on_failure: Callable[[str, str], None] | None = None,
                     progress: Callable[[int], None] | None = None, task: Callable | None = None):
     """Run ``fastwarp warp`` jobs as Dask tasks on a cluster; return the merged :class:`Report`.
@@ -132,6 +133,9 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, retrie
         Scheduler address (``tcp://host:8786``), or a connected client.
     batch_size : int
         Outputs per task (and per kernel call).
+    io_threads : int, default 2
+        Decode/encode threads inside each task (overlapping the kernel); 1
+        runs each task in the worker's thread only.
     retries : int
         Retries of a task that raised; a task whose worker died is
         rescheduled by Dask (up to ``distributed.scheduler.allowed-failures``).
@@ -139,7 +143,7 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, retrie
         Tasks submitted at a time (default: 4 per worker thread), so the
         scheduler never holds the whole job list.
     task : callable, optional
-        ``task(jobs, spec, opts, batch_size=...) -> Report`` run on the workers;
+        ``task(jobs, spec, opts, batch_size=..., io_threads=...) -> Report`` run on the workers;
         defaults to :func:`fastwarp.folder.process_jobs`.
 
     The workers must see the input and output paths (a shared filesystem) and
@@ -166,7 +170,8 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, retrie
         submitted = {}
 
         def submit(i, chunk):
-            fut = client.submit(task, chunk, spec, opts, batch_size=batch_size, retries=retries,
+            fut = client.submit(task, chunk, spec, opts, batch_size=batch_size,
+                                io_threads=io_threads, retries=retries,
                                 pure=False, key=f"fastwarp-warp-{run_id}-{i}")
             submitted[fut.key] = chunk
             return fut

@@ -362,11 +362,14 @@ def _ignore(*_args) -> None:
 
 
 def process_jobs(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *,
-                 batch_size: int = 32) -> Report:
-    """Read, warp and write a list of jobs in the calling thread (one Dask task).
+                 batch_size: int = 32, io_threads: int = 1) -> Report:
+    """Read, warp and write a list of jobs (one Dask task); failures are reported, never raised.
 
-    Failures are recorded per file in the returned :class:`Report`, never raised.
+    With ``io_threads == 1`` everything runs in the calling thread; with more,
+    decoding and encoding overlap the kernel as in :func:`run_local`.
     """
+    if io_threads > 1:
+        return run_local(jobs, spec, opts, batch_size=batch_size, workers=io_threads)
     report = Report()
     items = _expand(map(load_job, jobs), lambda p, r: report.failures.append((p, r)), _ignore)
     for batch in group_batches(items, batch_size, max_buffered=4 * batch_size):

@@ -112,7 +112,7 @@ def test_cli_on_cluster_writes_the_same_files(cluster, folder, tmp_path, capsys)
     assert "1 written, 19 skipped (existing), 1 failed" in capsys.readouterr().out
 
 
-def _dies_once(jobs, spec, opts, *, batch_size, marker):
+def _dies_once(jobs, spec, opts, *, batch_size, io_threads, marker):
     """Task that, on its first attempt anywhere, kills its worker process in the middle of
     writing its second output (after some bytes reached the temporary file)."""
     import os
@@ -141,7 +141,7 @@ def _dies_once(jobs, spec, opts, *, batch_size, marker):
             return real_save(self, fp, *args, **kwargs)
 
         Image.Image.save = save
-    return process_jobs(jobs, spec, opts, batch_size=batch_size)
+    return process_jobs(jobs, spec, opts, batch_size=batch_size, io_threads=io_threads)
 
 
 def test_killed_worker_loses_and_corrupts_nothing(cluster, folder, tmp_path):

@@ -77,7 +77,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("execution")
     e.add_argument("--batch-size", type=int, default=32, help="images per kernel call (default 32)")
     e.add_argument("--workers", type=int, default=None,
-                   help="decode/encode threads (default: number of CPUs, at least 2)")
+                   help="decode/encode threads (default: number of CPUs, at least 2; "
+                        "with --scheduler: per task, default 2)")
     e.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume)")
     e.add_argument("--overwrite-inputs", action="store_true",
                    help="allow an output path to be one of the inputs")
@@ -189,7 +190,7 @@ def run(args) -> int:
             from ..dask import run_distributed
 
             report = run_distributed(jobs, spec, opts, args.scheduler, batch_size=args.batch_size,
-                                     on_failure=failed, progress=bar.update)
+                                     io_threads=args.workers or 2, on_failure=failed, progress=bar.update)
         else:
             report = run_local(jobs, spec, opts, batch_size=args.batch_size, workers=args.workers,
                                on_failure=failed, progress=bar.update)
