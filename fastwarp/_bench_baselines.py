@@ -217,7 +217,14 @@ def _opencv(x: Inputs, op: str):
     return warp
 
 
-def _torch_sample(torch_mod, images_nchw, theta):
+def _torch_theta(x: Inputs):
+    """theta as a tensor of the float type grid_sample will run in (float64 only for float64 images)."""
+    import torch
+
+    return torch.from_numpy(x.theta.astype(np.float64 if x.images.dtype == np.float64 else np.float32))
+
+
+def _torch_sample(images_nchw, theta):
     import torch.nn.functional as F
 
     grid = F.affine_grid(theta, list(images_nchw.shape), align_corners=False)
@@ -229,7 +236,7 @@ def _torch(x: Inputs, op: str):
 
     uint8 = x.images.dtype == np.uint8
     nchw = torch.from_numpy(np.ascontiguousarray(x.images.transpose(0, 3, 1, 2)))
-    theta = torch.from_numpy(x.theta)
+    theta = _torch_theta(x)
     if op == "backward":
         img = nchw.clone().requires_grad_(True)
         th = theta.clone().requires_grad_(True)
@@ -238,7 +245,7 @@ def _torch(x: Inputs, op: str):
         def fwd_bwd():
             img.grad = None
             th.grad = None
-            out = _torch_sample(torch, img, th)
+            out = _torch_sample(img, th)
             out.backward(g)
             return out, img.grad, th.grad
         return fwd_bwd
@@ -246,9 +253,9 @@ def _torch(x: Inputs, op: str):
     def warp():
         with torch.no_grad():
             if uint8:  # grid_sample has no uint8 kernel: convert, then round and saturate
-                out = _torch_sample(torch, nchw.float(), theta)
+                out = _torch_sample(nchw.float(), theta)
                 return (out + 0.5).floor_().clamp_(0, 255).to(torch.uint8)
-            return _torch_sample(torch, nchw, theta)
+            return _torch_sample(nchw, theta)
     return warp
 
 
@@ -256,7 +263,7 @@ def _torch_nhwc(x: Inputs, op: str):
     import torch
 
     uint8 = x.images.dtype == np.uint8
-    theta = torch.from_numpy(x.theta)
+    theta = _torch_theta(x)
 
     def warp():
         with torch.no_grad():
@@ -265,7 +272,7 @@ def _torch_nhwc(x: Inputs, op: str):
             nchw = torch.from_numpy(x.images).permute(0, 3, 1, 2)
             if uint8:
                 nchw = nchw.float()
-            out = _torch_sample(torch, nchw, theta)
+            out = _torch_sample(nchw, theta)
             if uint8:
                 out = (out + 0.5).floor_().clamp_(0, 255).to(torch.uint8)
             return out.permute(0, 2, 3, 1).contiguous().numpy()
@@ -319,7 +326,9 @@ def tf_gather_sampler():
     def sample(images, theta):
         shape = tf.shape(images)
         n, h, w = shape[0], shape[1], shape[2]
-        hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+        dt = images.dtype  # compute in the images' float type
+        theta = tf.cast(theta, dt)
+        hf, wf = tf.cast(h, dt), tf.cast(w, dt)
         # normalized centres of the output pixels (align_corners=False)
         xs = (2.0 * tf.range(wf) + 1.0) / wf - 1.0
         ys = (2.0 * tf.range(hf) + 1.0) / hf - 1.0
