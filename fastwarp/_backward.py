@@ -25,6 +25,7 @@ thread count, so the gradients are bit-identical with 1 or 64 threads.
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit, prange
 
 from ._coords import (
@@ -34,6 +35,8 @@ from ._coords import (
     nearest_tap,
     source_coord,
     source_coord_and_grad,
+    unnormalize,
+    unnormalize_scale,
 )
 from ._store import acc_type
 
@@ -115,6 +118,56 @@ def bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners):
     return gx * sx, gy * sy
 
 
+@inline
+def bilinear_interior(src, gout, n, i, j, x, y, gimg):
+    """bilinear_point for a pixel point (x, y) strictly inside (0, W - 1) x (0, H - 1).
+
+    There every padding mode is the identity with slope 1 and all four taps are
+    in the image, so no masks and no folding: returns dL/dx, dL/dy in pixels.
+    """
+    x0 = int(x)  # floor for x > 0
+    y0 = int(y)
+    fx = x - x0
+    fy = y - y0
+    ax0 = acc_type(1.0 - fx, src)
+    ax1 = acc_type(fx, src)
+    ay0 = acc_type(1.0 - fy, src)
+    ay1 = acc_type(fy, src)
+    a00 = ay0 * ax0
+    a01 = ay0 * ax1
+    a10 = ay1 * ax0
+    a11 = ay1 * ax1
+    gx = acc_type(0.0, src)
+    gy = acc_type(0.0, src)
+    for c in range(src.shape[3]):
+        g = gout[n, i, j, c]
+        v00 = src[n, y0, x0, c]
+        v01 = src[n, y0, x0 + 1, c]
+        v10 = src[n, y0 + 1, x0, c]
+        v11 = src[n, y0 + 1, x0 + 1, c]
+        gx += g * (ay0 * (v01 - v00) + ay1 * (v11 - v10))
+        gy += g * (ax0 * (v10 - v00) + ax1 * (v11 - v01))
+        gimg[y0, x0, c] += a00 * g
+        gimg[y0, x0 + 1, c] += a01 * g
+        gimg[y0 + 1, x0, c] += a10 * g
+        gimg[y0 + 1, x0 + 1, c] += a11 * g
+    return gx, gy
+
+
+@inline
+def bilinear_any(src, gout, n, i, j, x, y, gimg, padding, align_corners):
+    """bilinear_point, through the cheaper interior path when (x, y) is strictly inside."""
+    H = src.shape[1]
+    W = src.shape[2]
+    px = unnormalize(x, W, align_corners)
+    py = unnormalize(y, H, align_corners)
+    if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:  # false for NaN
+        gx, gy = bilinear_interior(src, gout, n, i, j, px, py, gimg)
+        return (gx * unnormalize_scale(W, align_corners),
+                gy * unnormalize_scale(H, align_corners))
+    return bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners)
+
+
 @kernel
 def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, align_corners):
     """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j].
@@ -130,8 +183,8 @@ def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, alig
         for i in range(k * Ho // K, (k + 1) * Ho // K):
             if mode == BILINEAR:
                 for j in range(Wo):
-                    dx, dy = bilinear_point(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1],
-                                            gimg, padding, align_corners)
+                    dx, dy = bilinear_any(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1],
+                                          gimg, padding, align_corners)
                     ggrid[n, i, j, 0] = dx
                     ggrid[n, i, j, 1] = dy
             else:
@@ -150,10 +203,15 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
     """
     N, Ho, Wo, _ = gout.shape
     K = buf.shape[1]
+    xbs = np.empty(Wo)  # the output columns' normalized x, computed once
+    for j in range(Wo):
+        xbs[j] = base_coord(j, Wo, align_corners)
     for t in prange(N * K):
         n = t // K
         k = t - n * K
         gimg = buf[n, k]
+        t00 = theta[n, 0, 0]
+        t10 = theta[n, 1, 0]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
             yb = base_coord(i, Ho, align_corners)
             # (x, y) = theta[n] @ (xb, yb, 1); the yb terms are constant along the row
@@ -165,18 +223,18 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
             syx = 0.0
             if mode == BILINEAR:
                 for j in range(Wo):
-                    xb = base_coord(j, Wo, align_corners)
-                    dx, dy = bilinear_point(src, gout, n, i, j, theta[n, 0, 0] * xb + cx,
-                                            theta[n, 1, 0] * xb + cy, gimg, padding, align_corners)
+                    xb = xbs[j]
+                    dx, dy = bilinear_any(src, gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg,
+                                          padding, align_corners)
                     sx += dx
                     sxx += dx * xb
                     sy += dy
                     syx += dy * xb
             else:
                 for j in range(Wo):
-                    xb = base_coord(j, Wo, align_corners)
-                    nearest_point(gout, n, i, j, theta[n, 0, 0] * xb + cx, theta[n, 1, 0] * xb + cy,
-                                  gimg, padding, align_corners)
+                    xb = xbs[j]
+                    nearest_point(gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg,
+                                  padding, align_corners)
             rows[n, i, 0] = sx
             rows[n, i, 1] = sxx
             rows[n, i, 2] = sy
@@ -202,18 +260,3 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
         gtheta[n, 1, 0] = t10
         gtheta[n, 1, 1] = t11
         gtheta[n, 1, 2] = t12
-
-
-@kernel
-def sum_chunks_kernel(buf, out):
-    """out[n] = buf[n, 0] + buf[n, 1] + ... in chunk order (a fixed-order reduction)."""
-    N, K, H, W, C = buf.shape
-    for r in prange(N * H):
-        n = r // H
-        y = r - n * H
-        for x in range(W):
-            for c in range(C):
-                s = buf[n, 0, y, x, c]
-                for k in range(1, K):
-                    s += buf[n, k, y, x, c]
-                out[n, y, x, c] = s

@@ -65,11 +65,11 @@ def _image_grad_buffer(src: np.ndarray, ho: int) -> np.ndarray:
 
 
 def _sum_chunks(buf: np.ndarray) -> np.ndarray:
+    """Sum the K chunk buffers of each image in chunk order (NumPy adds the slices of a
+    non-innermost axis one after the other, the same way every time)."""
     if buf.shape[1] == 1:
         return buf[:, 0]
-    out = np.empty(buf.shape[:1] + buf.shape[2:], buf.dtype)
-    call(B.sum_chunks_kernel, buf, out)
-    return out
+    return np.add.reduce(buf, axis=1)
 
 
 def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
@@ -116,10 +116,13 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     n, ho, wo = g.shape[:3]
     gout = _check_grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched, src.dtype)
     buf = _image_grad_buffer(src, ho)
-    ggrid = np.zeros(g.shape, g.dtype)
+    # one specialization per image dtype: the grid is read in float64 anyway
+    ggrid = np.zeros(g.shape, np.float64)
     if n:
-        call(B.grid_sample_backward_kernel, gout, src, g, buf, ggrid, m, p, a)
+        call(B.grid_sample_backward_kernel, gout, src, g.astype(np.float64, copy=False), buf, ggrid,
+             m, p, a)
     gimg = _sum_chunks(buf)
+    ggrid = ggrid.astype(g.dtype, copy=False)
     if not batched:
         return gimg[0], ggrid[0]
     return gimg, ggrid
