@@ -11,7 +11,7 @@ with the tolerance each one needs).
 call.  Set-up stays outside (the NCHW copy for the PyTorch variant, TF
 tensors); the call allocates its output as a normal call does and returns
 finished data (PyTorch eager tensors, ``.numpy()`` on TF results).
-Libraries are imported only when a baseline is built.
+Libraries are imported only when a baseline is checked or built, never at import.
 """
 
 from __future__ import annotations
