@@ -58,6 +58,17 @@ def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
     return as_native(g.astype(dtype, copy=False))
 
 
+def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views of the kernel inputs: one Numba specialization whether the caller's
+    arrays (or a broadcast theta) are writable or not."""
+    views = []
+    for a in arrays:
+        v = a.view()
+        v.flags.writeable = False
+        views.append(v)
+    return tuple(views)
+
+
 def _image_grad_buffer(src: np.ndarray, ho: int) -> np.ndarray:
     n, h, w, c = src.shape
     k = B.row_chunks(n, ho, h * w * c * src.itemsize)
@@ -119,8 +130,8 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     # one specialization per image dtype: the grid is read in float64 anyway
     ggrid = np.zeros(g.shape, np.float64)
     if n:
-        call(B.grid_sample_backward_kernel, gout, src, g.astype(np.float64, copy=False), buf, ggrid,
-             m, p, a)
+        call(B.grid_sample_backward_kernel, *_readonly(gout, src, g.astype(np.float64, copy=False)),
+             buf, ggrid, m, p, a)
     gimg = _sum_chunks(buf)
     ggrid = ggrid.astype(g.dtype, copy=False)
     if not batched:
@@ -180,7 +191,7 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     rows = np.empty((n, ho, 4), np.float64)
     gtheta = np.zeros((n, 2, 3), np.float64)
     if n:
-        call(B.affine_warp_backward_kernel, gout, src, t, buf, rows, gtheta, m, p, a)
+        call(B.affine_warp_backward_kernel, *_readonly(gout, src, t), buf, rows, gtheta, m, p, a)
     gimg = _sum_chunks(buf)
     if shared:
         gtheta = gtheta.sum(axis=0)
