@@ -70,7 +70,8 @@ def _check_images(fn: str, images) -> tf.Tensor:
     return images
 
 
-def _check_coords(fn: str, name: str, x, images: tf.Tensor, tail: tuple, ranks: tuple) -> tf.Tensor:
+def _check_coords(fn: str, name: str, x, images: tf.Tensor, tail: tuple, ranks: tuple,
+                  expected: str) -> tf.Tensor:
     """theta or grid: a float tensor (ints become the images' float type) with the expected trailing axes."""
     x = tf.convert_to_tensor(x)
     if x.dtype.is_integer:
@@ -82,10 +83,7 @@ def _check_coords(fn: str, name: str, x, images: tf.Tensor, tail: tuple, ranks: 
         trailing = tuple(shape[shape.rank - len(tail):]) if shape.rank >= len(tail) else ()
         ok = shape.rank in ranks and all(t is None or d is None or d == t for d, t in zip(trailing, tail))
         if not ok:
-            want = " or ".join(str((("N",) if r > len(tail) else ()) + tuple(
-                "Ho" if t is None and k == 0 else "Wo" if t is None else t for k, t in enumerate(tail)))
-                for r in ranks)
-            raise ValueError(f"{fn}: {name} must have shape {want}; got {shape}")
+            raise ValueError(f"{fn}: {name} must have shape {expected}; got {shape}")
     return x
 
 
@@ -188,7 +186,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         size = check_size(fn, size, (1, 1))
     with tf.name_scope(name or "fastwarp_affine_warp"):
         images = _check_images(fn, images)
-        theta = _check_coords(fn, "theta", theta, images, (2, 3), (2, 3))
+        theta = _check_coords(fn, "theta", theta, images, (2, 3), (2, 3), "(N, 2, 3) or (2, 3)")
         s = images.shape
         spatial = size if size is not None else ((s[-3], s[-2]) if s.rank is not None else (None, None))
 
@@ -228,7 +226,8 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     flags = _flags(fn, mode, padding_mode, align_corners)
     with tf.name_scope(name or "fastwarp_grid_sample"):
         images = _check_images(fn, images)
-        grid = _check_coords(fn, "grid", grid, images, (None, None, 2), (3, 4))
+        grid = _check_coords(fn, "grid", grid, images, (None, None, 2), (3, 4),
+                             "(N, Ho, Wo, 2) or (Ho, Wo, 2)")
         g = grid.shape
         spatial = (g[-3], g[-2]) if g.rank is not None else (None, None)
 
