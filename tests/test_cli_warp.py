@@ -189,6 +189,26 @@ def test_formats_and_mode_conversions(folder, tmp_path):
     assert _load(tmp_path / "odd_out" / "bits.png")[1] == "L"
 
 
+def test_wide_integer_and_float_modes(tmp_path, rng):
+    """16-bit PGM (mode I, warped in float64) and float TIFF (mode F) keep mode and depth."""
+    d = tmp_path / "wide"
+    d.mkdir()
+    g = rng.integers(0, 65536, (12, 10)).astype(np.uint16)
+    f = rng.random((7, 9)).astype(np.float32)
+    Image.fromarray(g).save(d / "g.pgm")
+    Image.fromarray(f).save(d / "f.tif")
+    assert main(["warp", str(d), "-o", str(tmp_path / "o"), "--rotate", "21", "--scale", "1.1", "-q"]) == 0
+    fmt, mode, px = _load(tmp_path / "o" / "g.pgm")
+    assert (fmt, mode) == ("PPM", "I")
+    w = fastwarp.affine_warp(g[:, :, None].astype(np.float64), affine_theta((12, 10), rotation=21, scale=1.1))
+    np.testing.assert_array_equal(px, np.floor(w[:, :, 0] + 0.5).astype(np.int32))
+    assert px.max() > 255
+    fmt, mode, px = _load(tmp_path / "o" / "f.tif")
+    assert (fmt, mode) == ("TIFF", "F")
+    theta = affine_theta((7, 9), rotation=21, scale=1.1)
+    np.testing.assert_array_equal(px, fastwarp.affine_warp(f[:, :, None], theta)[:, :, 0])
+
+
 def test_globs_mirror_the_fixed_part(folder, tmp_path):
     out = tmp_path / "out"
     assert main(["warp", str(folder / "**" / "*.png"), "-o", str(out), "-q"]) == 0
@@ -326,9 +346,11 @@ def test_help_in_process_and_console_script(capsys):
     assert res.returncode == 0 and "--skip-existing" in res.stdout
 
 
-def test_killed_process_leaves_only_complete_images(tmp_path, rng):
-    """SIGKILL a real ``fastwarp warp`` process mid-run: every visible output is a complete
-    image, the next --skip-existing run finishes the job and removes the dead run's temporaries."""
+@pytest.mark.parametrize("sig", ["SIGKILL", "SIGTERM"])
+def test_killed_process_leaves_only_complete_images(tmp_path, rng, sig):
+    """Kill a real ``fastwarp warp`` process mid-run: every visible output is a complete
+    image, the next --skip-existing run finishes the job and removes the dead run's temporaries.
+    SIGTERM unwinds like Ctrl-C (exit status 143, no temporaries left)."""
     import signal
     import time
 
@@ -348,8 +370,10 @@ def test_killed_process_leaves_only_complete_images(tmp_path, rng):
         time.sleep(0.01)
     killed = proc.poll() is None
     if killed:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(60)
+        os.kill(proc.pid, getattr(signal, sig))
+    rc = proc.wait(60)
+    if sig == "SIGTERM":
+        assert rc == 143 and not _no_temps(out)
     done = [f for f in _files(out) if not f.endswith(".fwtmp")]
     for f in done:
         with Image.open(out / f) as im:
