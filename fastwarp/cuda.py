@@ -25,6 +25,8 @@ in which case everything runs (slowly) in Numba's CUDA simulator.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from numba import cuda as _nc
 
@@ -212,7 +214,15 @@ def _launch(fn: str, kernel, shape, *args) -> None:
     if grid[1] > _MAX_BLOCKS_Y:
         raise ValueError(f"{fn}: output height {ho} is too large for one CUDA launch "
                          f"(at most {_MAX_BLOCKS_Y * by} rows)")
-    kernel[grid, (bx, by, 1)](*args)
+    _configure(kernel, grid, (bx, by, 1))(*args)
+
+
+def _configure(kernel, grid, block):
+    """kernel[grid, block] without numba-cuda's low-occupancy warning: small batches and the
+    per-image reductions legitimately launch few blocks."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+        return kernel[grid, block]
 
 
 # ----------------------------------------------------------------- public API
@@ -306,7 +316,7 @@ def _launch_1d(kernel, total: int, *args) -> None:
     if total == 0:
         return
     tpb = threads_per_block[0] * threads_per_block[1]
-    kernel[(total + tpb - 1) // tpb, tpb](*args)
+    _configure(kernel, (total + tpb - 1) // tpb, tpb)(*args)
 
 
 def _zeros(shape, dtype):
