@@ -62,7 +62,6 @@ def make_config(args: argparse.Namespace):
         cfg.repeat, cfg.budget_s, cfg.min_repeat_s = 5, 0.3, 0.02
         cfg.numpy_max_elements = 2_000_000
         cfg.backward_workloads = ("seed", "gtsrb")
-        cfg.floor_bytes = 256 * 2**20
         cfg.scaling_batches = (1, 8, 32)
         cfg.scaling_sides = (64, 256, 1024)
         cfg.scaling_libraries = ("fastwarp", "opencv", "torch")
