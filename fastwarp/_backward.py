@@ -18,9 +18,11 @@ The scatter into the image gradient is the only place where two output pixels
 write the same element.  The output rows of each image are split into K fixed
 chunks (K depends on the shapes only, see :func:`row_chunks`); each
 (image, chunk) task runs serially and scatters into its own buffer, and the K
-buffers are summed in chunk order.  Per-row partial sums of the theta
-gradient are reduced in row order.  The work partition never depends on the
-thread count, so the gradients are bit-identical with 1 or 64 threads.
+buffers are summed in chunk order.  With K > 1 a buffer row is zeroed on the
+chunk's first write to it (``rows_seen``), so a chunk pays only for the rows
+its points reach.  Per-row partial sums of the theta gradient are reduced in
+row order.  The work partition never depends on the thread count, so the
+gradients are bit-identical with 1 or 64 threads.
 """
 
 from __future__ import annotations
@@ -63,7 +65,20 @@ def row_chunks(n: int, ho: int, image_bytes: int) -> int:
 
 
 @inline
-def nearest_point(gout, n, i, j, x, y, gimg, padding, align_corners):
+def touch(gimg, seen, y):
+    """Zero row y of a chunk's buffer the first time the chunk writes to it.
+
+    Buffers start uninitialized: a chunk pays only for the rows it reaches, and
+    the reduction reads only those (``seen``)."""
+    if not seen[y]:
+        for x in range(gimg.shape[1]):
+            for c in range(gimg.shape[2]):
+                gimg[y, x, c] = 0
+        seen[y] = 1
+
+
+@inline
+def nearest_point(gout, n, i, j, x, y, gimg, seen, padding, align_corners):
     """Nearest mode: gimg[round(iy), round(ix)] += gout[n, i, j] (the read pixel), nothing outside.
 
     The output is piecewise constant in (x, y): zero gradient for the coordinates.
@@ -73,12 +88,13 @@ def nearest_point(gout, n, i, j, x, y, gimg, padding, align_corners):
     xn = nearest_tap(source_coord(x, W, padding, align_corners), W)
     yn = nearest_tap(source_coord(y, H, padding, align_corners), H)
     if xn >= 0 and yn >= 0:
+        touch(gimg, seen, yn)
         for c in range(gimg.shape[2]):
             gimg[yn, xn, c] += gout[n, i, j, c]
 
 
 @inline
-def bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners):
+def bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners):
     """Bilinear mode: scatter gout[n, i, j] into gimg (H, W, C) and return dL/dx, dL/dy at (x, y)."""
     H = src.shape[1]
     W = src.shape[2]
@@ -100,6 +116,8 @@ def bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners):
     a11 = ay1 * ax1
     gx = acc_type(0.0, src)
     gy = acc_type(0.0, src)
+    touch(gimg, seen, y0)
+    touch(gimg, seen, y1)
     for c in range(src.shape[3]):
         g = gout[n, i, j, c]
         v00 = src[n, y0, x0, c]
@@ -119,7 +137,7 @@ def bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners):
 
 
 @inline
-def bilinear_interior(src, gout, n, i, j, x, y, gimg):
+def bilinear_interior(src, gout, n, i, j, x, y, gimg, seen):
     """bilinear_point for a pixel point (x, y) strictly inside (0, W - 1) x (0, H - 1).
 
     There every padding mode is the identity with slope 1 and all four taps are
@@ -139,6 +157,8 @@ def bilinear_interior(src, gout, n, i, j, x, y, gimg):
     a11 = ay1 * ax1
     gx = acc_type(0.0, src)
     gy = acc_type(0.0, src)
+    touch(gimg, seen, y0)
+    touch(gimg, seen, y0 + 1)
     for c in range(src.shape[3]):
         g = gout[n, i, j, c]
         v00 = src[n, y0, x0, c]
@@ -155,21 +175,21 @@ def bilinear_interior(src, gout, n, i, j, x, y, gimg):
 
 
 @inline
-def bilinear_any(src, gout, n, i, j, x, y, gimg, padding, align_corners):
+def bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners):
     """bilinear_point, through the cheaper interior path when (x, y) is strictly inside."""
     H = src.shape[1]
     W = src.shape[2]
     px = unnormalize(x, W, align_corners)
     py = unnormalize(y, H, align_corners)
     if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:  # false for NaN
-        gx, gy = bilinear_interior(src, gout, n, i, j, px, py, gimg)
+        gx, gy = bilinear_interior(src, gout, n, i, j, px, py, gimg, seen)
         return (gx * unnormalize_scale(W, align_corners),
                 gy * unnormalize_scale(H, align_corners))
-    return bilinear_point(src, gout, n, i, j, x, y, gimg, padding, align_corners)
+    return bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
 
 
 @kernel
-def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, align_corners):
+def grid_sample_backward_kernel(gout, src, grid, buf, rows_seen, ggrid, mode, padding, align_corners):
     """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j].
 
     ggrid must arrive zeroed (nearest mode leaves it untouched).
@@ -180,21 +200,23 @@ def grid_sample_backward_kernel(gout, src, grid, buf, ggrid, mode, padding, alig
         n = t // K
         k = t - n * K
         gimg = buf[n, k]
+        seen = rows_seen[n, k]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
             if mode == BILINEAR:
                 for j in range(Wo):
                     dx, dy = bilinear_any(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1],
-                                          gimg, padding, align_corners)
+                                          gimg, seen, padding, align_corners)
                     ggrid[n, i, j, 0] = dx
                     ggrid[n, i, j, 1] = dy
             else:
                 for j in range(Wo):
-                    nearest_point(gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg,
+                    nearest_point(gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg, seen,
                                   padding, align_corners)
 
 
 @kernel
-def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, padding, align_corners):
+def affine_warp_backward_kernel(gout, src, theta, buf, rows_seen, rows, gtheta, mode, padding,
+                                align_corners):
     """Fused backward of affine_warp: buf as in grid_sample_backward_kernel, gtheta[n] = dL/dtheta[n].
 
     rows[n, i] holds the row sums (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j),
@@ -210,6 +232,7 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
         n = t // K
         k = t - n * K
         gimg = buf[n, k]
+        seen = rows_seen[n, k]
         t00 = theta[n, 0, 0]
         t10 = theta[n, 1, 0]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
@@ -225,7 +248,7 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
                 for j in range(Wo):
                     xb = xbs[j]
                     dx, dy = bilinear_any(src, gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg,
-                                          padding, align_corners)
+                                          seen, padding, align_corners)
                     sx += dx
                     sxx += dx * xb
                     sy += dy
@@ -233,7 +256,7 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows, gtheta, mode, paddi
             else:
                 for j in range(Wo):
                     xb = xbs[j]
-                    nearest_point(gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg,
+                    nearest_point(gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg, seen,
                                   padding, align_corners)
             rows[n, i, 0] = sx
             rows[n, i, 1] = sxx

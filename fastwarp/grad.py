@@ -69,18 +69,26 @@ def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(views)
 
 
-def _image_grad_buffer(src: np.ndarray, ho: int) -> np.ndarray:
+def _image_grad_buffers(src: np.ndarray, ho: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch for the image gradient: K buffers per image (see ``_backward.row_chunks``)
+    and, per buffer, which rows the kernel has written (and zeroed on first write)."""
     n, h, w, c = src.shape
     k = B.row_chunks(n, ho, h * w * c * src.itemsize)
-    return np.zeros((n, k, h, w, c), src.dtype)
+    if k == 1:  # the buffer is the result: zero it all, every row counts as written
+        return np.zeros((n, 1, h, w, c), src.dtype), np.ones((n, 1, h), np.uint8)
+    return np.empty((n, k, h, w, c), src.dtype), np.zeros((n, k, h), np.uint8)
 
 
-def _sum_chunks(buf: np.ndarray) -> np.ndarray:
-    """Sum the K chunk buffers of each image in chunk order (NumPy adds the slices of a
-    non-innermost axis one after the other, the same way every time)."""
-    if buf.shape[1] == 1:
+def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Sum each image's K chunk buffers in chunk order, over the rows each one wrote."""
+    n, k = buf.shape[:2]
+    if k == 1:
         return buf[:, 0]
-    return np.add.reduce(buf, axis=1)
+    out = np.zeros((n,) + buf.shape[2:], buf.dtype)
+    for i in range(n):
+        for j in range(k):
+            np.add(out[i], buf[i, j], out=out[i], where=seen[i, j].astype(bool)[:, None, None])
+    return out
 
 
 def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
@@ -126,13 +134,13 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     g = check_grid(fn, grid, src.shape[0], batched)
     n, ho, wo = g.shape[:3]
     gout = _check_grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched, src.dtype)
-    buf = _image_grad_buffer(src, ho)
+    buf, seen = _image_grad_buffers(src, ho)
     # one specialization per image dtype: the grid is read in float64 anyway
     ggrid = np.zeros(g.shape, np.float64)
     if n:
         call(B.grid_sample_backward_kernel, *_readonly(gout, src, g.astype(np.float64, copy=False)),
-             buf, ggrid, m, p, a)
-    gimg = _sum_chunks(buf)
+             buf, seen, ggrid, m, p, a)
+    gimg = _sum_chunks(buf, seen)
     ggrid = ggrid.astype(g.dtype, copy=False)
     if not batched:
         return gimg[0], ggrid[0]
@@ -187,12 +195,12 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
     n = src.shape[0]
     gout = _check_grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched, src.dtype)
-    buf = _image_grad_buffer(src, ho)
+    buf, seen = _image_grad_buffers(src, ho)
     rows = np.empty((n, ho, 4), np.float64)
     gtheta = np.zeros((n, 2, 3), np.float64)
     if n:
-        call(B.affine_warp_backward_kernel, *_readonly(gout, src, t), buf, rows, gtheta, m, p, a)
-    gimg = _sum_chunks(buf)
+        call(B.affine_warp_backward_kernel, *_readonly(gout, src, t), buf, seen, rows, gtheta, m, p, a)
+    gimg = _sum_chunks(buf, seen)
     if shared:
         gtheta = gtheta.sum(axis=0)
     return (gimg if batched else gimg[0]), gtheta

@@ -123,11 +123,32 @@ def test_small_batch_chunking_matches_large_batch(rng):
     img = rng.random((16, 9, 11, 3))
     go = rng.normal(size=(16, 13, 10, 3))
     theta = random_theta(rng, 16)
-    gi, gt = fw.affine_warp_backward(go, img, theta, (13, 10), padding_mode="reflection")
-    for n in (0, 7):
-        gi1, gt1 = fw.affine_warp_backward(go[n], img[n], theta[n], (13, 10), padding_mode="reflection")
-        np.testing.assert_allclose(gi1, gi[n], rtol=0, atol=1e-12)
-        np.testing.assert_allclose(gt1, gt[n], rtol=0, atol=1e-12)
+    theta[1] = [[0.1, 0.02, 0.3], [0.0, 0.1, -0.2]]  # zoom in: most rows of the image get nothing
+    theta[2] = [[1.0, 0.0, 5.0], [0.0, 1.0, 0.0]]  # every point outside the image
+    for padding in ("zeros", "reflection"):
+        gi, gt = fw.affine_warp_backward(go, img, theta, (13, 10), padding_mode=padding)
+        for n in (0, 1, 2, 7):
+            gi1, gt1 = fw.affine_warp_backward(go[n], img[n], theta[n], (13, 10), padding_mode=padding)
+            np.testing.assert_allclose(gi1, gi[n], rtol=0, atol=1e-12)
+            np.testing.assert_allclose(gt1, gt[n], rtol=0, atol=1e-12)
+            ri, rt = ref.affine_warp_backward(go[n:n + 1], img[n:n + 1], theta[n:n + 1], (13, 10),
+                                              "bilinear", padding, False)
+            close(gi1, ri[0], np.float64, f"image {n} {padding}")
+            close(gt1, rt[0], np.float64, f"theta {n} {padding}")
+        if padding == "zeros":  # all points of image 2 outside: nothing to scatter
+            assert not gi[2].any()
+            assert not fw.affine_warp_backward(go[2], img[2], theta[2], (13, 10))[0].any()
+
+
+def test_row_chunks_depend_on_shapes_only():
+    from fastwarp._backward import SCRATCH_BYTES, TARGET_TASKS, row_chunks
+
+    assert row_chunks(TARGET_TASKS, 50, 1000) == 1
+    assert row_chunks(1, 50, 1000) == TARGET_TASKS
+    assert row_chunks(1, 3, 1000) == 3  # at most one chunk per output row
+    assert row_chunks(3, 50, 1000) * 3 >= TARGET_TASKS
+    assert row_chunks(1, 50, SCRATCH_BYTES // 4) == 4  # scratch capped
+    assert row_chunks(1, 50, 2 * SCRATCH_BYTES) == 1
 
 
 # --- finite differences, adjoint ------------------------------------------------------------------
