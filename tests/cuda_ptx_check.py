@@ -5,7 +5,7 @@ needs numba-cuda and NVVM (``libnvvm``, from the ``nvidia-cuda-nvcc-cu12``
 wheel that ``fastwarp[cuda]`` installs) but no GPU.  numba-cuda compiles the
 device functions a kernel calls for the *current* device's compute capability
 and asks the driver for it; without a GPU this script answers that question
-itself (``--cc``, default 7.5) so the whole kernel, ``fastwarp._coords``
+itself (``--cc``, default 7.5; with a GPU, the GPU's own) so the whole kernel, ``fastwarp._coords``
 included, goes through NVVM.  Exit status 0: everything compiled; 3: NVVM is
 missing (the caller reports it); anything else: a compile error (printed).
 """
@@ -21,8 +21,9 @@ os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cc", default="7.5", help="compute capability to target, e.g. 8.0")
-    cc = tuple(int(v) for v in parser.parse_args().cc.split("."))
+    parser.add_argument("--cc", default=None,
+                        help="compute capability to target, e.g. 8.0 (default: the GPU's, else 7.5)")
+    cc_arg = parser.parse_args().cc
 
     import numpy as np
     from numba import cuda, types
@@ -37,7 +38,11 @@ def main() -> int:
         print("cuda_ptx_check: NVVM (libnvvm) not found; pip install nvidia-cuda-nvcc-cu12",
               file=sys.stderr)
         return 3
-    if not cuda.is_available():
+    if cuda.is_available():
+        cc = tuple(cc_arg.split(".")) if cc_arg else cuda.get_current_device().compute_capability
+        cc = tuple(int(v) for v in cc)
+    else:
+        cc = tuple(int(v) for v in (cc_arg or "7.5").split("."))
         import numba.cuda.dispatcher as dispatcher
 
         class _Device:  # what compile_device asks the driver for
