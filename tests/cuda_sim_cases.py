@@ -141,7 +141,8 @@ def test_grid_sample_matches_oracle(rng, dtype):
         grid = rng.uniform(-1.6, 1.6, size=(SHAPE[0],) + SIZE + (2,)).astype(gdt)
         grid[0, 0, 0] = (np.nan, 0.0)
         grid[0, 1, 1] = (np.inf, -np.inf)
-        grid[1, 2, 3] = (1e30, -1e30)  # huge finite points follow the padding mode
+        grid[1, 2, 3] = (1e6, -3e5)  # far outside: follows the padding mode
+        grid[1, 3, 2] = (1e30, 0.2)  # beyond 2**40: reads 0 like NaN
         grid[1, 4, 5] = (1.0, -1.0)  # exact edges/corners
         kw = dict(mode=mode, padding_mode=padding, align_corners=align)
         g = grid if k % 3 == 0 else cuda.to_device(grid)  # host grid too
