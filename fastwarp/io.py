@@ -126,7 +126,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
     with Image.open(path) as im:
         fmt = im.format or "PNG"
         opts = _save_options(im)
-        im = ImageOps.exif_transpose(im)  # also forces the full decode
+        if im.getexif().get(0x0112, 1) != 1:  # EXIF orientation: warp what viewers display
+            im = ImageOps.exif_transpose(im)
         im.load()
         mode = im.mode
         if mode == "1":

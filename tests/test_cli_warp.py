@@ -384,3 +384,15 @@ def test_killed_process_leaves_only_complete_images(tmp_path, rng, sig):
     assert f"{300 - len(done)} written, {len(done)} skipped (existing), 0 failed" in res.stdout
     assert len(_files(out)) == 300 and not _no_temps(out)
     assert killed, "the first run finished before it could be killed"
+
+
+def test_exif_orientation_is_applied(tmp_path, rng):
+    d = tmp_path / "exif"
+    d.mkdir()
+    im = Image.fromarray(rng.integers(0, 256, (6, 10, 3), dtype=np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    im.save(d / "phone.jpg", exif=exif, quality=95)
+    assert main(["warp", str(d), "-o", str(tmp_path / "o"), "-q"]) == 0
+    with Image.open(tmp_path / "o" / "phone.jpg") as out:
+        assert out.size == (6, 10) and out.getexif().get(0x0112, 1) == 1
