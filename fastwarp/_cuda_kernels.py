@@ -32,7 +32,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
-from numba import cuda
+from numba import cuda, float64
 
 from ._coords import (
     BILINEAR,
@@ -45,6 +45,9 @@ from ._coords import (
 )
 
 _built: dict = {}
+
+#: Most threads per block the fused theta reduction's shared memory is sized for.
+MAX_BLOCK_THREADS = 256
 
 
 def kernels(dtype) -> SimpleNamespace:
@@ -264,17 +267,54 @@ def _build_backward(acc) -> SimpleNamespace:
             ggrid[n, i, j, 1] = dy
 
     @cuda.jit
-    def affine_warp_backward(gout, src, theta, gimg, dxy, mode, padding, align_corners):
-        """One thread per output pixel: atomics into gimg, dxy[n, i, j] = dL/d(x, y) in float64."""
-        j, i, nz = cuda.grid(3)
+    def affine_warp_backward(gout, src, theta, gimg, partial, mode, padding, align_corners):
+        """One thread per output pixel: atomics into gimg; dL/dtheta reduced per block.
+
+        Each thread's contribution (dx x_j, dx y_i, dx, dy x_j, dy y_i, dy) is summed over
+        the block by a fixed-order tree in shared memory into partial[n, block y, block x],
+        which :func:`_theta_from_partials` sums in block order: deterministic, and no
+        per-pixel scratch buffer.  Threads outside the output contribute 0 (and stay for
+        the barriers).
+        """
+        sh = cuda.shared.array((6, MAX_BLOCK_THREADS), float64)
+        tid = cuda.threadIdx.y * cuda.blockDim.x + cuda.threadIdx.x
+        nthreads = cuda.blockDim.x * cuda.blockDim.y
+        j = cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x
+        i = cuda.blockIdx.y * cuda.blockDim.y + cuda.threadIdx.y
         N, Ho, Wo, _ = gout.shape
-        if i >= Ho or j >= Wo:
-            return
-        for n in range(nz, N, cuda.gridDim.z):
-            x, y = warp_point(theta, n, i, j, Ho, Wo, align_corners)
-            dx, dy = backprop(src, gout, n, i, j, x, y, gimg, n, mode, padding, align_corners, True)
-            dxy[n, i, j, 0] = dx
-            dxy[n, i, j, 1] = dy
+        inside = i < Ho and j < Wo
+        half = 1  # largest power of two below nthreads: the tree's first stride
+        while half * 2 < nthreads:
+            half *= 2
+        for n in range(cuda.blockIdx.z, N, cuda.gridDim.z):
+            dx = 0.0
+            dy = 0.0
+            xb = 0.0
+            yb = 0.0
+            if inside:
+                x, y = warp_point(theta, n, i, j, Ho, Wo, align_corners)
+                dx, dy = backprop(src, gout, n, i, j, x, y, gimg, n, mode, padding, align_corners,
+                                  True)
+                xb = base_coord(j, Wo, align_corners)
+                yb = base_coord(i, Ho, align_corners)
+            # d theta = outer(dL/d(x, y), (x_j, y_i, 1))
+            sh[0, tid] = dx * xb
+            sh[1, tid] = dx * yb
+            sh[2, tid] = dx
+            sh[3, tid] = dy * xb
+            sh[4, tid] = dy * yb
+            sh[5, tid] = dy
+            cuda.syncthreads()
+            stride = half
+            while stride > 0:
+                if tid < stride and tid + stride < nthreads:
+                    for k in range(6):
+                        sh[k, tid] += sh[k, tid + stride]
+                cuda.syncthreads()
+                stride //= 2
+            if tid < 6:
+                partial[n, cuda.blockIdx.y, cuda.blockIdx.x, tid] = sh[tid, 0]
+            cuda.syncthreads()  # sh is reused by the next image
 
     @cuda.jit
     def grid_sample_backward_chunks(gout, src, grid, buf, ggrid, mode, padding, align_corners):
@@ -324,6 +364,7 @@ def reduce_kernels() -> SimpleNamespace:
     if "reduce" not in _built:
         _built["reduce"] = SimpleNamespace(
             fill_zero=cuda.jit(_fill_zero), sum_chunks=cuda.jit(_sum_chunks),
+            theta_from_partials=cuda.jit(_theta_from_partials),
             theta_rows=cuda.jit(_theta_rows), theta_grad=cuda.jit(_theta_grad),
             sum_batch=cuda.jit(_sum_batch))
     return _built["reduce"]
@@ -403,6 +444,21 @@ def _theta_grad(rows, gtheta, align_corners):
     gtheta[n, 1, 0] = t10
     gtheta[n, 1, 1] = t11
     gtheta[n, 1, 2] = t12
+
+
+def _theta_from_partials(partial, gtheta):
+    """gtheta[n].flat[k] = sum of partial[n, :, :, k] in block order (row-major)."""
+    t = cuda.grid(1)
+    N, BY, BX, _ = partial.shape
+    if t >= N * 6:
+        return
+    n = t // 6
+    k = t - 6 * n
+    s = 0.0
+    for by in range(BY):
+        for bx in range(BX):
+            s += partial[n, by, bx, k]
+    gtheta[n, k // 3, k - 3 * (k // 3)] = s
 
 
 def _sum_batch(gtheta, out):

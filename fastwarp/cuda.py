@@ -419,8 +419,10 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
 
     Same semantics, dtypes and errors as the CPU function (grad_theta float64,
     summed over the batch for a single (2, 3) theta).  grad_theta is reduced
-    in a fixed order (deterministic); the image gradient uses atomic adds
-    unless ``deterministic=True`` (see :func:`grid_sample_backward`).
+    in a fixed order in both modes (per thread block, then over blocks; with
+    ``deterministic=True`` per row, then over rows, as on the CPU); the image
+    gradient uses atomic adds unless ``deterministic=True`` (see
+    :func:`grid_sample_backward`).
     """
     fn = "affine_warp_backward"
     _check_device_arg(fn, device)
@@ -434,22 +436,33 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
     n = src.shape[0]
     gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
-    dxy = _nc.device_array((n, ho, wo, 2), np.float64)
     ks = CK.backward_kernels(src.dtype)
+    rk = CK.reduce_kernels()
+    gtheta = _nc.device_array((n, 2, 3), np.float64)
+    if not det:
+        # one thread per pixel; dL/dtheta summed per block in shared memory, then over blocks
+        bx, by = threads_per_block
+        if bx * by > CK.MAX_BLOCK_THREADS:
+            raise ValueError(f"{fn}: threads_per_block {threads_per_block} has more than "
+                             f"{CK.MAX_BLOCK_THREADS} threads")
+        partial = _nc.device_array((n, -(-ho // by), -(-wo // bx), 6), np.float64)
 
-    def launch(target, k):
-        if k == 1 and not det:
-            _launch(fn, ks.affine_warp_backward, (n, ho, wo), gout, src, t, target, dxy, m, p, a)
-        else:
+        def launch(target, k):
+            _launch(fn, ks.affine_warp_backward, (n, ho, wo), gout, src, t, target, partial, m, p, a)
+
+        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+        _launch_1d(rk.theta_from_partials, n * 6, partial, gtheta)
+    else:
+        # serial slices; dL/d(x, y) per pixel, then row sums and image sums in order
+        dxy = _nc.device_array((n, ho, wo, 2), np.float64)
+
+        def launch(target, k):
             _launch_1d(ks.affine_warp_backward_chunks, n * k, gout, src, t, target, dxy, m, p, a)
 
-    gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
-    # dL/dtheta: per-pixel dL/d(x, y) -> row sums -> image sums, each in a fixed order
-    rk = CK.reduce_kernels()
-    rows = _nc.device_array((n, ho, 4), np.float64)
-    gtheta = _nc.device_array((n, 2, 3), np.float64)
-    _launch_1d(rk.theta_rows, n * ho, dxy, rows, a)
-    _launch_1d(rk.theta_grad, n, rows, gtheta, a)
+        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+        rows = _nc.device_array((n, ho, 4), np.float64)
+        _launch_1d(rk.theta_rows, n * ho, dxy, rows, a)
+        _launch_1d(rk.theta_grad, n, rows, gtheta, a)
     if shared:
         total = _nc.device_array((1, 2, 3), np.float64)
         _launch_1d(rk.sum_batch, 6, gtheta, total)

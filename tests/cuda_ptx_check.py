@@ -87,11 +87,14 @@ def main() -> int:
                 assert ".entry" in ptx, name
                 if "chunks" not in name:  # the scatter of the fast backward is atomic
                     assert "atom.global.add" in ptx, name
+                if name == "affine_warp_backward":  # theta: tree reduction in shared memory
+                    assert "bar.sync" in ptx and ".shared" in ptx, name
                 count += 1
     rk = CK.reduce_kernels()
     c64 = types.Array(f64, 4, "C")
     for fn, sig in ((rk.fill_zero, (types.Array(types.float32, 1, "C"),)),
                     (rk.sum_chunks, (types.Array(types.float32, 4, "C"),) * 2),
+                    (rk.theta_from_partials, (types.Array(f64, 4, "C"), types.Array(f64, 3, "C"))),
                     (rk.theta_rows, (c64, types.Array(f64, 3, "C"), flag)),
                     (rk.theta_grad, (types.Array(f64, 3, "C"), types.Array(f64, 3, "C"), flag)),
                     (rk.sum_batch, (types.Array(f64, 3, "C"), types.Array(f64, 3, "C")))):

@@ -413,7 +413,8 @@ def test_backward_single_image_and_dispatch(rng):
 
 def test_deterministic_backward(rng, monkeypatch):
     """deterministic=True: bit-identical on every run, equal (to rounding) to the atomic version;
-    one slice per image (K = 1) and several (K > 1, summed in order) give the same gradient."""
+    one slice per image (K = 1) and several (K > 1, summed in order) give the same gradient.
+    (In the simulator the atomic mode is reproducible too; on a GPU its image gradient is not.)"""
     img = cuda.to_device(random_images(rng, SHAPE, np.float32))
     gout = cuda.to_device(rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],)).astype(np.float32))
     theta = random_theta(rng, SHAPE[0], spread=0.3)
@@ -422,14 +423,33 @@ def test_deterministic_backward(rng, monkeypatch):
             for _ in range(2)]
     for a, b in zip(*runs):
         np.testing.assert_array_equal(host(a), host(b))
-    atomic = fc.affine_warp_backward(gout, img, theta, SIZE, **kw)
-    assert_grad_close(runs[0][0], host(atomic[0]), np.float32)
-    np.testing.assert_array_equal(host(runs[0][1]), host(atomic[1]))  # theta: fixed order both ways
+    atomic = [fc.affine_warp_backward(gout, img, theta, SIZE, **kw) for _ in range(2)]
+    assert_grad_close(runs[0][0], host(atomic[0][0]), np.float32)
+    assert_grad_close(runs[0][1], host(atomic[0][1]), np.float32)
+    # theta's gradient is reduced in a fixed order in the atomic mode too
+    np.testing.assert_array_equal(host(atomic[0][1]), host(atomic[1][1]))
     assert fc._det_chunks(SHAPE[0], SIZE[0], 1) == SIZE[0]  # K > 1 above
     monkeypatch.setattr(fc, "_DET_TARGET_THREADS", 1)
     assert fc._det_chunks(SHAPE[0], SIZE[0], 1) == 1
     one = fc.affine_warp_backward(gout, img, theta, SIZE, deterministic=True, **kw)
     assert_grad_close(one[0], host(runs[0][0]), np.float32)
+
+
+def test_theta_block_reduction_any_block_shape(rng, monkeypatch):
+    """The per-block tree sum of dL/dtheta with a block of 15 threads (not a power of two)
+    and partial blocks; blocks over MAX_BLOCK_THREADS are refused."""
+    monkeypatch.setattr(fc, "threads_per_block", (3, 5))
+    img = random_images(rng, SHAPE, np.float64)
+    gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
+    theta = random_theta(rng, SHAPE[0])
+    kw = dict(mode="bilinear", padding_mode="reflection", align_corners=False)
+    gi, gt = fc.affine_warp_backward(cuda.to_device(gout), cuda.to_device(img), theta, SIZE, **kw)
+    wi, wt = want_affine_warp_backward(gout, img, theta, SIZE, **kw)
+    assert_grad_close(gi, wi, np.float64)
+    assert_grad_close(gt, wt, np.float64)
+    monkeypatch.setattr(fc, "threads_per_block", (32, 16))
+    with pytest.raises(ValueError, match="^affine_warp_backward: threads_per_block"):
+        fc.affine_warp_backward(cuda.to_device(gout), cuda.to_device(img), theta, SIZE, **kw)
 
 
 def test_backward_empty_batch():
