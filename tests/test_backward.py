@@ -87,6 +87,9 @@ def test_one_pixel_and_single_image(rng, mode, padding, align):
         assert gi.shape == img.shape and gg.shape == grid.shape
         close(gi, ri[0], np.float64, f"{h}x{w} grid grad_images")
         close(gg, rg[0], np.float64, f"{h}x{w} grid grad_grid")
+        ti, tg = _torch_grads(go[None], img[None], grid[None], None, mode, padding, align, affine=False)
+        close(gi, ti[0], np.float64, f"{h}x{w} grid grad_images vs torch")
+        close(gg, tg[0], np.float64, f"{h}x{w} grid grad_grid vs torch")
 
 
 def test_broadcast_theta_gradient_is_the_batch_sum(rng):
