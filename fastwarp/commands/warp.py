@@ -56,7 +56,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     r.add_argument("--random-shear", type=float, nargs=2, metavar=("LO", "HI"))
     r.add_argument("--random-shift", type=float, nargs=2, metavar=("DX", "DY"),
                    help="uniform shift in [-DX, DX] x [-DY, DY] output pixels")
-    r.add_argument("--seed", type=int, default=0, help="seed of the random transforms (default 0)")
+    r.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="seed of the random transforms (default 0)")
     r.add_argument("--copies", type=int, default=1, metavar="K",
                    help="outputs per input (NAME_0.ext ... NAME_{K-1}.ext when K > 1)")
 
@@ -72,11 +73,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="PyTorch's align_corners=True convention for --size resizes and theta")
     s.add_argument("--format", metavar="FMT",
                    help="output format (png, jpeg, ppm, tiff, webp...; default: the input's)")
-    s.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95)")
+    s.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
 
     e = p.add_argument_group("execution")
-    e.add_argument("--batch-size", type=int, default=32, help="images per kernel call (default 32)")
-    e.add_argument("--workers", type=int, default=None,
+    e.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="images per kernel call (default 32)")
+    e.add_argument("--workers", type=int, default=None, metavar="N",
                    help="decode/encode threads (default: number of CPUs, at least 2; "
                         "with --scheduler: per task, default 2)")
     e.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume)")
