@@ -396,3 +396,40 @@ def test_exif_orientation_is_applied(tmp_path, rng):
     assert main(["warp", str(d), "-o", str(tmp_path / "o"), "-q"]) == 0
     with Image.open(tmp_path / "o" / "phone.jpg") as out:
         assert out.size == (6, 10) and out.getexif().get(0x0112, 1) == 1
+
+
+def test_local_run_keeps_a_bounded_number_of_images_in_memory(tmp_path, rng, monkeypatch):
+    """Decoded-but-not-yet-written images stay bounded (queues, group buffer, write window),
+    far below the number of files."""
+    import threading
+
+    import fastwarp.folder as folder_mod
+
+    src = tmp_path / "many"
+    src.mkdir()
+    for i in range(300):
+        shape = ((5, 6, 3), (6, 5, 3), (5, 6))[i % 3]  # three groups interleaved
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(src / f"{i:03d}.png")
+    lock = threading.Lock()
+    live = {"now": 0, "max": 0}
+    real_read, real_write = folder_mod.read_image, folder_mod.write_image
+
+    def read(path):
+        res = real_read(path)
+        with lock:
+            live["now"] += 1
+            live["max"] = max(live["max"], live["now"])
+        return res
+
+    def write(*args, **kwargs):
+        real_write(*args, **kwargs)
+        with lock:
+            live["now"] -= 1
+
+    monkeypatch.setattr(folder_mod, "read_image", read)
+    monkeypatch.setattr(folder_mod, "write_image", write)
+    assert main(["warp", str(src), "-o", str(tmp_path / "o"), "--batch-size", "4", "--workers", "2",
+                 "-q"]) == 0
+    assert len(_files(tmp_path / "o")) == 300 and live["now"] == 0
+    # prefetch window 6 + feeder 1 + group buffer 17 + write window 12, with slack
+    assert live["max"] <= 48, live
