@@ -189,39 +189,19 @@ def bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners):
 
 
 @kernel
-def grid_sample_backward_kernel(gout, src, grid, buf, rows_seen, ggrid, mode, padding, align_corners):
-    """buf[n, k] = image gradient of chunk k's output rows; ggrid[n, i, j] = dL/d grid[n, i, j].
+def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta, fused, mode, padding,
+                    align_corners):
+    """Backward of grid_sample (fused=False) or of the fused affine_warp (fused=True).
 
-    ggrid must arrive zeroed (nearest mode leaves it untouched).
-    """
-    N, Ho, Wo, _ = gout.shape
-    K = buf.shape[1]
-    for t in prange(N * K):
-        n = t // K
-        k = t - n * K
-        gimg = buf[n, k]
-        seen = rows_seen[n, k]
-        for i in range(k * Ho // K, (k + 1) * Ho // K):
-            if mode == BILINEAR:
-                for j in range(Wo):
-                    dx, dy = bilinear_any(src, gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1],
-                                          gimg, seen, padding, align_corners)
-                    ggrid[n, i, j, 0] = dx
-                    ggrid[n, i, j, 1] = dy
-            else:
-                for j in range(Wo):
-                    nearest_point(gout, n, i, j, grid[n, i, j, 0], grid[n, i, j, 1], gimg, seen,
-                                  padding, align_corners)
-
-
-@kernel
-def affine_warp_backward_kernel(gout, src, theta, buf, rows_seen, rows, gtheta, mode, padding,
-                                align_corners):
-    """Fused backward of affine_warp: buf as in grid_sample_backward_kernel, gtheta[n] = dL/dtheta[n].
-
-    rows[n, i] holds the row sums (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j),
-    so that dL/dtheta[n] = sum_i [[S_dx x, y_i S_dx, S_dx], [S_dy x, y_i S_dy, S_dy]]
-    is reduced in row order without materializing the grid or its gradient.
+    One kernel for both keeps the compiled specializations to one per image dtype.
+    buf[n, k]: image gradient of chunk k's output rows (rows marked in rows_seen).
+    grid_sample: the points come from grid, ggrid[n, i, j] = dL/d grid[n, i, j]
+    (ggrid must arrive zeroed: nearest mode leaves it untouched).
+    affine_warp: the points are theta[n] @ (x_j, y_i, 1); rows[n, i] holds the row sums
+    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j), so that
+    dL/dtheta[n] = sum_i [[S_dx x, y_i S_dx, S_dx], [S_dy x, y_i S_dy, S_dy]]
+    is reduced in row order into gtheta without materializing the grid or its gradient.
+    The unused arrays of the other operation may be empty.
     """
     N, Ho, Wo, _ = gout.shape
     K = buf.shape[1]
@@ -233,53 +213,67 @@ def affine_warp_backward_kernel(gout, src, theta, buf, rows_seen, rows, gtheta, 
         k = t - n * K
         gimg = buf[n, k]
         seen = rows_seen[n, k]
-        t00 = theta[n, 0, 0]
-        t10 = theta[n, 1, 0]
+        t00 = 0.0
+        t10 = 0.0
+        if fused:
+            t00 = theta[n, 0, 0]
+            t10 = theta[n, 1, 0]
         for i in range(k * Ho // K, (k + 1) * Ho // K):
-            yb = base_coord(i, Ho, align_corners)
-            # (x, y) = theta[n] @ (xb, yb, 1); the yb terms are constant along the row
-            cx = theta[n, 0, 1] * yb + theta[n, 0, 2]
-            cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
+            cx = 0.0
+            cy = 0.0
+            if fused:
+                # (x, y) = theta[n] @ (xb, yb, 1); the yb terms are constant along the row
+                yb = base_coord(i, Ho, align_corners)
+                cx = theta[n, 0, 1] * yb + theta[n, 0, 2]
+                cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
             sx = 0.0
             sxx = 0.0
             sy = 0.0
             syx = 0.0
-            if mode == BILINEAR:
-                for j in range(Wo):
-                    xb = xbs[j]
-                    dx, dy = bilinear_any(src, gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg,
-                                          seen, padding, align_corners)
-                    sx += dx
-                    sxx += dx * xb
-                    sy += dy
-                    syx += dy * xb
-            else:
-                for j in range(Wo):
-                    xb = xbs[j]
-                    nearest_point(gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg, seen,
-                                  padding, align_corners)
-            rows[n, i, 0] = sx
-            rows[n, i, 1] = sxx
-            rows[n, i, 2] = sy
-            rows[n, i, 3] = syx
-    for n in prange(N):
-        t00 = 0.0
-        t01 = 0.0
-        t02 = 0.0
-        t10 = 0.0
-        t11 = 0.0
-        t12 = 0.0
-        for i in range(Ho):
-            yb = base_coord(i, Ho, align_corners)
-            t00 += rows[n, i, 1]
-            t01 += rows[n, i, 0] * yb
-            t02 += rows[n, i, 0]
-            t10 += rows[n, i, 3]
-            t11 += rows[n, i, 2] * yb
-            t12 += rows[n, i, 2]
-        gtheta[n, 0, 0] = t00
-        gtheta[n, 0, 1] = t01
-        gtheta[n, 0, 2] = t02
-        gtheta[n, 1, 0] = t10
-        gtheta[n, 1, 1] = t11
-        gtheta[n, 1, 2] = t12
+            for j in range(Wo):
+                xb = xbs[j]
+                if fused:
+                    x = t00 * xb + cx
+                    y = t10 * xb + cy
+                else:
+                    x = grid[n, i, j, 0]
+                    y = grid[n, i, j, 1]
+                if mode == BILINEAR:
+                    dx, dy = bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
+                    if fused:
+                        sx += dx
+                        sxx += dx * xb
+                        sy += dy
+                        syx += dy * xb
+                    else:
+                        ggrid[n, i, j, 0] = dx
+                        ggrid[n, i, j, 1] = dy
+                else:
+                    nearest_point(gout, n, i, j, x, y, gimg, seen, padding, align_corners)
+            if fused:
+                rows[n, i, 0] = sx
+                rows[n, i, 1] = sxx
+                rows[n, i, 2] = sy
+                rows[n, i, 3] = syx
+    if fused:
+        for n in prange(N):
+            a00 = 0.0
+            a01 = 0.0
+            a02 = 0.0
+            a10 = 0.0
+            a11 = 0.0
+            a12 = 0.0
+            for i in range(Ho):
+                yb = base_coord(i, Ho, align_corners)
+                a00 += rows[n, i, 1]
+                a01 += rows[n, i, 0] * yb
+                a02 += rows[n, i, 0]
+                a10 += rows[n, i, 3]
+                a11 += rows[n, i, 2] * yb
+                a12 += rows[n, i, 2]
+            gtheta[n, 0, 0] = a00
+            gtheta[n, 0, 1] = a01
+            gtheta[n, 0, 2] = a02
+            gtheta[n, 1, 0] = a10
+            gtheta[n, 1, 1] = a11
+            gtheta[n, 1, 2] = a12

@@ -33,6 +33,13 @@ from ._validate import (
 
 __all__ = ["affine_warp_backward", "grid_sample_backward"]
 
+# Empty stand-ins for the arrays of the operation the shared backward kernel is not running.
+_NO_GRID = np.empty((0, 0, 0, 2))
+_NO_GRID_GRAD = np.empty((0, 0, 0, 2))
+_NO_THETA = np.empty((0, 2, 3))
+_NO_THETA_GRAD = np.empty((0, 2, 3))
+_NO_ROWS = np.empty((0, 0, 4))
+
 
 def _float_images(fn: str, images) -> tuple[np.ndarray, bool]:
     src, batched = check_images(fn, images)
@@ -138,8 +145,8 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     # one specialization per image dtype: the grid is read in float64 anyway
     ggrid = np.zeros(g.shape, np.float64)
     if n:
-        call(B.grid_sample_backward_kernel, *_readonly(gout, src, g.astype(np.float64, copy=False)),
-             buf, seen, ggrid, m, p, a)
+        call(B.backward_kernel, *_readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
+             buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, False, m, p, a)
     gimg = _sum_chunks(buf, seen)
     ggrid = ggrid.astype(g.dtype, copy=False)
     if not batched:
@@ -199,7 +206,8 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     rows = np.empty((n, ho, 4), np.float64)
     gtheta = np.zeros((n, 2, 3), np.float64)
     if n:
-        call(B.affine_warp_backward_kernel, *_readonly(gout, src, t), buf, seen, rows, gtheta, m, p, a)
+        call(B.backward_kernel, *_readonly(gout, src, _NO_GRID, t), buf, seen, _NO_GRID_GRAD, rows, gtheta,
+             True, m, p, a)
     gimg = _sum_chunks(buf, seen)
     if shared:
         gtheta = gtheta.sum(axis=0)
