@@ -2,30 +2,42 @@
 
 All kernels take validated, C-contiguous arrays (the checks live in
 ``fastwarp._validate``) and integer flags from ``fastwarp._coords``.  They are
-compiled lazily on first call and cached on disk (``cache=True``).  Parallelism
-is a ``prange`` over (image, output row); each iteration writes one output row,
-so no two threads ever write the same element.
+compiled lazily on first call and cached on disk (``cache=True``).
 
-Two paths compute the same function (the conformance tests hold them to the
+Parallelism: ``prange`` over (image, band of output rows); each iteration
+writes its own rows, so no two threads ever write the same element, and the
+result does not depend on the thread count.  The fused warp walks each band in
+TILE_H x TILE_W output tiles, which keeps the source footprint of a rotated
+tile in cache.
+
+Two paths compute the same function (the conformance tests hold both to the
 NumPy reference for every flag):
 
 * the general path, :func:`sample_point`, follows the definition literally:
   normalized point -> padding -> taps with per-tap validity;
-* the fast path, :func:`sample_pixel`, works on pixel coordinates.  Points with
-  all four taps inside the image (the interior) take a branch-free bilinear
-  read; border and reflection fold the point into the image first and read
-  clamped taps; zeros padding writes 0 for points wholly outside and hands the
-  thin band around the image to the general path.  The image is read through a
-  flat view with the channel count ``C`` passed as a literal (1, 3 or 4; other
-  counts run the same code with a runtime ``C``), so LLVM unrolls the channel
-  loop and its SLP vectorizer (enabled for fastwarp, see ``_runtime``) packs
-  it into SIMD lanes.
+* the fast path works on pixel coordinates.  Along an output row the source
+  point is affine in the column, so the columns whose four taps are all inside
+  the image form one interval, read by a branch-free loop
+  (:func:`interior_loop`: two horizontal lerps and one vertical).  The other
+  columns go through :func:`sample_pixel`: border and reflection fold the
+  point into the image and read clamped taps; zeros padding writes 0 for points
+  wholly outside and hands the one-pixel band around the image to the general
+  path.
+
+The image is read through a flat view.  The channel count reaches the hot
+loops as a literal (3 for the whole fused tile, 1, 3 and 4 for the interior
+loops), so LLVM unrolls the channel loop and its SLP vectorizer (enabled for
+fastwarp, see ``_runtime``) packs it into SIMD lanes.  The hot loops are
+inlined at Numba-IR level; the rare paths stay ordinary calls, which keeps the
+first-call compilation in the tens of seconds rather than minutes.
 
 Interpolation accumulates in the image's float type (float32 for float32 and
 uint8 images); coordinates are float64.
 """
 
 from __future__ import annotations
+
+import math
 
 from numba import njit, prange
 
@@ -48,6 +60,8 @@ from ._store import acc_type, to_output
 FASTMATH = {"contract"}
 kernel = njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
 inline = njit(nogil=True, cache=True, fastmath=FASTMATH)
+# Numba-IR inlining for the hot loops: it lets a literal channel count reach LLVM
+# as a constant and avoids a call (with reference counting) per pixel or span.
 always_inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 
 # Pixel coordinates below this bound take the fast path; it keeps every
@@ -88,14 +102,12 @@ def sample_point(src, n, x, y, out, i, j, mode, padding, align_corners):
 
 
 @always_inline
-def lerp(s, o, ob, b00, b01, b10, b11, fx, fy, C):
-    """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), c < C.
+def lerp_channels(s, o, ob, b00, b01, b10, b11, ax, ay, C):
+    """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), for c < C.
 
     Two horizontal lerps and one vertical: top = p00 + fx (p01 - p00),
     bot = p10 + fx (p11 - p10), v = top + fy (bot - top).
     """
-    ax = acc_type(fx, s)
-    ay = acc_type(fy, s)
     for c in range(C):
         p00 = acc_type(s[b00 + c], s)
         p01 = acc_type(s[b01 + c], s)
@@ -107,6 +119,61 @@ def lerp(s, o, ob, b00, b01, b10, b11, fx, fy, C):
 
 
 @always_inline
+def is_interior(x, y, W, H):
+    """All four bilinear taps of pixel point (x, y) are inside the image."""
+    return x >= 0.0 and x < W - 1 and y >= 0.0 and y < H - 1
+
+
+@always_inline
+def interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
+    """Interior columns ja <= j < jb of a row: pixel (ux + j dux, uy + j duy) read from
+    the 2x2 block at (floor(y), floor(x)); floor is truncation here."""
+    row = W * C
+    for j in range(ja, jb):
+        x = ux + j * dux
+        y = uy + j * duy
+        x0 = int(x)
+        y0 = int(y)
+        b = ((img + y0) * W + x0) * C
+        lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
+                      acc_type(x - x0, s), acc_type(y - y0, s), C)
+
+
+@always_inline
+def interior_c1(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 1)
+
+
+@always_inline
+def interior_c3(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 3)
+
+
+@always_inline
+def interior_c4(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 4)
+
+
+@always_inline
+def interior_cn(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
+    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C)
+
+
+@always_inline
+def interior(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
+    """:func:`interior_loop` with the channel count as a literal for 1, 3 and 4
+    channels, which LLVM unrolls and packs into SIMD lanes."""
+    if C == 3:
+        interior_c3(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+    elif C == 1:
+        interior_c1(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+    elif C == 4:
+        interior_c4(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+    else:
+        interior_cn(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C)
+
+
+@inline
 def sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_corners):
     """Fast path: out[n, i, j, :] = src[n] at pixel (x, y) (= normalized (gx, gy)), |x|, |y| < 2**30."""
     H = src.shape[1]
@@ -136,8 +203,9 @@ def sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_
             for c in range(C):
                 o[ob + c] = 0
             return
-        lerp(s, o, ob, ((img + y0) * W + x0) * C, ((img + y0) * W + x1) * C,
-             ((img + y1) * W + x0) * C, ((img + y1) * W + x1) * C, x - x0, y - y0, C)
+        lerp_channels(s, o, ob, ((img + y0) * W + x0) * C, ((img + y0) * W + x1) * C,
+                      ((img + y1) * W + x0) * C, ((img + y1) * W + x1) * C,
+                      acc_type(x - x0, s), acc_type(y - y0, s), C)
     else:
         xn = nearest_tap(pad_pixel(x, W, padding, align_corners), W)
         yn = nearest_tap(pad_pixel(y, H, padding, align_corners), H)
@@ -150,43 +218,126 @@ def sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_
                 o[ob + c] = s[b + c]
 
 
+# the same function IR-inlined, for the per-pixel edge loop of the fused warp,
+# where a call per pixel (with its reference counting) would dominate
+sample_pixel_inlined = always_inline(sample_pixel.py_func)
+
+
 @always_inline
-def warp_row(src, s, o, n, i, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
-             mode, padding, align_corners):
-    """One output row of the fused warp.
+def interior_range(u, d, hi, j0, j1):
+    """Estimate of the columns j in [j0, j1) with 0 <= u + j d < hi, as [ja, jb).
+
+    The caller verifies the ends (rounding may be off by one either way); the
+    estimate only decides which columns take the branch-free loop.
+    """
+    if d == 0.0:
+        if u >= 0.0 and u < hi:
+            return j0, j1
+        return j0, j0
+    a = (0.0 - u) / d
+    b = (hi - u) / d
+    if d < 0.0:
+        a, b = b, a
+    # clamp before converting so a tiny step cannot overflow the integer
+    a = min(max(a, j0 - 1.0), j1 + 1.0)
+    b = min(max(b, j0 - 1.0), j1 + 1.0)
+    ja = max(int(math.floor(a)) + 1, j0)
+    jb = min(int(math.ceil(b)), j1)
+    return ja, jb
+
+
+@always_inline
+def warp_span(src, s, o, n, i, j0, j1, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
+              mode, padding, align_corners):
+    """Output pixels j0 <= j < j1 of row i of image n in the fused warp.
 
     Along a row the source point is affine in the column j: pixel
-    (ux + j dux, uy + j duy), normalized (gx + j dgx, gy + j dgy).  A row whose
-    ends are within PIXEL_LIMIT is entirely so and takes the fast path; any
-    other row (huge or non-finite points) goes through the general path.
+    (ux + j dux, uy + j duy), normalized (gx + j dgx, gy + j dgy).  For bilinear,
+    the columns whose four taps are all inside form one interval; it runs as a
+    branch-free loop, and the columns on either side through
+    :func:`sample_pixel`.  A span whose ends are beyond PIXEL_LIMIT (huge or
+    non-finite points) goes through the general path.
     """
-    Wo = out.shape[2]
-    xe = ux + (Wo - 1) * dux
-    ye = uy + (Wo - 1) * duy
-    if (abs(ux) < PIXEL_LIMIT and abs(xe) < PIXEL_LIMIT
-            and abs(uy) < PIXEL_LIMIT and abs(ye) < PIXEL_LIMIT):
-        for j in range(Wo):
-            sample_pixel(src, s, o, n, i, j, ux + j * dux, uy + j * duy, gx + j * dgx, gy + j * dgy,
-                         out, C, mode, padding, align_corners)
-    else:
-        for j in range(Wo):
+    H = src.shape[1]
+    W = src.shape[2]
+    xa = ux + j0 * dux
+    xe = ux + (j1 - 1) * dux
+    ya = uy + j0 * duy
+    ye = uy + (j1 - 1) * duy
+    if not (abs(xa) < PIXEL_LIMIT and abs(xe) < PIXEL_LIMIT
+            and abs(ya) < PIXEL_LIMIT and abs(ye) < PIXEL_LIMIT):
+        for j in range(j0, j1):
             sample_point(src, n, gx + j * dgx, gy + j * dgy, out, i, j, mode, padding, align_corners)
+        return
+    ja = j0
+    jb = j0
+    if mode == BILINEAR:
+        xa, xb = interior_range(ux, dux, W - 1.0, j0, j1)
+        ya, yb = interior_range(uy, duy, H - 1.0, j0, j1)
+        ja = max(xa, ya)
+        jb = min(xb, yb)
+        # the interior is an interval (x_j and y_j are monotone in j): fix its ends
+        while ja < jb and not is_interior(ux + ja * dux, uy + ja * duy, W, H):
+            ja += 1
+        while jb > ja and not is_interior(ux + (jb - 1) * dux, uy + (jb - 1) * duy, W, H):
+            jb -= 1
+        if jb <= ja:
+            ja = j0
+            jb = j0
+    if jb > ja:
+        interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, ux, dux, uy, duy,
+                 ja, jb, C)
+    # the columns before and after the interior, in one loop (one inlined copy)
+    before = ja - j0
+    for k in range(before + (j1 - jb)):
+        j = j0 + k if k < before else jb + (k - before)
+        sample_pixel_inlined(src, s, o, n, i, j, ux + j * dux, uy + j * duy, gx + j * dgx,
+                             gy + j * dgy, out, C, mode, padding, align_corners)
 
 
 @always_inline
-def sample_row(src, s, o, grid, n, i, out, C, mode, padding, align_corners):
-    """One output row of grid_sample: the fast path for every point within PIXEL_LIMIT."""
+def grid_row_loop(src, s, o, grid, n, i, out, C, mode, padding, align_corners):
+    """One output row of grid_sample: interior bilinear points inline, the rest
+    through :func:`sample_pixel` (or the general path beyond PIXEL_LIMIT)."""
     H = src.shape[1]
     W = src.shape[2]
+    ob = ((n * out.shape[1] + i) * out.shape[2]) * C
+    row = W * C
     for j in range(out.shape[2]):
         gx = grid[n, i, j, 0]
         gy = grid[n, i, j, 1]
         x = unnormalize(gx, W, align_corners)
         y = unnormalize(gy, H, align_corners)
-        if abs(x) < PIXEL_LIMIT and abs(y) < PIXEL_LIMIT:  # False for NaN and infinities
+        if mode == BILINEAR and is_interior(x, y, W, H):
+            x0 = int(x)
+            y0 = int(y)
+            b = ((n * H + y0) * W + x0) * C
+            lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
+                          acc_type(x - x0, s), acc_type(y - y0, s), C)
+        elif abs(x) < PIXEL_LIMIT and abs(y) < PIXEL_LIMIT:  # False for NaN and infinities
             sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_corners)
         else:
             sample_point(src, n, gx, gy, out, i, j, mode, padding, align_corners)
+
+
+@inline
+def grid_row_c1(src, s, o, grid, n, i, out, mode, padding, align_corners):
+    grid_row_loop(src, s, o, grid, n, i, out, 1, mode, padding, align_corners)
+
+
+@inline
+def grid_row_c3(src, s, o, grid, n, i, out, mode, padding, align_corners):
+    grid_row_loop(src, s, o, grid, n, i, out, 3, mode, padding, align_corners)
+
+
+@inline
+def grid_row_c4(src, s, o, grid, n, i, out, mode, padding, align_corners):
+    grid_row_loop(src, s, o, grid, n, i, out, 4, mode, padding, align_corners)
+
+
+@inline
+def grid_row_cn(src, s, o, grid, n, i, out, C, mode, padding, align_corners):
+    grid_row_loop(src, s, o, grid, n, i, out, C, mode, padding, align_corners)
 
 
 @kernel
@@ -205,22 +356,22 @@ def affine_grid_kernel(theta, out, align_corners):
 
 @kernel
 def grid_sample_kernel(src, grid, out, mode, padding, align_corners):
-    """out[n, i, j] = src[n] sampled at grid[n, i, j] = (x, y)."""
+    """out[n, i, j] = src[n] sampled at grid[n, i, j] = (x, y), one row per prange step."""
     N, Ho, Wo, C = out.shape
     s = src.reshape(-1)
     o = out.reshape(-1)
     for r in prange(N * Ho):
         n = r // Ho
         i = r - n * Ho
-        # the channel count as a literal for the common cases (see the module docstring)
+        # the channel count as a literal for 1, 3 and 4 channels (see :func:`interior`)
         if C == 3:
-            sample_row(src, s, o, grid, n, i, out, 3, mode, padding, align_corners)
+            grid_row_c3(src, s, o, grid, n, i, out, mode, padding, align_corners)
         elif C == 1:
-            sample_row(src, s, o, grid, n, i, out, 1, mode, padding, align_corners)
+            grid_row_c1(src, s, o, grid, n, i, out, mode, padding, align_corners)
         elif C == 4:
-            sample_row(src, s, o, grid, n, i, out, 4, mode, padding, align_corners)
+            grid_row_c4(src, s, o, grid, n, i, out, mode, padding, align_corners)
         else:
-            sample_row(src, s, o, grid, n, i, out, C, mode, padding, align_corners)
+            grid_row_cn(src, s, o, grid, n, i, out, C, mode, padding, align_corners)
 
 
 @always_inline
@@ -232,53 +383,74 @@ def pixel_ratio(n_in, n_out, align_corners):
     return unnormalize_scale(n_in, align_corners) / s_out
 
 
+@always_inline
+def warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, C, mode, padding, align_corners):
+    """Output rows i0 <= i < i1, columns j0 <= j < j1 of image n.
+
+    Tiles keep the source footprint of a rotated block in cache: a whole output
+    row of a rotated large image walks across hundreds of source rows.
+    """
+    H = src.shape[1]
+    W = src.shape[2]
+    Ho = out.shape[1]
+    Wo = out.shape[2]
+    t00 = theta[n, 0, 0]
+    t01 = theta[n, 0, 1]
+    t02 = theta[n, 0, 2]
+    t10 = theta[n, 1, 0]
+    t11 = theta[n, 1, 1]
+    t12 = theta[n, 1, 2]
+    xb0 = base_coord(0, Wo, align_corners)
+    dxb = base_step(Wo, align_corners)
+    # pixel-space matrix A = P_in theta P_out^-1 (x = a00 j + a01 i + a02); written
+    # this way the identity and same-size theta give exact integer coordinates
+    a00 = t00 * pixel_ratio(W, Wo, align_corners)
+    a01 = t01 * pixel_ratio(W, Ho, align_corners)
+    a10 = t10 * pixel_ratio(H, Wo, align_corners)
+    a11 = t11 * pixel_ratio(H, Ho, align_corners)
+    cxo = 0.5 * (Wo - 1)  # the output's centre, in output pixels
+    cyo = 0.5 * (Ho - 1)
+    a02 = unnormalize_scale(W, align_corners) * t02 + 0.5 * (W - 1) - a00 * cxo
+    a12 = unnormalize_scale(H, align_corners) * t12 + 0.5 * (H - 1) - a10 * cxo
+    for i in range(i0, i1):
+        yb = base_coord(i, Ho, align_corners)
+        # normalized source of pixel j: (gx + j dgx, gy + j dgy) = theta[n] @ (xb0 + j dxb, yb, 1)
+        gx = t00 * xb0 + t01 * yb + t02
+        gy = t10 * xb0 + t11 * yb + t12
+        # the same in input pixels: (ux + j a00, uy + j a10)
+        ux = a01 * (i - cyo) + a02
+        uy = a11 * (i - cyo) + a12
+        warp_span(src, s, o, n, i, j0, j1, ux, a00, uy, a10, gx, t00 * dxb, gy, t10 * dxb, out, C,
+                  mode, padding, align_corners)
+
+
+# output tile size of the fused warp (rows x columns)
+TILE_H = 8
+TILE_W = 32
+
+
 @kernel
 def affine_warp_kernel(src, theta, out, mode, padding, align_corners):
-    """Fused affine_grid + grid_sample: each pixel's source point is computed, then sampled."""
-    N, H, W, C = src.shape
+    """Fused affine_grid + grid_sample: each pixel's source point is computed, then sampled.
+
+    prange over (image, band of TILE_H output rows); each band is walked in
+    TILE_W-column tiles.
+    """
+    N = src.shape[0]
+    C = src.shape[3]
     Ho = out.shape[1]
     Wo = out.shape[2]
     s = src.reshape(-1)
     o = out.reshape(-1)
-    xb0 = base_coord(0, Wo, align_corners)
-    dxb = base_step(Wo, align_corners)
-    rxx = pixel_ratio(W, Wo, align_corners)
-    rxy = pixel_ratio(W, Ho, align_corners)
-    ryx = pixel_ratio(H, Wo, align_corners)
-    ryy = pixel_ratio(H, Ho, align_corners)
-    sx = unnormalize_scale(W, align_corners)
-    sy = unnormalize_scale(H, align_corners)
-    cxo = 0.5 * (Wo - 1)  # the centre of the output, in output pixels
-    cyo = 0.5 * (Ho - 1)
-    for r in prange(N * Ho):
-        n = r // Ho
-        i = r - n * Ho
-        yb = base_coord(i, Ho, align_corners)
-        # normalized source of pixel j: (gx + j dgx, gy + j dgy) = theta[n] @ (xb0 + j dxb, yb, 1)
-        gx = theta[n, 0, 0] * xb0 + theta[n, 0, 1] * yb + theta[n, 0, 2]
-        gy = theta[n, 1, 0] * xb0 + theta[n, 1, 1] * yb + theta[n, 1, 2]
-        dgx = theta[n, 0, 0] * dxb
-        dgy = theta[n, 1, 0] * dxb
-        # the same in input pixels, x_j = ux + j dux, from the pixel-space matrix
-        # A = P_in theta P_out^-1 (x = a00 j + a01 i + a02); written this way the
-        # identity and same-size theta give exact integer coordinates
-        a00 = theta[n, 0, 0] * rxx
-        a01 = theta[n, 0, 1] * rxy
-        a10 = theta[n, 1, 0] * ryx
-        a11 = theta[n, 1, 1] * ryy
-        ux = a01 * (i - cyo) + (sx * theta[n, 0, 2] + 0.5 * (W - 1)) - a00 * cxo
-        uy = a11 * (i - cyo) + (sy * theta[n, 1, 2] + 0.5 * (H - 1)) - a10 * cxo
-        dux = a00
-        duy = a10
-        if C == 3:
-            warp_row(src, s, o, n, i, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 3,
-                     mode, padding, align_corners)
-        elif C == 1:
-            warp_row(src, s, o, n, i, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 1,
-                     mode, padding, align_corners)
-        elif C == 4:
-            warp_row(src, s, o, n, i, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 4,
-                     mode, padding, align_corners)
-        else:
-            warp_row(src, s, o, n, i, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
-                     mode, padding, align_corners)
+    bands = (Ho + TILE_H - 1) // TILE_H
+    for r in prange(N * bands):
+        n = r // bands
+        i0 = (r - n * bands) * TILE_H
+        i1 = min(i0 + TILE_H, Ho)
+        for j0 in range(0, Wo, TILE_W):
+            j1 = min(j0 + TILE_W, Wo)
+            # three channels (the common case) with the count as a literal throughout
+            if C == 3:
+                warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, 3, mode, padding, align_corners)
+            else:
+                warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, C, mode, padding, align_corners)

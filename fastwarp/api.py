@@ -31,8 +31,8 @@ Padding
 ``zeros``: taps outside the image read 0.  ``border``: the point is clamped to
 the image (edge pixels repeat).  ``reflection``: the point is mirrored at the
 border (the corner centres with align_corners=True, the image edges
-otherwise).  A NaN or infinite grid coordinate reads 0 in every mode; huge
-finite coordinates follow the padding mode.
+otherwise).  A NaN, infinite or huge (|c| >= 2**40) grid coordinate reads 0
+in every mode; other finite coordinates far outside follow the padding mode.
 
 dtypes
 ------
@@ -40,6 +40,10 @@ float32 and float64 images give outputs of the same dtype; uint8 images are
 interpolated in float32, rounded to nearest (ties up) and saturated to uint8.
 theta and grid may be float32 or float64 whatever the image dtype; coordinates
 are computed in float64.
+
+Compilation: each kernel compiles once per image dtype (read-only and
+writable inputs share it; grids are read as float64), on first use, and is
+cached on disk.
 """
 
 from __future__ import annotations
@@ -59,6 +63,14 @@ from ._validate import (
 )
 
 __all__ = ["affine_grid", "grid_sample", "affine_warp"]
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    """A read-only view, so writable and read-only inputs share one compiled kernel."""
+    v = a.view()
+    v.flags.writeable = False
+    return v
+
 
 
 def _prepare_out(fn, out, shape, dtype, batched, *inputs):
@@ -114,7 +126,7 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
     ho, wo = check_size(fn, size, (0, 0))
     res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
     if n:
-        call(K.affine_grid_kernel, t, res, bool(align_corners))
+        call(K.affine_grid_kernel, _readonly(t), res, bool(align_corners))
     return user if user is not None else (res if batched else res[0])
 
 
@@ -160,7 +172,8 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src, g)
     if shape[0]:
-        call(K.grid_sample_kernel, src, g, res, m, p, a)
+        call(K.grid_sample_kernel, _readonly(src), _readonly(g.astype(np.float64, copy=False)),
+             res, m, p, a)
     return user if user is not None else (res if batched else res[0])
 
 
@@ -203,5 +216,5 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     shape = (src.shape[0], ho, wo, src.shape[3])
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src)
     if shape[0]:
-        call(K.affine_warp_kernel, src, t, res, m, p, a)
+        call(K.affine_warp_kernel, _readonly(src), _readonly(t), res, m, p, a)
     return user if user is not None else (res if batched else res[0])
