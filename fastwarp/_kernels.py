@@ -10,8 +10,9 @@ result does not depend on the thread count.  The fused warp walks each band in
 TILE_H x TILE_W output tiles, which keeps the source footprint of a rotated
 tile in cache.
 
-Two paths compute the same function (the conformance tests hold both to the
-NumPy reference for every flag):
+Two paths compute the same function up to float rounding (the conformance
+tests hold both to the NumPy reference for every flag; at an exact nearest-mode
+tie the two may round a point to different neighbours):
 
 * the general path, :func:`sample_point`, follows the definition literally:
   normalized point -> padding -> taps with per-tap validity;
@@ -43,6 +44,7 @@ from numba import njit, prange
 
 from ._coords import (
     BILINEAR,
+    HUGE,
     ZEROS,
     base_coord,
     base_step,
@@ -64,8 +66,10 @@ inline = njit(nogil=True, cache=True, fastmath=FASTMATH)
 # as a constant and avoids a call (with reference counting) per pixel or span.
 always_inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 
-# Pixel coordinates below this bound take the fast path; it keeps every
-# float -> int conversion in range and implies |normalized| < _coords.HUGE.
+# The fast path takes points whose pixel coordinates are below this bound (which
+# keeps every float -> int conversion in range) and whose normalized coordinates
+# are below _coords.HUGE (on a 1-pixel axis with align_corners=True every
+# normalized point lands on pixel 0, so the pixel bound alone does not imply it).
 PIXEL_LIMIT = 2.0**30
 
 
@@ -125,52 +129,54 @@ def is_interior(x, y, W, H):
 
 
 @always_inline
-def interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
     """Interior columns ja <= j < jb of a row: pixel (ux + j dux, uy + j duy) read from
     the 2x2 block at (floor(y), floor(x)); floor is truncation here."""
     row = W * C
     for j in range(ja, jb):
         x = ux + j * dux
         y = uy + j * duy
-        x0 = int(x)
-        y0 = int(y)
+        # the min() guards the far taps even if this product rounds differently
+        # (FMA contraction) from the one that chose the interval
+        x0 = min(int(x), W - 2)
+        y0 = min(int(y), H - 2)
         b = ((img + y0) * W + x0) * C
         lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
                       acc_type(x - x0, s), acc_type(y - y0, s), C)
 
 
 @always_inline
-def interior_c1(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 1)
+def interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1)
 
 
 @always_inline
-def interior_c3(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 3)
+def interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3)
 
 
 @always_inline
-def interior_c4(s, o, ob, img, W, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, 4)
+def interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4)
 
 
 @always_inline
-def interior_cn(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
-    interior_loop(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C)
+def interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C)
 
 
 @always_inline
-def interior(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C):
+def interior(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
     """:func:`interior_loop` with the channel count as a literal for 1, 3 and 4
     channels, which LLVM unrolls and packs into SIMD lanes."""
     if C == 3:
-        interior_c3(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+        interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
     elif C == 1:
-        interior_c1(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+        interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
     elif C == 4:
-        interior_c4(s, o, ob, img, W, ux, dux, uy, duy, ja, jb)
+        interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
     else:
-        interior_cn(s, o, ob, img, W, ux, dux, uy, duy, ja, jb, C)
+        interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C)
 
 
 @inline
@@ -265,7 +271,9 @@ def warp_span(src, s, o, n, i, j0, j1, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 
     ya = uy + j0 * duy
     ye = uy + (j1 - 1) * duy
     if not (abs(xa) < PIXEL_LIMIT and abs(xe) < PIXEL_LIMIT
-            and abs(ya) < PIXEL_LIMIT and abs(ye) < PIXEL_LIMIT):
+            and abs(ya) < PIXEL_LIMIT and abs(ye) < PIXEL_LIMIT
+            and abs(gx + j0 * dgx) < HUGE and abs(gx + (j1 - 1) * dgx) < HUGE
+            and abs(gy + j0 * dgy) < HUGE and abs(gy + (j1 - 1) * dgy) < HUGE):
         for j in range(j0, j1):
             sample_point(src, n, gx + j * dgx, gy + j * dgy, out, i, j, mode, padding, align_corners)
         return
@@ -285,7 +293,7 @@ def warp_span(src, s, o, n, i, j0, j1, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 
             ja = j0
             jb = j0
     if jb > ja:
-        interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, ux, dux, uy, duy,
+        interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, H, ux, dux, uy, duy,
                  ja, jb, C)
     # the columns before and after the interior, in one loop (one inlined copy)
     before = ja - j0
@@ -308,16 +316,17 @@ def grid_row_loop(src, s, o, grid, n, i, out, C, mode, padding, align_corners):
         gy = grid[n, i, j, 1]
         x = unnormalize(gx, W, align_corners)
         y = unnormalize(gy, H, align_corners)
-        if mode == BILINEAR and is_interior(x, y, W, H):
-            x0 = int(x)
-            y0 = int(y)
+        if not (abs(gx) < HUGE and abs(gy) < HUGE and abs(x) < PIXEL_LIMIT
+                and abs(y) < PIXEL_LIMIT):  # also catches NaN and infinities
+            sample_point(src, n, gx, gy, out, i, j, mode, padding, align_corners)
+        elif mode == BILINEAR and is_interior(x, y, W, H):
+            x0 = min(int(x), W - 2)
+            y0 = min(int(y), H - 2)
             b = ((n * H + y0) * W + x0) * C
             lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
                           acc_type(x - x0, s), acc_type(y - y0, s), C)
-        elif abs(x) < PIXEL_LIMIT and abs(y) < PIXEL_LIMIT:  # False for NaN and infinities
-            sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_corners)
         else:
-            sample_point(src, n, gx, gy, out, i, j, mode, padding, align_corners)
+            sample_pixel(src, s, o, n, i, j, x, y, gx, gy, out, C, mode, padding, align_corners)
 
 
 @inline

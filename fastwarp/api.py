@@ -72,7 +72,6 @@ def _readonly(a: np.ndarray) -> np.ndarray:
     return v
 
 
-
 def _prepare_out(fn, out, shape, dtype, batched, *inputs):
     """Allocate the (N, Ho, Wo, C) output, or check and view the caller's buffer."""
     if out is None:
@@ -182,7 +181,9 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
                 device: str | None = None):
     """Warp images by affine matrices in one pass, without materializing the grid.
 
-    Equal to ``grid_sample(images, affine_grid(theta, size), ...)``.
+    Equal to ``grid_sample(images, affine_grid(theta, size), ...)`` up to float
+    rounding of the sample points (at an exact nearest-mode tie the two may pick
+    different neighbours).
 
     Parameters
     ----------

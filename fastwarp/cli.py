@@ -28,12 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fastwarp {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
-        try:
-            mod = importlib.import_module(f"fastwarp.commands.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"fastwarp.commands.{module}":
-                raise
-            continue  # a command still being written
+        mod = importlib.import_module(f"fastwarp.commands.{module}")
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.configure(p)
         p.set_defaults(_run=mod.run)

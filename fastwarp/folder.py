@@ -212,7 +212,11 @@ def discover(inputs: Iterable[str], exclude: Iterable[str] = ()) -> tuple[list, 
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
                 missing.append((arg, "pattern matched no file"))
+            # like a folder walk, skip what lies in an excluded folder below the glob's base
+            below = [e for e in excl if e != os.path.realpath(base)]
             for m in matches:
+                if any(os.path.realpath(m).startswith(e + os.sep) for e in below):
+                    continue
                 if os.path.isdir(m):
                     for p in _walk(m, excl):
                         add(p, os.path.relpath(p, base))

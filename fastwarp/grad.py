@@ -43,7 +43,7 @@ _NO_ROWS = np.empty((0, 0, 4))
 
 def _float_images(fn: str, images) -> tuple[np.ndarray, bool]:
     src, batched = check_images(fn, images)
-    if src.dtype not in FLOAT_DTYPES:
+    if src.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(
             f"{fn}: images must have dtype float32, float64 to be differentiated "
             f"(integer images have no gradient); got {src.dtype}")
@@ -54,7 +54,7 @@ def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
                     dtype: np.dtype) -> np.ndarray:
     """grad_out as (N, Ho, Wo, C) native C-contiguous in the images' dtype; exact shape required."""
     g = _asarray(fn, "grad_out", grad_out)
-    if g.dtype not in FLOAT_DTYPES:
+    if g.dtype.newbyteorder("=") not in FLOAT_DTYPES:
         raise TypeError(f"{fn}: grad_out must have dtype float32, float64; got {g.dtype}")
     want = shape if batched else shape[1:]
     if g.shape != tuple(want):

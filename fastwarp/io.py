@@ -196,7 +196,7 @@ def encode_image(arr: np.ndarray, info: ImageInfo, fileobj, *, format: str | Non
     if fmt in ("JPEG", "WEBP", "JPEG2000") and not opts.get("lossless"):
         opts["quality"] = quality
     if fmt == "JPEG2000":
-        opts.pop("quality")
+        opts.pop("quality", None)
     im.save(fileobj, format=fmt, **opts)
 
 

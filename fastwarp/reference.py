@@ -51,7 +51,7 @@ def _unnormalize(c, n, align_corners):
 
 def _reflect(x, twice_low, twice_high):
     if twice_low == twice_high:
-        return np.zeros_like(x)
+        return np.where(np.isnan(x), np.nan, 0.0)  # keep the "reads 0" marker of non-finite points
     low = twice_low / 2.0
     span = (twice_high - twice_low) / 2.0
     d = np.abs(x - low)

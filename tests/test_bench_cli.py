@@ -46,8 +46,8 @@ def test_runner_report_table_json_png(tmp_path):
         assert r["ratio"] is not None
         if r["library"] == "fastwarp":
             assert r["ratio"] == 1.0
-    if B.backward_available():
-        assert {r["library"] for r in report["results"] if r["op"] == "backward"} == {"fastwarp"}
+    assert B.backward_available(), "fastwarp.grad must import"
+    assert {r["library"] for r in report["results"] if r["op"] == "backward"} == {"fastwarp"}
     mf = report["memory_floor"]
     assert mf["bytes_moved"] == 2 * 2 * 12 * 17 * 3 * 4 and mf["bandwidth_GBps"] > 0
     assert 0 < mf["fraction_of_floor"] and isinstance(mf["meets_target"], bool)

@@ -176,3 +176,19 @@ def test_non_finite_and_huge_grid_points_read_zero_or_follow_padding():
         np.testing.assert_array_equal(out[0, 0, :5], 0.0)  # NaN, inf and |c| >= 2**40 read 0
         # 3e6 is finite and below the cut-off: zeros padding reads 0, border and reflection the image
         assert out[0, 0, 5, 0] == (0.0 if padding == "zeros" else 7.0)
+
+
+@pytest.mark.parametrize("mode,padding", list(itertools.product(MODES, PADDINGS)))
+def test_huge_points_read_zero_on_one_pixel_axes_too(mode, padding):
+    """With align_corners=True a 1-pixel axis maps every finite point to pixel 0;
+    the |c| >= 2**40 cut-off still applies, in the fused warp, grid_sample and the reference."""
+    img = np.full((1, 1, 1, 2), 7.0)
+    theta = np.array([[1.0, 0.0, 2.0**41], [0.0, 1.0, 0.0]])
+    out = fw.affine_warp(img, theta, (1, 3), mode=mode, padding_mode=padding, align_corners=True)
+    np.testing.assert_array_equal(out, 0.0)
+    np.testing.assert_array_equal(ref.affine_warp(img, theta, (1, 3), mode, padding, True), 0.0)
+    col = np.arange(3.0).reshape(1, 3, 1, 1)  # 3 rows, 1 column
+    grid = np.array([[[[np.nan, 0.0]], [[np.inf, 0.0]], [[1e13, 0.0]]]])
+    got = fw.grid_sample(col, grid, mode=mode, padding_mode=padding, align_corners=True)
+    np.testing.assert_array_equal(got, 0.0)
+    np.testing.assert_array_equal(ref.grid_sample(col, grid, mode, padding, True), 0.0)
