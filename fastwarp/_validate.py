@@ -149,3 +149,14 @@ def check_out(fn: str, out, shape: tuple[int, ...], dtype: np.dtype, *inputs: np
         if np.may_share_memory(out, a):
             raise ValueError(f"{fn}: {name} overlaps an input array; pass a separate buffer")
     return out
+
+
+def readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only views of kernel inputs, so writable, read-only and broadcast
+    arrays share one compiled Numba specialization."""
+    views = []
+    for a in arrays:
+        v = a.view()
+        v.flags.writeable = False
+        views.append(v)
+    return tuple(views)

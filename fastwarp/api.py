@@ -60,16 +60,10 @@ from ._validate import (
     check_out,
     check_size,
     check_theta,
+    readonly,
 )
 
 __all__ = ["affine_grid", "grid_sample", "affine_warp"]
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    """A read-only view, so writable and read-only inputs share one compiled kernel."""
-    v = a.view()
-    v.flags.writeable = False
-    return v
 
 
 def _prepare_out(fn, out, shape, dtype, batched, *inputs):
@@ -125,7 +119,7 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
     ho, wo = check_size(fn, size, (0, 0))
     res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
     if n:
-        call(K.affine_grid_kernel, _readonly(t), res, bool(align_corners))
+        call(K.affine_grid_kernel, *readonly(t), res, bool(align_corners))
     return user if user is not None else (res if batched else res[0])
 
 
@@ -171,7 +165,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src, g)
     if shape[0]:
-        call(K.grid_sample_kernel, _readonly(src), _readonly(g.astype(np.float64, copy=False)),
+        call(K.grid_sample_kernel, *readonly(src, g.astype(np.float64, copy=False)),
              res, m, p, a)
     return user if user is not None else (res if batched else res[0])
 
@@ -217,5 +211,5 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     shape = (src.shape[0], ho, wo, src.shape[3])
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src)
     if shape[0]:
-        call(K.affine_warp_kernel, _readonly(src), _readonly(t), res, m, p, a)
+        call(K.affine_warp_kernel, *readonly(src, t), res, m, p, a)
     return user if user is not None else (res if batched else res[0])

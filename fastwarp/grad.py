@@ -29,6 +29,7 @@ from ._validate import (
     check_images,
     check_size,
     check_theta,
+    readonly,
 )
 
 __all__ = ["affine_warp_backward", "grid_sample_backward"]
@@ -63,17 +64,6 @@ def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
     if not batched:
         g = g[None]
     return as_native(g.astype(dtype, copy=False))
-
-
-def _readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Read-only views of the kernel inputs: one Numba specialization whether the caller's
-    arrays (or a broadcast theta) are writable or not."""
-    views = []
-    for a in arrays:
-        v = a.view()
-        v.flags.writeable = False
-        views.append(v)
-    return tuple(views)
 
 
 def _image_grad_buffers(src: np.ndarray, ho: int) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +135,7 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     # one specialization per image dtype: the grid is read in float64 anyway
     ggrid = np.zeros(g.shape, np.float64)
     if n:
-        call(B.backward_kernel, *_readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
+        call(B.backward_kernel, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
              buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, False, m, p, a)
     gimg = _sum_chunks(buf, seen)
     ggrid = ggrid.astype(g.dtype, copy=False)
@@ -206,7 +196,7 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     rows = np.empty((n, ho, 4), np.float64)
     gtheta = np.zeros((n, 2, 3), np.float64)
     if n:
-        call(B.backward_kernel, *_readonly(gout, src, _NO_GRID, t), buf, seen, _NO_GRID_GRAD, rows, gtheta,
+        call(B.backward_kernel, *readonly(gout, src, _NO_GRID, t), buf, seen, _NO_GRID_GRAD, rows, gtheta,
              True, m, p, a)
     gimg = _sum_chunks(buf, seen)
     if shared:
