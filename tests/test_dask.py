@@ -7,17 +7,15 @@ import functools
 import os
 import sys
 
+import dask.array as da  # test extras: a missing install fails, never skips
+import distributed
 import numpy as np
 import pytest
 from PIL import Image
 
 import fastwarp
 from fastwarp.cli import main
-
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
-
-from fastwarp.dask import affine_warp, run_distributed  # noqa: E402
+from fastwarp.dask import affine_warp, run_distributed
 from fastwarp.folder import OutputOptions, TransformSpec, plan_jobs, process_jobs  # noqa: E402
 
 # ---------------------------------------------------------------- dask arrays
