@@ -119,6 +119,15 @@ def reflect(x, twice_low, twice_high):
 
 
 @jit
+def reflect_bounds(n, align_corners):
+    """(2 low, 2 high) of the reflection mirrors: the corner centres 0 and n - 1
+    (align_corners=True) or the image edges -0.5 and n - 0.5 (False)."""
+    if align_corners:
+        return 0.0, 2.0 * (n - 1)
+    return -1.0, 2.0 * n - 1.0
+
+
+@jit
 def pad_pixel(x, n, padding, align_corners):
     """Apply the padding mode to a pixel coordinate ``x`` along an axis of ``n`` pixels.
 
@@ -129,11 +138,8 @@ def pad_pixel(x, n, padding, align_corners):
     if padding == BORDER:
         return clip(x, n)
     if padding == REFLECTION:
-        if align_corners:
-            x = reflect(x, 0.0, 2.0 * (n - 1))
-        else:
-            x = reflect(x, -1.0, 2.0 * n - 1.0)
-        return clip(x, n)
+        lo2, hi2 = reflect_bounds(n, align_corners)
+        return clip(reflect(x, lo2, hi2), n)
     return x
 
 
@@ -184,12 +190,7 @@ def source_coord_grad(c, n, padding, align_corners):
     if padding == BORDER:
         return g * clip_grad(x, n)
     if padding == REFLECTION:
-        if align_corners:
-            lo2 = 0.0
-            hi2 = 2.0 * (n - 1)
-        else:
-            lo2 = -1.0
-            hi2 = 2.0 * n - 1.0
+        lo2, hi2 = reflect_bounds(n, align_corners)
         return g * reflect_grad(x, lo2, hi2) * clip_grad(reflect(x, lo2, hi2), n)
     return g
 
@@ -271,9 +272,9 @@ def linear_taps_grad(x, n):
 
 @jit
 def source_coord_and_grad(c, n, padding, align_corners):
-    """(source_coord(c, ...), source_coord_grad(c, ...)) in one pass, for the backward kernels.
+    """(source_coord(c, ...), source_coord_grad(c, ...)) together, for the backward kernels.
 
-    Same operations as the two functions, so the same bits.
+    Built from the same helpers as the two functions, so the same bits.
     """
     if not abs(c) < HUGE:
         return OUTSIDE, 0.0
@@ -282,27 +283,7 @@ def source_coord_and_grad(c, n, padding, align_corners):
     if padding == BORDER:
         return clip(x, n), g * clip_grad(x, n)
     if padding == REFLECTION:
-        if align_corners:
-            twice_low = 0.0
-            twice_high = 2.0 * (n - 1)
-        else:
-            twice_low = -1.0
-            twice_high = 2.0 * n - 1.0
-        if twice_low == twice_high:
-            return 0.0, 0.0
-        low = twice_low * 0.5
-        span = (twice_high - twice_low) * 0.5
-        # reflect(x) and its slope: -1 left of low, flipped again on the way back
-        d = x - low
-        sign = 1.0
-        if d < 0.0:
-            sign = -1.0
-            d = -d
-        p = _mod(d, 2.0 * span)
-        if p < span:
-            r = p + low
-        else:
-            r = 2.0 * span - p + low
-            sign = -sign
-        return clip(r, n), g * sign * clip_grad(r, n)
+        lo2, hi2 = reflect_bounds(n, align_corners)
+        r = reflect(x, lo2, hi2)
+        return clip(r, n), g * reflect_grad(x, lo2, hi2) * clip_grad(r, n)
     return x, g

@@ -67,7 +67,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
 
     fn = "affine_warp"
     x = images if isinstance(images, da.Array) else da.asarray(images)
-    if x.dtype not in IMAGE_DTYPES:
+    if x.dtype.newbyteorder("=") not in IMAGE_DTYPES:
         raise TypeError(f"{fn}: images must have dtype float32, float64, uint8; got {x.dtype}")
     if x.ndim == 3:
         single = True
