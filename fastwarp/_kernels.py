@@ -40,10 +40,13 @@ from __future__ import annotations
 
 import math
 
-from numba import njit, prange
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ._coords import (
     BILINEAR,
+    BORDER,
     HUGE,
     ZEROS,
     base_coord,
@@ -109,17 +112,59 @@ def sample_point(src, n, x, y, out, i, j, mode, padding, align_corners):
 def lerp_channels(s, o, ob, b00, b01, b10, b11, ax, ay, C):
     """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), for c < C.
 
-    Two horizontal lerps and one vertical: top = p00 + fx (p01 - p00),
-    bot = p10 + fx (p11 - p10), v = top + fy (bot - top).
+    Two horizontal lerps and one vertical: top = (1 - fx) p00 + fx p01,
+    bot = (1 - fx) p10 + fx p11, v = (1 - fy) top + fy bot; a weight of 0 or 1
+    gives the tap exactly (identity, integer shifts, a point clamped to the last
+    row or column).  The offsets are made unsigned, which spares every load
+    Numba's negative-index wraparound.
     """
+    u00 = np.uint64(b00)
+    u01 = np.uint64(b01)
+    u10 = np.uint64(b10)
+    u11 = np.uint64(b11)
+    uo = np.uint64(ob)
+    bx = acc_type(1.0, s) - ax
+    by = acc_type(1.0, s) - ay
     for c in range(C):
-        p00 = acc_type(s[b00 + c], s)
-        p01 = acc_type(s[b01 + c], s)
-        p10 = acc_type(s[b10 + c], s)
-        p11 = acc_type(s[b11 + c], s)
-        top = p00 + ax * (p01 - p00)
-        bot = p10 + ax * (p11 - p10)
-        o[ob + c] = to_output(top + ay * (bot - top), o)
+        k = np.uint64(c)
+        p00 = acc_type(s[u00 + k], s)
+        p01 = acc_type(s[u01 + k], s)
+        p10 = acc_type(s[u10 + k], s)
+        p11 = acc_type(s[u11 + k], s)
+        top = bx * p00 + ax * p01
+        bot = bx * p10 + ax * p11
+        o[uo + k] = to_output(by * top + ay * bot, o)
+
+
+# uint8 interior loops weigh the taps with integer fractions of 2**WEIGHT_BITS
+WEIGHT_BITS = 20
+WEIGHT_HALF = np.int64(1) << (2 * WEIGHT_BITS - 1)
+
+
+@always_inline
+def lerp_channels_int(s, o, ob, b00, b01, b10, b11, fx, fy, C):
+    """:func:`lerp_channels` for uint8 in integers: fx, fy in [0, 2**20] are the
+    fractions in units of 2**-20.
+
+    top = p00 2**20 + fx (p01 - p00), bot likewise, v = top 2**20 + fy (bot - top)
+    is the bilinear value times 2**40, exact in int64; the result is
+    floor(v / 2**40 + 0.5), always within [0, 255] (a convex combination).
+    """
+    u00 = np.uint64(b00)
+    u01 = np.uint64(b01)
+    u10 = np.uint64(b10)
+    u11 = np.uint64(b11)
+    uo = np.uint64(ob)
+    for c in range(C):
+        k = np.uint64(c)
+        p00 = np.int64(s[u00 + k])
+        p01 = np.int64(s[u01 + k])
+        p10 = np.int64(s[u10 + k])
+        p11 = np.int64(s[u11 + k])
+        top = (p00 << WEIGHT_BITS) + fx * (p01 - p00)
+        bot = (p10 << WEIGHT_BITS) + fx * (p11 - p10)
+        v = (top << WEIGHT_BITS) + fy * (bot - top)
+        o[uo + k] = np.uint8((v + WEIGHT_HALF) >> (2 * WEIGHT_BITS))
 
 
 @always_inline
@@ -128,21 +173,101 @@ def is_interior(x, y, W, H):
     return x >= 0.0 and x < W - 1 and y >= 0.0 and y < H - 1
 
 
+# fixed-point pixel coordinates: X = x * 2**FRAC_BITS in an int64
+FRAC_BITS = 32
+FRAC_ONE = 2.0**FRAC_BITS
+FRAC_INV = 2.0**-FRAC_BITS
+
+
 @always_inline
-def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
-    """Interior columns ja <= j < jb of a row: pixel (ux + j dux, uy + j duy) read from
-    the 2x2 block at (floor(y), floor(x)); floor is truncation here."""
+def to_fixed(v):
+    """round(v * 2**32) as an int64, for |v| < 2**30."""
+    return np.int64(math.floor(v * FRAC_ONE + 0.5))
+
+
+def lerp_fixed(s, o, ob, b, row, xc, yc, x0, y0, C):  # pragma: no cover - overloaded below
+    raise NotImplementedError
+
+
+def _lerp_fixed_float(s, o, ob, b, row, xc, yc, x0, y0, C):
+    # fx = x - x0 from the fixed-point fraction (exact in int64), in the accumulation type
+    fx = acc_type(xc - (x0 << FRAC_BITS), s) * acc_type(FRAC_INV, s)
+    fy = acc_type(yc - (y0 << FRAC_BITS), s) * acc_type(FRAC_INV, s)
+    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+
+
+def _lerp_fixed_int(s, o, ob, b, row, xc, yc, x0, y0, C):
+    # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
+    half = np.int64(1) << (FRAC_BITS - WEIGHT_BITS - 1)
+    fx = (xc - (x0 << FRAC_BITS) + half) >> (FRAC_BITS - WEIGHT_BITS)
+    fy = (yc - (y0 << FRAC_BITS) + half) >> (FRAC_BITS - WEIGHT_BITS)
+    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+
+
+@overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _lerp_fixed(s, o, ob, b, row, xc, yc, x0, y0, C):
+    """Integer weights for integer images, float weights otherwise (chosen when typing)."""
+    return _lerp_fixed_int if isinstance(s.dtype, types.Integer) else _lerp_fixed_float
+
+
+def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+    # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
+    row = W * C
+    xmax = np.int64(W - 1) << FRAC_BITS
+    ymax = np.int64(H - 1) << FRAC_BITS
+    # |dux| < 2**30 whenever the span has two or more columns; the clamp only
+    # keeps a one-column span's unused step in range
+    X0 = to_fixed(ux + ja * dux)
+    Y0 = to_fixed(uy + ja * duy)
+    DX = to_fixed(min(max(dux, -2.0**30), 2.0**30))
+    DY = to_fixed(min(max(duy, -2.0**30), 2.0**30))
+    for j in range(ja, jb):
+        # clamp into the image, x0 = floor(x) (at most W-2)
+        xc = min(max(X0 + (j - ja) * DX, 0), xmax)
+        yc = min(max(Y0 + (j - ja) * DY, 0), ymax)
+        x0 = min(xc >> FRAC_BITS, W - 2)
+        y0 = min(yc >> FRAC_BITS, H - 2)
+        lerp_fixed(s, o, ob + j * C, ((img + y0) * W + x0) * C, row, xc, yc, x0, y0, C)
+
+
+def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
     row = W * C
     for j in range(ja, jb):
-        x = ux + j * dux
-        y = uy + j * duy
-        # the min() guards the far taps even if this product rounds differently
-        # (FMA contraction) from the one that chose the interval
+        x = min(max(ux + j * dux, 0.0), W - 1.0)
+        y = min(max(uy + j * duy, 0.0), H - 1.0)
         x0 = min(int(x), W - 2)
         y0 = min(int(y), H - 2)
         b = ((img + y0) * W + x0) * C
         lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
                       acc_type(x - x0, s), acc_type(y - y0, s), C)
+
+
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):  # pragma: no cover - overloaded
+    """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
+    (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
+    block at (min(floor(y), H-2), min(floor(x), W-2)).
+
+    For interior columns the clamp does nothing (it only guards the taps should
+    a product round differently, by FMA contraction, from the one that chose
+    the interval); for any column it is exactly border padding, which is how
+    border spans use this loop for all their columns.  Floor is truncation
+    after the clamp.
+
+    float64 images step the coordinates in float64.  float32 and uint8 images
+    step them in 32.32 fixed point: X_j = round(x_ja 2**32) + (j - ja)
+    round(dux 2**32), integer adds instead of a float multiply-add and two
+    float -> int conversions per pixel; x_j is then off by at most
+    (j - ja + 1) 2**-33 px (below 1e-8 px for a 32-column span), far below what
+    float32 accumulation resolves, and the clamp keeps that drift inside the
+    image.  uint8 images also interpolate in integers (:func:`lerp_channels_int`).
+    """
+    raise NotImplementedError
+
+
+@overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+    """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
+    return _interior_float if s.dtype == types.float64 else _interior_fixed
 
 
 @always_inline
@@ -253,19 +378,46 @@ def interior_range(u, d, hi, j0, j1):
 
 
 @always_inline
-def warp_span(src, s, o, n, i, j0, j1, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
+def row_interior(ux, dux, uy, duy, W, H, Wo):
+    """The columns [ja, jb) of a whole output row whose four bilinear taps are all inside.
+
+    Along a row the pixel point (ux + j dux, uy + j duy) is affine in j, so
+    these columns form one interval: estimated from the two axes' intervals,
+    then its ends are checked with the very expressions the loops evaluate.
+    Empty when an end of the row is beyond PIXEL_LIMIT (its columns then go
+    through :func:`sample_pixel` or the general path).
+    """
+    if not (abs(ux) < PIXEL_LIMIT and abs(ux + (Wo - 1) * dux) < PIXEL_LIMIT
+            and abs(uy) < PIXEL_LIMIT and abs(uy + (Wo - 1) * duy) < PIXEL_LIMIT):
+        return 0, 0
+    xa, xb = interior_range(ux, dux, W - 1.0, 0, Wo)
+    ya, yb = interior_range(uy, duy, H - 1.0, 0, Wo)
+    ja = max(xa, ya)
+    jb = min(xb, yb)
+    while ja < jb and not is_interior(ux + ja * dux, uy + ja * duy, W, H):
+        ja += 1
+    while jb > ja and not is_interior(ux + (jb - 1) * dux, uy + (jb - 1) * duy, W, H):
+        jb -= 1
+    if jb <= ja:
+        return 0, 0
+    return ja, jb
+
+
+@always_inline
+def warp_span(src, s, o, n, i, j0, j1, ja, jb, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
               mode, padding, align_corners):
     """Output pixels j0 <= j < j1 of row i of image n in the fused warp.
 
     Along a row the source point is affine in the column j: pixel
-    (ux + j dux, uy + j duy), normalized (gx + j dgx, gy + j dgy).  For bilinear,
-    the columns whose four taps are all inside form one interval; it runs as a
-    branch-free loop, and the columns on either side through
-    :func:`sample_pixel`.  A span whose ends are beyond PIXEL_LIMIT (huge or
-    non-finite points) goes through the general path.
+    (ux + j dux, uy + j duy), normalized (gx + j dgx, gy + j dgy).  The columns
+    ja <= j < jb (bilinear: the row's interior, see :func:`row_interior`,
+    clipped to the span) run as a branch-free loop, the columns on either side
+    through :func:`sample_pixel`; with border padding the loop takes every
+    column (see :func:`interior_loop`).  A span whose ends are beyond PIXEL_LIMIT
+    (huge or non-finite points) goes through the general path.
     """
-    H = src.shape[1]
     W = src.shape[2]
+    H = src.shape[1]
     xa = ux + j0 * dux
     xe = ux + (j1 - 1) * dux
     ya = uy + j0 * duy
@@ -277,21 +429,13 @@ def warp_span(src, s, o, n, i, j0, j1, ux, dux, uy, duy, gx, dgx, gy, dgy, out, 
         for j in range(j0, j1):
             sample_point(src, n, gx + j * dgx, gy + j * dgy, out, i, j, mode, padding, align_corners)
         return
-    ja = j0
-    jb = j0
-    if mode == BILINEAR:
-        xa, xb = interior_range(ux, dux, W - 1.0, j0, j1)
-        ya, yb = interior_range(uy, duy, H - 1.0, j0, j1)
-        ja = max(xa, ya)
-        jb = min(xb, yb)
-        # the interior is an interval (x_j and y_j are monotone in j): fix its ends
-        while ja < jb and not is_interior(ux + ja * dux, uy + ja * duy, W, H):
-            ja += 1
-        while jb > ja and not is_interior(ux + (jb - 1) * dux, uy + (jb - 1) * duy, W, H):
-            jb -= 1
-        if jb <= ja:
-            ja = j0
-            jb = j0
+    if mode == BILINEAR and padding == BORDER and W >= 2 and H >= 2:
+        # border padding is the clamp of the interior loop: the whole span in one loop
+        ja = j0
+        jb = j1
+    elif jb <= ja:
+        ja = j0
+        jb = j0
     if jb > ja:
         interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, H, ux, dux, uy, duy,
                  ja, jb, C)
@@ -393,11 +537,13 @@ def pixel_ratio(n_in, n_out, align_corners):
 
 
 @always_inline
-def warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, C, mode, padding, align_corners):
-    """Output rows i0 <= i < i1, columns j0 <= j < j1 of image n.
+def warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners):
+    """Output rows i0 <= i < i1 (at most TILE_H) of image n, walked in TILE_W-column tiles.
 
     Tiles keep the source footprint of a rotated block in cache: a whole output
-    row of a rotated large image walks across hundreds of source rows.
+    row of a rotated large image walks across hundreds of source rows.  Each
+    row's interior interval is found once for the whole row and clipped to
+    each tile.
     """
     H = src.shape[1]
     W = src.shape[2]
@@ -421,16 +567,28 @@ def warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, C, mode, padding, align_
     cyo = 0.5 * (Ho - 1)
     a02 = unnormalize_scale(W, align_corners) * t02 + 0.5 * (W - 1) - a00 * cxo
     a12 = unnormalize_scale(H, align_corners) * t12 + 0.5 * (H - 1) - a10 * cxo
-    for i in range(i0, i1):
+    # per row: (ux, uy), the pixel point of column 0 (x_j = ux + j a00, y_j = uy + j a10),
+    # (gx, gy), its normalized point (theta[n] @ (xb0, yb, 1)), and the interior [ja, jb)
+    rows = np.empty((i1 - i0, 4))
+    interior_cols = np.zeros((i1 - i0, 2), np.int64)
+    for r in range(i1 - i0):
+        i = i0 + r
         yb = base_coord(i, Ho, align_corners)
-        # normalized source of pixel j: (gx + j dgx, gy + j dgy) = theta[n] @ (xb0 + j dxb, yb, 1)
-        gx = t00 * xb0 + t01 * yb + t02
-        gy = t10 * xb0 + t11 * yb + t12
-        # the same in input pixels: (ux + j a00, uy + j a10)
-        ux = a01 * (i - cyo) + a02
-        uy = a11 * (i - cyo) + a12
-        warp_span(src, s, o, n, i, j0, j1, ux, a00, uy, a10, gx, t00 * dxb, gy, t10 * dxb, out, C,
-                  mode, padding, align_corners)
+        rows[r, 0] = a01 * (i - cyo) + a02
+        rows[r, 1] = a11 * (i - cyo) + a12
+        rows[r, 2] = t00 * xb0 + t01 * yb + t02
+        rows[r, 3] = t10 * xb0 + t11 * yb + t12
+        if mode == BILINEAR and padding != BORDER:
+            ja, jb = row_interior(rows[r, 0], a00, rows[r, 1], a10, W, H, Wo)
+            interior_cols[r, 0] = ja
+            interior_cols[r, 1] = jb
+    for j0 in range(0, Wo, TILE_W):
+        j1 = min(j0 + TILE_W, Wo)
+        for r in range(i1 - i0):
+            warp_span(src, s, o, n, i0 + r, j0, j1, max(interior_cols[r, 0], j0),
+                      min(interior_cols[r, 1], j1), rows[r, 0], a00, rows[r, 1], a10,
+                      rows[r, 2], t00 * dxb, rows[r, 3], t10 * dxb, out, C,
+                      mode, padding, align_corners)
 
 
 # output tile size of the fused warp (rows x columns)
@@ -443,12 +601,11 @@ def affine_warp_kernel(src, theta, out, mode, padding, align_corners):
     """Fused affine_grid + grid_sample: each pixel's source point is computed, then sampled.
 
     prange over (image, band of TILE_H output rows); each band is walked in
-    TILE_W-column tiles.
+    TILE_W-column tiles (:func:`warp_band`).
     """
     N = src.shape[0]
     C = src.shape[3]
     Ho = out.shape[1]
-    Wo = out.shape[2]
     s = src.reshape(-1)
     o = out.reshape(-1)
     bands = (Ho + TILE_H - 1) // TILE_H
@@ -456,10 +613,8 @@ def affine_warp_kernel(src, theta, out, mode, padding, align_corners):
         n = r // bands
         i0 = (r - n * bands) * TILE_H
         i1 = min(i0 + TILE_H, Ho)
-        for j0 in range(0, Wo, TILE_W):
-            j1 = min(j0 + TILE_W, Wo)
-            # three channels (the common case) with the count as a literal throughout
-            if C == 3:
-                warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, 3, mode, padding, align_corners)
-            else:
-                warp_tile(src, s, o, theta, out, n, i0, i1, j0, j1, C, mode, padding, align_corners)
+        # three channels (the common case) with the count as a literal throughout
+        if C == 3:
+            warp_band(src, s, o, theta, out, n, i0, i1, 3, mode, padding, align_corners)
+        else:
+            warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners)
