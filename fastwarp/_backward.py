@@ -32,6 +32,7 @@ from numba import njit, prange
 
 from ._coords import (
     BILINEAR,
+    BORDER,
     base_coord,
     linear_taps_grad,
     nearest_tap,
@@ -188,6 +189,103 @@ def bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners):
     return bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
 
 
+# the fast path takes pixel points below this bound (as the forward's PIXEL_LIMIT)
+PIXEL_LIMIT = 2.0**30
+
+
+@inline
+def scatter_taps(s, go, gf, sb, gb, ob, row, fx, fy, C):
+    """Interior bilinear pixel on flat views: scatter the upstream gradient go[ob + c]
+    into the taps of gf at gb (+ row, + C) and return the pixel-space slopes
+    (dv/dx, dv/dy summed against go) from the taps of s at sb.
+
+    Unsigned offsets spare each access Numba's negative-index wraparound.
+    """
+    ax1 = acc_type(fx, s)
+    ax0 = acc_type(1.0 - fx, s)
+    ay1 = acc_type(fy, s)
+    ay0 = acc_type(1.0 - fy, s)
+    a00 = ay0 * ax0
+    a01 = ay0 * ax1
+    a10 = ay1 * ax0
+    a11 = ay1 * ax1
+    gx = acc_type(0.0, s)
+    gy = acc_type(0.0, s)
+    uC = np.uint64(C)
+    ur = np.uint64(row)
+    us = np.uint64(sb)
+    ug = np.uint64(gb)
+    uo = np.uint64(ob)
+    for c in range(C):
+        k = np.uint64(c)
+        g = go[uo + k]
+        v00 = s[us + k]
+        v01 = s[us + uC + k]
+        v10 = s[us + ur + k]
+        v11 = s[us + ur + uC + k]
+        gx += g * (ay0 * (v01 - v00) + ay1 * (v11 - v10))
+        gy += g * (ax0 * (v10 - v00) + ax1 * (v11 - v01))
+        gf[ug + k] += a00 * g
+        gf[ug + uC + k] += a01 * g
+        gf[ug + ur + k] += a10 * g
+        gf[ug + ur + uC + k] += a11 * g
+    return gx, gy
+
+
+@inline
+def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy, C,
+                       padding, align_corners):
+    """Bilinear backward of output row i of the fused warp; returns the row sums
+    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j) of dL/d(x, y) (normalized).
+
+    Points strictly inside (0, W-1) x (0, H-1) take :func:`scatter_taps`.  With
+    border padding (W, H >= 2) every point does: clamped into the image, it is
+    read from the taps at (min(floor(y), H-2), min(floor(x), W-2)) with the
+    clamp's slope (1 strictly inside the bounds, 0 on and beyond them, as
+    :func:`fastwarp._coords.clip_grad`).  Other points go through
+    :func:`bilinear_point`.
+    """
+    H = src.shape[1]
+    W = src.shape[2]
+    Ho = gout.shape[1]
+    Wo = gout.shape[2]
+    row = W * C
+    gf = gimg.reshape(-1)
+    scale_x = unnormalize_scale(W, align_corners)
+    scale_y = unnormalize_scale(H, align_corners)
+    clamp = padding == BORDER and W >= 2 and H >= 2
+    sx = 0.0
+    sxx = 0.0
+    sy = 0.0
+    syx = 0.0
+    for j in range(Wo):
+        xb = xbs[j]
+        x = t00 * xb + cx
+        y = t10 * xb + cy
+        px = unnormalize(x, W, align_corners)
+        py = unnormalize(y, H, align_corners)
+        in_x = px > 0.0 and px < W - 1  # false for NaN
+        in_y = py > 0.0 and py < H - 1
+        if (in_x and in_y) or (clamp and abs(px) < PIXEL_LIMIT and abs(py) < PIXEL_LIMIT):
+            xc = min(max(px, 0.0), W - 1.0)
+            yc = min(max(py, 0.0), H - 1.0)
+            x0 = min(int(xc), W - 2)
+            y0 = min(int(yc), H - 2)
+            touch(gimg, seen, y0)
+            touch(gimg, seen, y0 + 1)
+            gx, gy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C, (y0 * W + x0) * C,
+                                  ((n * Ho + i) * Wo + j) * C, row, xc - x0, yc - y0, C)
+            dx = gx * scale_x if in_x else 0.0
+            dy = gy * scale_y if in_y else 0.0
+        else:
+            dx, dy = bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
+        sx += dx
+        sxx += dx * xb
+        sy += dy
+        syx += dy * xb
+    return sx, sxx, sy, syx
+
+
 @kernel
 def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta, fused, mode, padding,
                     align_corners):
@@ -203,8 +301,10 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
     is reduced in row order into gtheta without materializing the grid or its gradient.
     The unused arrays of the other operation may be empty.
     """
-    N, Ho, Wo, _ = gout.shape
+    N, Ho, Wo, C = gout.shape
     K = buf.shape[1]
+    s = src.reshape(-1)
+    go = gout.reshape(-1)
     xbs = np.empty(Wo)  # the output columns' normalized x, computed once
     for j in range(Wo):
         xbs[j] = base_coord(j, Wo, align_corners)
@@ -226,6 +326,19 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
                 yb = base_coord(i, Ho, align_corners)
                 cx = theta[n, 0, 1] * yb + theta[n, 0, 2]
                 cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
+            if fused and mode == BILINEAR:
+                # the channel count as a literal for three channels
+                if C == 3:
+                    sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
+                                              3, padding, align_corners)
+                else:
+                    sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
+                                              C, padding, align_corners)
+                rows[n, i, 0] = sums[0]
+                rows[n, i, 1] = sums[1]
+                rows[n, i, 2] = sums[2]
+                rows[n, i, 3] = sums[3]
+                continue
             sx = 0.0
             sxx = 0.0
             sy = 0.0
@@ -277,3 +390,24 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
             gtheta[n, 1, 0] = a10
             gtheta[n, 1, 1] = a11
             gtheta[n, 1, 2] = a12
+
+
+@kernel
+def sum_chunks_kernel(buf, seen, out):
+    """out[n, y] = sum over k = 0, 1, ... K-1, in that order, of buf[n, k, y] where seen[n, k, y].
+
+    Parallel over (image, row); each row is summed by one thread in chunk order,
+    so the result does not depend on the thread count.
+    """
+    N, K, H = seen.shape
+    for r in prange(N * H):
+        n = r // H
+        y = r - n * H
+        o = out[n, y].reshape(-1)
+        for e in range(o.size):
+            o[e] = 0
+        for k in range(K):
+            if seen[n, k, y]:
+                b = buf[n, k, y].reshape(-1)
+                for e in range(o.size):
+                    o[e] += b[e]

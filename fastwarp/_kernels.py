@@ -18,12 +18,13 @@ tie the two may round a point to different neighbours):
   normalized point -> padding -> taps with per-tap validity;
 * the fast path works on pixel coordinates.  Along an output row the source
   point is affine in the column, so the columns whose four taps are all inside
-  the image form one interval, read by a branch-free loop
-  (:func:`interior_loop`: two horizontal lerps and one vertical).  The other
-  columns go through :func:`sample_pixel`: border and reflection fold the
-  point into the image and read clamped taps; zeros padding writes 0 for points
-  wholly outside and hands the one-pixel band around the image to the general
-  path.
+  the image form one interval (found once per row), read by a branch-free
+  loop (:func:`interior_loop`: two horizontal lerps and one vertical).  With
+  border padding that loop, which clamps the point into the image, takes every
+  column.  Otherwise the other columns go through :func:`sample_pixel`:
+  reflection folds the point into the image and reads clamped taps; zeros
+  padding writes 0 for points wholly outside and hands the one-pixel band
+  around the image to the general path.
 
 The image is read through a flat view.  The channel count reaches the hot
 loops as a literal (3 for the whole fused tile, 1, 3 and 4 for the interior
@@ -32,8 +33,14 @@ fastwarp, see ``_runtime``) packs it into SIMD lanes.  The hot loops are
 inlined at Numba-IR level; the rare paths stay ordinary calls, which keeps the
 first-call compilation in the tens of seconds rather than minutes.
 
-Interpolation accumulates in the image's float type (float32 for float32 and
-uint8 images); coordinates are float64.
+Arithmetic: the general path and :func:`sample_pixel` compute coordinates in
+float64 and interpolate in the image's float type (float32 for float32 and
+uint8 images).  The branch-free loop does the same for float64 images; for
+float32 and uint8 images it steps the coordinates in 32.32 fixed point, and
+uint8 images are interpolated there in integers with weights rounded to
+2**-20 (:func:`lerp_channels_int`), which moves a value by less than 2.4e-4
+of a grey level, so only values that close to a rounding tie can come out
+one level apart from the float32 definition.
 """
 
 from __future__ import annotations

@@ -81,10 +81,8 @@ def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
     n, k = buf.shape[:2]
     if k == 1:
         return buf[:, 0]
-    out = np.zeros((n,) + buf.shape[2:], buf.dtype)
-    for i in range(n):
-        for j in range(k):
-            np.add(out[i], buf[i, j], out=out[i], where=seen[i, j].astype(bool)[:, None, None])
+    out = np.empty((n,) + buf.shape[2:], buf.dtype)
+    call(B.sum_chunks_kernel, *readonly(buf, seen), out)
     return out
 
 
