@@ -89,6 +89,39 @@ def time_call(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 7, min
     return Timing(times, number)
 
 
+def time_calls(fns: dict[str, Callable[[], object]], *, warmup: int = 2, repeat: int = 7,
+               min_repeat_s: float = 0.05, budget_s: float = 2.0,
+               min_repeats: int = 3) -> dict[str, Timing]:
+    """:func:`time_call` for several functions at once, their repeats interleaved.
+
+    Round r times one repeat of every function, starting at a different one
+    each round, so a slow spell of a shared machine (another process, a
+    library's worker threads still spinning) falls on all of them alike
+    instead of on whichever happened to run then.  ``budget_s`` is per
+    function, as in :func:`time_call`.
+    """
+    number, per_repeat = {}, {}
+    for name, fn in fns.items():
+        for _ in range(max(warmup, 1)):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-7)
+        number[name] = max(1, math.ceil(min_repeat_s / one))
+        per_repeat[name] = one * number[name]
+    rounds = max(min_repeats, min([repeat] + [int(budget_s / t) for t in per_repeat.values()]))
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            fn, k = fns[name], number[name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            times[name].append((time.perf_counter() - t0) / k)
+    return {name: Timing(times[name], number[name]) for name in fns}
+
+
 def _copy_kernel():
     from numba import njit, prange
 
@@ -287,6 +320,10 @@ def _timed(cfg: Config, fn) -> Timing:
     return time_call(fn, repeat=cfg.repeat, budget_s=cfg.budget_s, min_repeat_s=cfg.min_repeat_s)
 
 
+def _timed_together(cfg: Config, fns: dict) -> dict[str, Timing]:
+    return time_calls(fns, repeat=cfg.repeat, budget_s=cfg.budget_s, min_repeat_s=cfg.min_repeat_s)
+
+
 def _available(cfg: Config, log) -> tuple[list[str], list[str]]:
     ok, skipped = [], []
     for name in cfg.libraries:
@@ -347,12 +384,14 @@ def run(cfg: Config, log: Callable[[str], None] = print) -> dict:
         for w, dtype in _cases(cfg):
             x = make_inputs(w, dtype, cfg.seed)
             log(f"forward {w.name} {dtype} {'x'.join(map(str, w.shape))}")
+            fns = {}
             for lib in libs:
                 if lib == "numpy" and cfg.numpy_max_elements and x.images.size > cfg.numpy_max_elements:
                     report["notes"].append(f"NumPy not timed on {w.name} {dtype} (input above "
                                            f"{cfg.numpy_max_elements} elements in this mode)")
                     continue
-                t = _timed(cfg, build(lib, x, "forward"))
+                fns[lib] = build(lib, x, "forward")
+            for lib, t in _timed_together(cfg, fns).items():
                 results.append(_record("forward", x, lib, t))
                 log(f"  {BASELINES[lib].label:14s} {t.median * 1e3:10.3f} ms")
                 if lib == "fastwarp_out":
@@ -367,8 +406,8 @@ def run(cfg: Config, log: Callable[[str], None] = print) -> dict:
             for w in chosen:
                 x = make_inputs(w, "float32", cfg.seed, backward=True)
                 log(f"forward+backward {w.name} float32 {'x'.join(map(str, w.shape))}")
-                for lib in blibs:
-                    t = _timed(cfg, build(lib, x, "backward"))
+                fns = {lib: build(lib, x, "backward") for lib in blibs}
+                for lib, t in _timed_together(cfg, fns).items():
                     results.append(_record("backward", x, lib, t))
                     log(f"  {BASELINES[lib].label:14s} {t.median * 1e3:10.3f} ms")
     _add_ratios(results)
