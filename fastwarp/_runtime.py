@@ -5,9 +5,13 @@ Threading layer
     parallel kernel at once, which is exactly what ``tf.data`` parallel maps and
     thread pools do.  Unless the user chose a layer (``NUMBA_THREADING_LAYER``),
     fastwarp asks for ``threadsafe``: TBB if the ``tbb`` package is installed
-    (a fastwarp dependency on the platforms that have it), else OpenMP.  OpenMP
-    gets ``OMP_WAIT_POLICY=PASSIVE`` unless set, so idle workers do not spin and
-    slow down whatever runs next.
+    (a fastwarp dependency on the platforms that have it), else OpenMP.  Unless
+    the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``, OpenMP gets
+    ``OMP_WAIT_POLICY=PASSIVE`` with ``GOMP_SPINCOUNT=1000``: idle workers spin
+    for a few microseconds only (the default spins for about a millisecond and
+    slows down whatever runs next), yet calls in a loop still find them awake
+    (measured on 2 cores: 13 us per call on a tiny batch against 86 us when the
+    workers sleep at once, for no measurable extra CPU time while idle).
 
 SLP vectorizer
     LLVM's SLP vectorizer packs the per-channel arithmetic of a pixel into SIMD
@@ -28,7 +32,9 @@ from numba.core import config
 _user_layer = "NUMBA_THREADING_LAYER" in os.environ
 if not _user_layer:
     config.THREADING_LAYER = "threadsafe"
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["GOMP_SPINCOUNT"] = "1000"
 
 _slp_lock = threading.Lock()
 _slp_depth = 0
