@@ -192,32 +192,32 @@ def to_fixed(v):
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
 
 
-def lerp_fixed(s, o, ob, b, row, xc, yc, x0, y0, C):  # pragma: no cover - overloaded below
+def lerp_fixed(s, o, ob, b, row, fx, fy, C):  # pragma: no cover - overloaded below
     raise NotImplementedError
 
 
-def _lerp_fixed_float(s, o, ob, b, row, xc, yc, x0, y0, C):
-    # fx = x - x0 from the fixed-point fraction (exact in int64), in the accumulation type
-    fx = acc_type(xc - (x0 << FRAC_BITS), s) * acc_type(FRAC_INV, s)
-    fy = acc_type(yc - (y0 << FRAC_BITS), s) * acc_type(FRAC_INV, s)
-    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+def _lerp_fixed_float(s, o, ob, b, row, fx, fy, C):
+    # fx = x - x0 from its fixed-point fraction (exact in int64), in the accumulation type
+    ax = acc_type(fx, s) * acc_type(FRAC_INV, s)
+    ay = acc_type(fy, s) * acc_type(FRAC_INV, s)
+    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, ax, ay, C)
 
 
-def _lerp_fixed_int(s, o, ob, b, row, xc, yc, x0, y0, C):
+def _lerp_fixed_int(s, o, ob, b, row, fx, fy, C):
     # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
     half = np.int64(1) << (FRAC_BITS - WEIGHT_BITS - 1)
-    fx = (xc - (x0 << FRAC_BITS) + half) >> (FRAC_BITS - WEIGHT_BITS)
-    fy = (yc - (y0 << FRAC_BITS) + half) >> (FRAC_BITS - WEIGHT_BITS)
-    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+    wx = (fx + half) >> (FRAC_BITS - WEIGHT_BITS)
+    wy = (fy + half) >> (FRAC_BITS - WEIGHT_BITS)
+    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, wx, wy, C)
 
 
 @overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _lerp_fixed(s, o, ob, b, row, xc, yc, x0, y0, C):
+def _lerp_fixed(s, o, ob, b, row, fx, fy, C):
     """Integer weights for integer images, float weights otherwise (chosen when typing)."""
     return _lerp_fixed_int if isinstance(s.dtype, types.Integer) else _lerp_fixed_float
 
 
-def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
     # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
     row = W * C
     xmax = np.int64(W - 1) << FRAC_BITS
@@ -228,16 +228,27 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
     Y0 = to_fixed(uy + ja * duy)
     DX = to_fixed(min(max(dux, -2.0**30), 2.0**30))
     DY = to_fixed(min(max(duy, -2.0**30), 2.0**30))
-    for j in range(ja, jb):
-        # clamp into the image, x0 = floor(x) (at most W-2)
-        xc = min(max(X0 + (j - ja) * DX, 0), xmax)
-        yc = min(max(Y0 + (j - ja) * DY, 0), ymax)
-        x0 = min(xc >> FRAC_BITS, W - 2)
-        y0 = min(yc >> FRAC_BITS, H - 2)
-        lerp_fixed(s, o, ob + j * C, ((img + y0) * W + x0) * C, row, xc, yc, x0, y0, C)
+    offs = scr[0]
+    fxs = scr[1]
+    fys = scr[2]
+    for t0 in range(0, jb - ja, scr.shape[1]):
+        m = min(scr.shape[1], jb - ja - t0)
+        # pass 1, branch-free integer arithmetic that LLVM vectorizes across pixels:
+        # clamp into the image, x0 = floor(x) (at most W-2), the tap offset and fractions
+        for t in range(m):
+            xc = min(max(X0 + (t0 + t) * DX, 0), xmax)
+            yc = min(max(Y0 + (t0 + t) * DY, 0), ymax)
+            x0 = min(xc >> FRAC_BITS, W - 2)
+            y0 = min(yc >> FRAC_BITS, H - 2)
+            offs[t] = ((img + y0) * W + x0) * C
+            fxs[t] = xc - (x0 << FRAC_BITS)
+            fys[t] = yc - (y0 << FRAC_BITS)
+        # pass 2: read the taps and interpolate
+        for t in range(m):
+            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, fxs[t], fys[t], C)
 
 
-def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
     row = W * C
     for j in range(ja, jb):
         x = min(max(ux + j * dux, 0.0), W - 1.0)
@@ -249,7 +260,7 @@ def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
                       acc_type(x - x0, s), acc_type(y - y0, s), C)
 
 
-def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):  # pragma: no cover - overloaded
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):  # pragma: no cover - overloaded
     """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
     (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
     block at (min(floor(y), H-2), min(floor(x), W-2)).
@@ -266,49 +277,53 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):  # pragma: 
     float -> int conversions per pixel; x_j is then off by at most
     (j - ja + 1) 2**-33 px (below 1e-8 px for a 32-column span), far below what
     float32 accumulation resolves, and the clamp keeps that drift inside the
-    image.  uint8 images also interpolate in integers (:func:`lerp_channels_int`).
+    image.  That loop runs in two passes over the span: branch-free integer
+    arithmetic for every pixel's tap offset and fractions (which LLVM
+    vectorizes across pixels) into the band's scratch ``scr``, then the reads
+    and blends.  uint8 images also interpolate in integers
+    (:func:`lerp_channels_int`).
     """
     raise NotImplementedError
 
 
 @overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     return _interior_float if s.dtype == types.float64 else _interior_fixed
 
 
 @always_inline
-def interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1)
+def interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr)
 
 
 @always_inline
-def interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3)
+def interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr)
 
 
 @always_inline
-def interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4)
+def interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr)
 
 
 @always_inline
-def interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C)
+def interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr)
 
 
 @always_inline
-def interior(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C):
+def interior(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
     """:func:`interior_loop` with the channel count as a literal for 1, 3 and 4
     channels, which LLVM unrolls and packs into SIMD lanes."""
     if C == 3:
-        interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
+        interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
     elif C == 1:
-        interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
+        interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
     elif C == 4:
-        interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb)
+        interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
     else:
-        interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C)
+        interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr)
 
 
 @inline
@@ -412,7 +427,7 @@ def row_interior(ux, dux, uy, duy, W, H, Wo):
 
 @always_inline
 def warp_span(src, s, o, n, i, j0, j1, ja, jb, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
-              mode, padding, align_corners):
+              mode, padding, align_corners, scr):
     """Output pixels j0 <= j < j1 of row i of image n in the fused warp.
 
     Along a row the source point is affine in the column j: pixel
@@ -445,7 +460,7 @@ def warp_span(src, s, o, n, i, j0, j1, ja, jb, ux, dux, uy, duy, gx, dgx, gy, dg
         jb = j0
     if jb > ja:
         interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, H, ux, dux, uy, duy,
-                 ja, jb, C)
+                 ja, jb, C, scr)
     # the columns before and after the interior, in one loop (one inlined copy)
     before = ja - j0
     for k in range(before + (j1 - jb)):
@@ -578,6 +593,8 @@ def warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners)
     # (gx, gy), its normalized point (theta[n] @ (xb0, yb, 1)), and the interior [ja, jb)
     rows = np.empty((i1 - i0, 4))
     interior_cols = np.zeros((i1 - i0, 2), np.int64)
+    # scratch of the fixed-point loop: offsets and fractions of a span's pixels
+    scr = np.empty((3, TILE_W), np.int64)
     for r in range(i1 - i0):
         i = i0 + r
         yb = base_coord(i, Ho, align_corners)
@@ -595,7 +612,7 @@ def warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners)
             warp_span(src, s, o, n, i0 + r, j0, j1, max(interior_cols[r, 0], j0),
                       min(interior_cols[r, 1], j1), rows[r, 0], a00, rows[r, 1], a10,
                       rows[r, 2], t00 * dxb, rows[r, 3], t10 * dxb, out, C,
-                      mode, padding, align_corners)
+                      mode, padding, align_corners, scr)
 
 
 # output tile size of the fused warp (rows x columns)
