@@ -192,32 +192,48 @@ def to_fixed(v):
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
 
 
-def lerp_fixed(s, o, ob, b, row, fx, fy, C):  # pragma: no cover - overloaded below
+def put_weights(scr, wscr, t, fx, fy, s):  # pragma: no cover - overloaded below
     raise NotImplementedError
 
 
-def _lerp_fixed_float(s, o, ob, b, row, fx, fy, C):
+def lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):  # pragma: no cover - overloaded below
+    raise NotImplementedError
+
+
+def _put_weights_float(scr, wscr, t, fx, fy, s):
     # fx = x - x0 from its fixed-point fraction (exact in int64), in the accumulation type
-    ax = acc_type(fx, s) * acc_type(FRAC_INV, s)
-    ay = acc_type(fy, s) * acc_type(FRAC_INV, s)
-    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, ax, ay, C)
+    wscr[0, t] = acc_type(fx, s) * acc_type(FRAC_INV, s)
+    wscr[1, t] = acc_type(fy, s) * acc_type(FRAC_INV, s)
 
 
-def _lerp_fixed_int(s, o, ob, b, row, fx, fy, C):
+def _put_weights_int(scr, wscr, t, fx, fy, s):
     # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
     half = np.int64(1) << (FRAC_BITS - WEIGHT_BITS - 1)
-    wx = (fx + half) >> (FRAC_BITS - WEIGHT_BITS)
-    wy = (fy + half) >> (FRAC_BITS - WEIGHT_BITS)
-    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, wx, wy, C)
+    scr[1, t] = (fx + half) >> (FRAC_BITS - WEIGHT_BITS)
+    scr[2, t] = (fy + half) >> (FRAC_BITS - WEIGHT_BITS)
+
+
+def _lerp_fixed_float(s, o, ob, b, row, scr, wscr, t, C):
+    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, wscr[0, t], wscr[1, t], C)
+
+
+def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C):
+    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, scr[1, t], scr[2, t], C)
+
+
+@overload(put_weights, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _put_weights(scr, wscr, t, fx, fy, s):
+    """Integer weights (in scr) for integer images, float weights (in wscr) otherwise."""
+    return _put_weights_int if isinstance(s.dtype, types.Integer) else _put_weights_float
 
 
 @overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _lerp_fixed(s, o, ob, b, row, fx, fy, C):
-    """Integer weights for integer images, float weights otherwise (chosen when typing)."""
+def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):
+    """Blend with the weights :func:`put_weights` stored (chosen when typing)."""
     return _lerp_fixed_int if isinstance(s.dtype, types.Integer) else _lerp_fixed_float
 
 
-def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
+def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
     row = W * C
     xmax = np.int64(W - 1) << FRAC_BITS
@@ -229,26 +245,23 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
     DX = to_fixed(min(max(dux, -2.0**30), 2.0**30))
     DY = to_fixed(min(max(duy, -2.0**30), 2.0**30))
     offs = scr[0]
-    fxs = scr[1]
-    fys = scr[2]
     for t0 in range(0, jb - ja, scr.shape[1]):
         m = min(scr.shape[1], jb - ja - t0)
-        # pass 1, branch-free integer arithmetic that LLVM vectorizes across pixels:
-        # clamp into the image, x0 = floor(x) (at most W-2), the tap offset and fractions
+        # pass 1, branch-free arithmetic that LLVM vectorizes across pixels: clamp
+        # into the image, x0 = floor(x) (at most W-2), the tap offset and weights
         for t in range(m):
             xc = min(max(X0 + (t0 + t) * DX, 0), xmax)
             yc = min(max(Y0 + (t0 + t) * DY, 0), ymax)
             x0 = min(xc >> FRAC_BITS, W - 2)
             y0 = min(yc >> FRAC_BITS, H - 2)
             offs[t] = ((img + y0) * W + x0) * C
-            fxs[t] = xc - (x0 << FRAC_BITS)
-            fys[t] = yc - (y0 << FRAC_BITS)
+            put_weights(scr, wscr, t, xc - (x0 << FRAC_BITS), yc - (y0 << FRAC_BITS), s)
         # pass 2: read the taps and interpolate
         for t in range(m):
-            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, fxs[t], fys[t], C)
+            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C)
 
 
-def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
+def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     row = W * C
     for j in range(ja, jb):
         x = min(max(ux + j * dux, 0.0), W - 1.0)
@@ -260,7 +273,7 @@ def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
                       acc_type(x - x0, s), acc_type(y - y0, s), C)
 
 
-def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):  # pragma: no cover - overloaded
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):  # pragma: no cover
     """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
     (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
     block at (min(floor(y), H-2), min(floor(x), W-2)).
@@ -287,43 +300,43 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):  # pra
 
 
 @overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     return _interior_float if s.dtype == types.float64 else _interior_fixed
 
 
 @always_inline
-def interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr)
+def interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr)
 
 
 @always_inline
-def interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr)
+def interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr)
 
 
 @always_inline
-def interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr)
+def interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr)
 
 
 @always_inline
-def interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr)
+def interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
 
 
 @always_inline
-def interior(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr):
+def interior(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """:func:`interior_loop` with the channel count as a literal for 1, 3 and 4
     channels, which LLVM unrolls and packs into SIMD lanes."""
     if C == 3:
-        interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
+        interior_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
     elif C == 1:
-        interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
+        interior_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
     elif C == 4:
-        interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr)
+        interior_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
     else:
-        interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr)
+        interior_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
 
 
 @inline
@@ -427,7 +440,7 @@ def row_interior(ux, dux, uy, duy, W, H, Wo):
 
 @always_inline
 def warp_span(src, s, o, n, i, j0, j1, ja, jb, ux, dux, uy, duy, gx, dgx, gy, dgy, out, C,
-              mode, padding, align_corners, scr):
+              mode, padding, align_corners, scr, wscr):
     """Output pixels j0 <= j < j1 of row i of image n in the fused warp.
 
     Along a row the source point is affine in the column j: pixel
@@ -460,7 +473,7 @@ def warp_span(src, s, o, n, i, j0, j1, ja, jb, ux, dux, uy, duy, gx, dgx, gy, dg
         jb = j0
     if jb > ja:
         interior(s, o, ((n * out.shape[1] + i) * out.shape[2]) * C, n * H, W, H, ux, dux, uy, duy,
-                 ja, jb, C, scr)
+                 ja, jb, C, scr, wscr)
     # the columns before and after the interior, in one loop (one inlined copy)
     before = ja - j0
     for k in range(before + (j1 - jb)):
@@ -595,6 +608,7 @@ def warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners)
     interior_cols = np.zeros((i1 - i0, 2), np.int64)
     # scratch of the fixed-point loop: offsets and fractions of a span's pixels
     scr = np.empty((3, TILE_W), np.int64)
+    wscr = np.empty((2, TILE_W), np.float32)
     for r in range(i1 - i0):
         i = i0 + r
         yb = base_coord(i, Ho, align_corners)
@@ -612,7 +626,7 @@ def warp_band(src, s, o, theta, out, n, i0, i1, C, mode, padding, align_corners)
             warp_span(src, s, o, n, i0 + r, j0, j1, max(interior_cols[r, 0], j0),
                       min(interior_cols[r, 1], j1), rows[r, 0], a00, rows[r, 1], a10,
                       rows[r, 2], t00 * dxb, rows[r, 3], t10 * dxb, out, C,
-                      mode, padding, align_corners, scr)
+                      mode, padding, align_corners, scr, wscr)
 
 
 # output tile size of the fused warp (rows x columns)
