@@ -90,15 +90,17 @@ def time_call(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 7, min
 
 
 def time_calls(fns: dict[str, Callable[[], object]], *, warmup: int = 2, repeat: int = 7,
-               min_repeat_s: float = 0.05, budget_s: float = 2.0,
-               min_repeats: int = 3) -> dict[str, Timing]:
+               min_repeat_s: float = 0.05, budget_s: float = 2.0, min_repeats: int = 3,
+               settle_s: float = 0.02) -> dict[str, Timing]:
     """:func:`time_call` for several functions at once, their repeats interleaved.
 
     Round r times one repeat of every function, starting at a different one
-    each round, so a slow spell of a shared machine (another process, a
-    library's worker threads still spinning) falls on all of them alike
-    instead of on whichever happened to run then.  ``budget_s`` is per
-    function, as in :func:`time_call`.
+    each round, so a slow spell of a shared machine (another process) falls on
+    all of them alike instead of on whichever happened to run then.  Before
+    each repeat the caller sleeps ``settle_s``: libraries whose worker threads
+    spin after a call (TensorFlow's, OpenMP's) would otherwise take cores from
+    the next library's repeat.  ``budget_s`` is per function, as in
+    :func:`time_call`.
     """
     number, per_repeat = {}, {}
     for name, fn in fns.items():
@@ -115,6 +117,7 @@ def time_calls(fns: dict[str, Callable[[], object]], *, warmup: int = 2, repeat:
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, k = fns[name], number[name]
+            time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
