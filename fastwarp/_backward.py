@@ -234,7 +234,7 @@ def scatter_taps(s, go, gf, sb, gb, ob, row, fx, fy, C):
 
 @inline
 def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy, C,
-                       padding, align_corners):
+                       padding, align_corners, scr, wscr):
     """Bilinear backward of output row i of the fused warp; returns the row sums
     (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j) of dL/d(x, y) (normalized).
 
@@ -243,7 +243,9 @@ def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy
     read from the taps at (min(floor(y), H-2), min(floor(x), W-2)) with the
     clamp's slope (1 strictly inside the bounds, 0 on and beyond them, as
     :func:`fastwarp._coords.clip_grad`).  Other points go through
-    :func:`bilinear_point`.
+    :func:`bilinear_point`.  Two passes per block of columns, as in the
+    forward's fixed-point loop: the coordinates of every point into the task's
+    scratch ``scr``/``wscr``, then the scatter.
     """
     H = src.shape[1]
     W = src.shape[2]
@@ -254,35 +256,56 @@ def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy
     scale_x = unnormalize_scale(W, align_corners)
     scale_y = unnormalize_scale(H, align_corners)
     clamp = padding == BORDER and W >= 2 and H >= 2
+    offs = scr[0]
+    fast = scr[1]
+    fxs = wscr[0]
+    fys = wscr[1]
+    dxs = wscr[2]
+    dys = wscr[3]
     sx = 0.0
     sxx = 0.0
     sy = 0.0
     syx = 0.0
-    for j in range(Wo):
-        xb = xbs[j]
-        x = t00 * xb + cx
-        y = t10 * xb + cy
-        px = unnormalize(x, W, align_corners)
-        py = unnormalize(y, H, align_corners)
-        in_x = px > 0.0 and px < W - 1  # false for NaN
-        in_y = py > 0.0 and py < H - 1
-        if (in_x and in_y) or (clamp and abs(px) < PIXEL_LIMIT and abs(py) < PIXEL_LIMIT):
-            xc = min(max(px, 0.0), W - 1.0)
-            yc = min(max(py, 0.0), H - 1.0)
+    for j0 in range(0, Wo, scr.shape[1]):
+        m = min(scr.shape[1], Wo - j0)
+        # pass 1, branch-free (LLVM vectorizes it across pixels): the point, whether it
+        # takes the fast path, its clamped taps' offset, fractions and slopes
+        for t in range(m):
+            xb = xbs[j0 + t]
+            px = unnormalize(t00 * xb + cx, W, align_corners)
+            py = unnormalize(t10 * xb + cy, H, align_corners)
+            in_x = (px > 0.0) & (px < W - 1)  # false for NaN
+            in_y = (py > 0.0) & (py < H - 1)
+            ok = (in_x & in_y) | (clamp & (abs(px) < PIXEL_LIMIT) & (abs(py) < PIXEL_LIMIT))
+            xc = min(max(px, 0.0), W - 1.0) if ok else 0.0
+            yc = min(max(py, 0.0), H - 1.0) if ok else 0.0
             x0 = min(int(xc), W - 2)
             y0 = min(int(yc), H - 2)
-            touch(gimg, seen, y0)
-            touch(gimg, seen, y0 + 1)
-            gx, gy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C, (y0 * W + x0) * C,
-                                  ((n * Ho + i) * Wo + j) * C, row, xc - x0, yc - y0, C)
-            dx = gx * scale_x if in_x else 0.0
-            dy = gy * scale_y if in_y else 0.0
-        else:
-            dx, dy = bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
-        sx += dx
-        sxx += dx * xb
-        sy += dy
-        syx += dy * xb
+            offs[t] = y0 * W + x0
+            fast[t] = ok
+            fxs[t] = xc - x0
+            fys[t] = yc - y0
+            dxs[t] = scale_x if in_x else 0.0
+            dys[t] = scale_y if in_y else 0.0
+        # pass 2: scatter and gather
+        for t in range(m):
+            j = j0 + t
+            if fast[t]:
+                y0 = offs[t] // W
+                touch(gimg, seen, y0)
+                touch(gimg, seen, y0 + 1)
+                gx, gy = scatter_taps(s, go, gf, (n * H * W + offs[t]) * C, offs[t] * C,
+                                      ((n * Ho + i) * Wo + j) * C, row, fxs[t], fys[t], C)
+                dx = gx * dxs[t]
+                dy = gy * dys[t]
+            else:
+                xb = xbs[j]
+                dx, dy = bilinear_point(src, gout, n, i, j, t00 * xb + cx, t10 * xb + cy, gimg, seen,
+                                        padding, align_corners)
+            sx += dx
+            sxx += dx * xbs[j]
+            sy += dy
+            syx += dy * xbs[j]
     return sx, sxx, sy, syx
 
 
@@ -313,6 +336,8 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
         k = t - n * K
         gimg = buf[n, k]
         seen = rows_seen[n, k]
+        scr = np.empty((2, 64), np.int64)  # scratch of fused_bilinear_row
+        wscr = np.empty((4, 64))
         t00 = 0.0
         t10 = 0.0
         if fused:
@@ -330,10 +355,10 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
                 # the channel count as a literal for three channels
                 if C == 3:
                     sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
-                                              3, padding, align_corners)
+                                              3, padding, align_corners, scr, wscr)
                 else:
                     sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
-                                              C, padding, align_corners)
+                                              C, padding, align_corners, scr, wscr)
                 rows[n, i, 0] = sums[0]
                 rows[n, i, 1] = sums[1]
                 rows[n, i, 2] = sums[2]
