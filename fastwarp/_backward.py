@@ -137,58 +137,6 @@ def bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
     return gx * sx, gy * sy
 
 
-@inline
-def bilinear_interior(src, gout, n, i, j, x, y, gimg, seen):
-    """bilinear_point for a pixel point (x, y) strictly inside (0, W - 1) x (0, H - 1).
-
-    There every padding mode is the identity with slope 1 and all four taps are
-    in the image, so no masks and no folding: returns dL/dx, dL/dy in pixels.
-    """
-    x0 = int(x)  # floor for x > 0
-    y0 = int(y)
-    fx = x - x0
-    fy = y - y0
-    ax0 = acc_type(1.0 - fx, src)
-    ax1 = acc_type(fx, src)
-    ay0 = acc_type(1.0 - fy, src)
-    ay1 = acc_type(fy, src)
-    a00 = ay0 * ax0
-    a01 = ay0 * ax1
-    a10 = ay1 * ax0
-    a11 = ay1 * ax1
-    gx = acc_type(0.0, src)
-    gy = acc_type(0.0, src)
-    touch(gimg, seen, y0)
-    touch(gimg, seen, y0 + 1)
-    for c in range(src.shape[3]):
-        g = gout[n, i, j, c]
-        v00 = src[n, y0, x0, c]
-        v01 = src[n, y0, x0 + 1, c]
-        v10 = src[n, y0 + 1, x0, c]
-        v11 = src[n, y0 + 1, x0 + 1, c]
-        gx += g * (ay0 * (v01 - v00) + ay1 * (v11 - v10))
-        gy += g * (ax0 * (v10 - v00) + ax1 * (v11 - v01))
-        gimg[y0, x0, c] += a00 * g
-        gimg[y0, x0 + 1, c] += a01 * g
-        gimg[y0 + 1, x0, c] += a10 * g
-        gimg[y0 + 1, x0 + 1, c] += a11 * g
-    return gx, gy
-
-
-@inline
-def bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners):
-    """bilinear_point, through the cheaper interior path when (x, y) is strictly inside."""
-    H = src.shape[1]
-    W = src.shape[2]
-    px = unnormalize(x, W, align_corners)
-    py = unnormalize(y, H, align_corners)
-    if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:  # false for NaN
-        gx, gy = bilinear_interior(src, gout, n, i, j, px, py, gimg, seen)
-        return (gx * unnormalize_scale(W, align_corners),
-                gy * unnormalize_scale(H, align_corners))
-    return bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
-
-
 # the fast path takes pixel points below this bound (as the forward's PIXEL_LIMIT)
 PIXEL_LIMIT = 2.0**30
 
@@ -233,7 +181,30 @@ def scatter_taps(s, go, gf, sb, gb, ob, row, fx, fy, C):
 
 
 @inline
-def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy, C,
+def bilinear_any(src, gout, s, go, gf, n, i, j, x, y, gimg, seen, padding, align_corners):
+    """bilinear_point, through :func:`scatter_taps` when the pixel point is strictly inside
+    (0, W - 1) x (0, H - 1): there every padding mode is the identity with slope 1 and
+    all four taps are in the image (``gf`` is ``gimg`` flat)."""
+    H = src.shape[1]
+    W = src.shape[2]
+    C = src.shape[3]
+    px = unnormalize(x, W, align_corners)
+    py = unnormalize(y, H, align_corners)
+    if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:  # false for NaN
+        x0 = int(px)  # floor for px > 0
+        y0 = int(py)
+        touch(gimg, seen, y0)
+        touch(gimg, seen, y0 + 1)
+        gx, gy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C, (y0 * W + x0) * C,
+                              ((n * gout.shape[1] + i) * gout.shape[2] + j) * C, W * C,
+                              px - x0, py - y0, C)
+        return (gx * unnormalize_scale(W, align_corners),
+                gy * unnormalize_scale(H, align_corners))
+    return bilinear_point(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
+
+
+@inline
+def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx, cy, C,
                        padding, align_corners, scr, wscr):
     """Bilinear backward of output row i of the fused warp; returns the row sums
     (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j) of dL/d(x, y) (normalized).
@@ -252,7 +223,6 @@ def fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy
     Ho = gout.shape[1]
     Wo = gout.shape[2]
     row = W * C
-    gf = gimg.reshape(-1)
     scale_x = unnormalize_scale(W, align_corners)
     scale_y = unnormalize_scale(H, align_corners)
     clamp = padding == BORDER and W >= 2 and H >= 2
@@ -335,6 +305,7 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
         n = t // K
         k = t - n * K
         gimg = buf[n, k]
+        gf = gimg.reshape(-1)
         seen = rows_seen[n, k]
         scr = np.empty((2, 64), np.int64)  # scratch of fused_bilinear_row
         wscr = np.empty((4, 64))
@@ -354,10 +325,10 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
             if fused and mode == BILINEAR:
                 # the channel count as a literal for three channels
                 if C == 3:
-                    sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
+                    sums = fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx, cy,
                                               3, padding, align_corners, scr, wscr)
                 else:
-                    sums = fused_bilinear_row(src, gout, s, go, n, i, gimg, seen, xbs, t00, t10, cx, cy,
+                    sums = fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx, cy,
                                               C, padding, align_corners, scr, wscr)
                 rows[n, i, 0] = sums[0]
                 rows[n, i, 1] = sums[1]
@@ -377,7 +348,8 @@ def backward_kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta,
                     x = grid[n, i, j, 0]
                     y = grid[n, i, j, 1]
                 if mode == BILINEAR:
-                    dx, dy = bilinear_any(src, gout, n, i, j, x, y, gimg, seen, padding, align_corners)
+                    dx, dy = bilinear_any(src, gout, s, go, gf, n, i, j, x, y, gimg, seen, padding,
+                                          align_corners)
                     if fused:
                         sx += dx
                         sxx += dx * xb

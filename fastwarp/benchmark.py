@@ -71,36 +71,24 @@ def time_call(fn: Callable[[], object], *, warmup: int = 2, repeat: int = 7, min
 
     Each repeat runs ``number`` calls, ``number`` chosen so a repeat lasts at
     least ``min_repeat_s``; ``repeat`` is cut so the timing stays near
-    ``budget_s`` (never below ``min_repeats``).
+    ``budget_s`` (never below ``min_repeats``).  :func:`time_calls` with one
+    function and no pause between repeats.
     """
-    for _ in range(max(warmup, 1)):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-7)
-    number = max(1, math.ceil(min_repeat_s / one))
-    repeat = max(min_repeats, min(repeat, int(budget_s / (one * number))))
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - t0) / number)
-    return Timing(times, number)
+    return time_calls({"fn": fn}, warmup=warmup, repeat=repeat, min_repeat_s=min_repeat_s,
+                      budget_s=budget_s, min_repeats=min_repeats, settle_s=0.0)["fn"]
 
 
 def time_calls(fns: dict[str, Callable[[], object]], *, warmup: int = 2, repeat: int = 7,
                min_repeat_s: float = 0.05, budget_s: float = 2.0, min_repeats: int = 3,
                settle_s: float = 0.02) -> dict[str, Timing]:
-    """:func:`time_call` for several functions at once, their repeats interleaved.
+    """Time several functions, their repeats interleaved (see :func:`time_call`).
 
     Round r times one repeat of every function, starting at a different one
     each round, so a slow spell of a shared machine (another process) falls on
     all of them alike instead of on whichever happened to run then.  Before
     each repeat the caller sleeps ``settle_s``: libraries whose worker threads
     spin after a call (TensorFlow's, OpenMP's) would otherwise take cores from
-    the next library's repeat.  ``budget_s`` is per function, as in
-    :func:`time_call`.
+    the next library's repeat.  ``budget_s`` is per function.
     """
     number, per_repeat = {}, {}
     for name, fn in fns.items():
@@ -117,7 +105,8 @@ def time_calls(fns: dict[str, Callable[[], object]], *, warmup: int = 2, repeat:
     for r in range(rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
             fn, k = fns[name], number[name]
-            time.sleep(settle_s)
+            if settle_s:
+                time.sleep(settle_s)
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()
