@@ -123,6 +123,9 @@ BASELINES = {
     "tf_gather": Baseline("tf_gather", "TF gather", ("tensorflow",), "pip install 'fastwarp[tf]'",
                           ("forward", "backward"),
                           "classic STN sampler: tf.gather_nd bilinear in a tf.function"),
+    "tf_xla": Baseline("tf_xla", "TF XLA", ("tensorflow",), "pip install 'fastwarp[tf]'",
+                       ("forward", "backward"),
+                       "the same gather sampler in a tf.function(jit_compile=True) (XLA on the CPU)"),
     "numpy": Baseline("numpy", "NumPy", (), "", ("forward",), "fastwarp.reference.affine_warp"),
 }
 
@@ -355,7 +358,7 @@ def tf_gather_sampler():
     return sample
 
 
-def _tf_gather(x: Inputs, op: str):
+def _tf_gather(x: Inputs, op: str, *, jit_compile: bool = False):
     tf = _tf()
     sample = tf_gather_sampler()
     images = tf.constant(x.images)
@@ -363,7 +366,7 @@ def _tf_gather(x: Inputs, op: str):
     if op == "backward":
         g = tf.constant(x.grad_out)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, jit_compile=jit_compile)
         def fwd_bwd(images, theta, g):
             with tf.GradientTape() as tape:
                 tape.watch([images, theta])
@@ -374,13 +377,17 @@ def _tf_gather(x: Inputs, op: str):
         return lambda: tuple(t.numpy() for t in fwd_bwd(images, theta, g))
 
     if x.images.dtype == np.uint8:
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True, jit_compile=jit_compile)
         def warp(images, theta):
             v = sample(tf.cast(images, tf.float32), theta)
             return tf.cast(tf.clip_by_value(tf.floor(v + 0.5), 0.0, 255.0), tf.uint8)
     else:
-        warp = tf.function(sample, reduce_retracing=True)
+        warp = tf.function(sample, reduce_retracing=True, jit_compile=jit_compile)
     return lambda: warp(images, theta).numpy()
+
+
+def _tf_xla(x: Inputs, op: str):
+    return _tf_gather(x, op, jit_compile=True)
 
 
 def _numpy(x: Inputs, op: str):
@@ -391,7 +398,7 @@ def _numpy(x: Inputs, op: str):
 
 _BUILDERS: dict[str, Callable] = {
     "fastwarp": _fastwarp, "fastwarp_out": _fastwarp_out, "opencv": _opencv, "torch": _torch,
-    "torch_nhwc": _torch_nhwc, "tf_ipt": _tf_ipt, "tf_gather": _tf_gather, "numpy": _numpy,
+    "torch_nhwc": _torch_nhwc, "tf_ipt": _tf_ipt, "tf_gather": _tf_gather, "tf_xla": _tf_xla, "numpy": _numpy,
 }
 
 

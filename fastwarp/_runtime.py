@@ -59,6 +59,11 @@ def slp_vectorize():
                 config.SLP_VECTORIZE = _slp_saved
 
 
+# Calls whose output has fewer elements than this run on the calling thread
+# alone: waking a sleeping OpenMP worker costs tens of microseconds, more than
+# a second thread saves on so little work (bench/bench_call_patterns.py, "tiny").
+SMALL_WORK = 16384
+
 _seen: set = set()
 
 
@@ -70,8 +75,22 @@ def _key(kernel, args) -> tuple:
         else type(a) for a in args)
 
 
-def call(kernel, *args):
-    """Run a kernel; the first call of each specialization compiles it with SLP on."""
+def call(kernel, *args, work: int | None = None):
+    """Run a kernel; the first call of each specialization compiles it with SLP on.
+
+    ``work`` (the number of output elements) below :data:`SMALL_WORK` runs the
+    kernel on the calling thread only (Numba's thread count is per calling
+    thread, so concurrent callers are unaffected); results never depend on the
+    thread count.
+    """
+    if work is not None and work < SMALL_WORK:
+        threads = numba.get_num_threads()
+        if threads > 1:
+            numba.set_num_threads(1)
+            try:
+                return call(kernel, *args)
+            finally:
+                numba.set_num_threads(threads)
     key = _key(kernel, args)
     if key in _seen:
         return kernel(*args)

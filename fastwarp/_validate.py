@@ -68,19 +68,22 @@ def check_theta(fn: str, theta, n: int, batched: bool) -> np.ndarray:
     t = _asarray(fn, "theta", theta)
     if t.dtype.kind not in "fiu" or t.dtype == np.bool_:
         raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {t.dtype}")
-    if t.shape == (2, 3):
-        t = np.broadcast_to(t, (n, 2, 3))
-    elif t.ndim == 3 and t.shape[1:] == (2, 3):
-        if t.shape[0] != n:
-            what = f"batch of {n} images" if batched else "single image"
-            raise ValueError(
-                f"{fn}: theta has {t.shape[0]} matrices for a {what}; "
-                f"expected shape ({n}, 2, 3) or (2, 3), got {t.shape}")
-    else:
+    if t.ndim == 3 and t.shape[1:] == (2, 3) and t.shape[0] != n:
+        what = f"batch of {n} images" if batched else "single image"
+        raise ValueError(
+            f"{fn}: theta has {t.shape[0]} matrices for a {what}; "
+            f"expected shape ({n}, 2, 3) or (2, 3), got {t.shape}")
+    if t.shape != (2, 3) and not (t.ndim == 3 and t.shape[1:] == (2, 3)):
         raise ValueError(f"{fn}: theta must have shape (N, 2, 3) or (2, 3); got {t.shape}")
-    t = np.ascontiguousarray(t, dtype=np.float64)
+    # the finiteness check runs on the matrices as given, before a (2, 3) theta is repeated
     if not np.isfinite(t).all():
         raise ValueError(f"{fn}: theta must be finite; got NaN or infinity")
+    if t.ndim == 2:
+        one = t.astype(np.float64)
+        t = np.empty((n, 2, 3))
+        t[...] = one
+    else:
+        t = np.ascontiguousarray(t, dtype=np.float64)
     return t
 
 

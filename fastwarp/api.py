@@ -123,7 +123,7 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
     ho, wo = check_size(fn, size, (0, 0))
     res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
     if n:
-        call(K.affine_grid_kernel, *readonly(t), res, bool(align_corners))
+        call(K.affine_grid_kernel, *readonly(t), res, bool(align_corners), work=res.size)
     return user if user is not None else (res if batched else res[0])
 
 
@@ -170,7 +170,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src, g)
     if shape[0]:
         call(K.grid_sample_kernel, *readonly(src, g.astype(np.float64, copy=False)),
-             res, m, p, a)
+             res, m, p, a, work=res.size)
     return user if user is not None else (res if batched else res[0])
 
 
@@ -215,5 +215,5 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     shape = (src.shape[0], ho, wo, src.shape[3])
     res, user = _prepare_out(fn, out, shape, src.dtype, batched, src)
     if shape[0]:
-        call(K.affine_warp_kernel, *readonly(src, t), res, m, p, a)
+        call(K.affine_warp_kernel, *readonly(src, t), res, m, p, a, work=res.size)
     return user if user is not None else (res if batched else res[0])

@@ -17,6 +17,7 @@ COMMANDS = {
     "bench": "bench",
     "warp": "warp",
     "train-stn": "train_stn",
+    "precompile": "precompile",
 }
 
 

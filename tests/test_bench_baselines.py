@@ -111,7 +111,7 @@ def _grads(name, x):
     return out, gi, gt
 
 
-@pytest.mark.parametrize("name", ["torch", "tf_gather"])
+@pytest.mark.parametrize("name", ["torch", "tf_gather", "tf_xla"])
 def test_backward_baseline(rng, name):
     """Forward+backward baselines compute fastwarp's output and both gradients.
 

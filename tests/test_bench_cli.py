@@ -72,18 +72,44 @@ def test_runner_report_table_json_png(tmp_path):
 
 def test_targets_marked():
     # a cell whose ratio is under its target is flagged, one over it is not
-    assert B.target("forward", "augment", "uint8", "opencv") == 1.2
-    assert B.target("forward", "seed", "float32", "opencv") == 1.5
-    assert B.target("backward", "seed", "float32", "tf_gather") == 10.0
+    assert B.target("forward", "augment", "uint8", "opencv") == 1.5
+    assert B.target("forward", "large", "float32", "opencv") == 1.3
+    assert B.target("backward", "seed", "float32", "tf_gather") == 15.0
+    assert B.target("backward", "seed", "float32", "tf_xla") == 15.0
     assert B.target("forward", "seed", "float32", "tf_gather") is None
     results = [
         {"op": "forward", "workload": "seed", "dtype": "float32", "library": "fastwarp", "median_ms": 2.0},
         {"op": "forward", "workload": "seed", "dtype": "float32", "library": "torch", "median_ms": 3.0},
-        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "numpy", "median_ms": 50.0},
+        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "numpy", "median_ms": 70.0},
+        # out= at 1.5 ms: the allocating call (2.0 ms) is 1.33x it, past the 1.2x target
+        {"op": "forward", "workload": "seed", "dtype": "float32", "library": "fastwarp_out",
+         "median_ms": 1.5},
     ]
     B._add_ratios(results)
-    assert [r["meets_target"] for r in results] == [None, False, True]
+    assert [r["meets_target"] for r in results] == [None, False, True, False]
     assert results[1]["ratio"] == 1.5
+
+
+def test_cpu_family_names_the_micro_architecture():
+    zen3 = {"vendor_id": "AuthenticAMD", "cpu family": "25", "model": "1", "flags": "fpu avx2 fma"}
+    zen5 = {"vendor_id": "AuthenticAMD", "cpu family": "26", "model": "2", "flags": "avx2 avx512f"}
+    intel = {"vendor_id": "GenuineIntel", "cpu family": "6", "model": "143", "flags": "sse4_2"}
+    assert B.cpu_family(zen3) == "AMD family 25 model 1 (Zen 3), AVX2"
+    assert B.cpu_family(zen5) == "AMD family 26 model 2 (Zen 5), AVX-512"
+    assert B.cpu_family(intel) == "Intel family 6 model 143, SSE"
+    assert B.cpu_family({}) == ""
+
+
+def test_time_calls_runs_each_function_in_blocks():
+    # every call of a block runs back to back: the log of calls groups by function
+    log = []
+    fns = {"a": lambda: log.append("a"), "b": lambda: log.append("b")}
+    timings = B.time_calls(fns, warmup=1, repeat=4, min_repeat_s=0.0, budget_s=1.0, settle_s=0.0, blocks=2)
+    assert all(len(t.times) == 2 * 2 for t in timings.values())
+    timed = log[2 * 2:]  # after the warm-up and sizing calls of each function
+    runs = [k for i, k in enumerate(timed) if i == 0 or timed[i - 1] != k]
+    assert runs == ["a", "b", "a"]  # blocks a, b, then b, a: each round starts at another function
+    assert len(timed) == 2 * 2 * (1 + 2)  # per block: one untimed call, then two timed repeats
 
 
 def test_cli_writes_files_and_skips_missing_baseline(tmp_path, monkeypatch, capsys):

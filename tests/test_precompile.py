@@ -1,0 +1,41 @@
+"""`fastwarp precompile` fills Numba's cache so that a new process compiles nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from fastwarp.cli import main
+
+CHECK = """
+import json, numpy as np
+import fastwarp as fw
+from fastwarp import _kernels as K
+x = np.random.default_rng(0).random((1, 7, 9, 3), dtype=np.float32)
+fw.affine_warp(x, np.array([[1.0, 0.2, 0.1], [0.0, 0.8, 0.0]]))
+fw.grid_sample(x, fw.affine_grid(np.eye(2, 3)[None], (4, 5)))
+print(json.dumps({k.__name__: [sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]
+                  for k in (K.affine_warp_kernel, K.grid_sample_kernel, K.affine_grid_kernel)}))
+"""
+
+
+def test_precompile_then_a_new_process_loads_from_the_cache(capsys):
+    assert main(["precompile", "--dtype", "float32", "--part", "forward"]) == 0
+    text = capsys.readouterr().out
+    for label in ("affine_grid", "affine_warp float32", "grid_sample float32", "done in"):
+        assert label in text, label
+    assert "backward" not in text
+    r = subprocess.run([sys.executable, "-c", CHECK], capture_output=True, text=True, check=True)
+    stats = json.loads(r.stdout.strip().splitlines()[-1])
+    for name, (hits, misses) in stats.items():
+        assert hits >= 1 and misses == 0, (name, hits, misses)
+
+
+def test_precompile_rejects_an_unknown_dtype(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["precompile", "--dtype", "int16"])
+    assert e.value.code == 2
+    assert "invalid choice: 'int16'" in capsys.readouterr().err
