@@ -35,99 +35,18 @@ import sys
 import time
 
 CHILD = r"""
-import json, os, sys, time
-import numpy as np
-cfg = json.loads(sys.argv[1])
-import fastwarp as fw
-from fastwarp.benchmark import WORKLOADS, make_inputs, ipt_transforms, cpu_model
-import cv2
-import tensorflow as tf
-
-x = make_inputs(WORKLOADS[cfg["workload"]], cfg["dtype"])
-imgs, theta, M = x.images, x.theta, x.matrix
-N, H, W, C = imgs.shape
-out = np.empty_like(imgs)
-cv_out = [np.empty_like(im) for im in imgs]
-tiny = np.ascontiguousarray(imgs[:1, :16, :16])
-tiny_out = np.empty_like(tiny)
-tiny_theta = theta[:1]
-
-def fastwarp_call():
-    fw.affine_warp(imgs, theta, padding_mode="border", out=out)
-
-def opencv_call():
-    for im, o in zip(imgs, cv_out):
-        cv2.warpAffine(im, M, (W, H), dst=o, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-def fastwarp_tiny():
-    fw.affine_warp(tiny, tiny_theta, padding_mode="border", out=tiny_out)
-
-tiny_cv_out = np.empty_like(tiny[0])
-def opencv_tiny():
-    cv2.warpAffine(tiny[0], M, (16, 16), dst=tiny_cv_out, flags=cv2.INTER_LINEAR,
-                   borderMode=cv2.BORDER_REPLICATE)
-
-tf_imgs = tf.constant(imgs)
-tf_tr = tf.constant(ipt_transforms(M, N))
-def tf_op():
-    tf.raw_ops.ImageProjectiveTransformV3(images=tf_imgs, transforms=tf_tr, output_shape=[H, W],
-                                          fill_value=0.0, interpolation="BILINEAR",
-                                          fill_mode="NEAREST").numpy()
-
-def python_work(seconds=0.001):
-    t_end = time.perf_counter() + seconds
-    k = 0
-    while time.perf_counter() < t_end:
-        k += 1
-    return k
-
-def timed(fn, before, calls):
-    ts = []
-    for _ in range(calls):
-        before()
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-nothing = lambda: None
-idle = lambda: time.sleep(0.02)
-budget = cfg["calls"]
-res = {"spin": os.environ.get("GOMP_SPINCOUNT"), "wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-       "threading_layer": None, "cpu": cpu_model()}
-for name, fn, tinyfn in (("fastwarp", fastwarp_call, fastwarp_tiny), ("opencv", opencv_call, opencv_tiny)):
-    for _ in range(5):
-        fn(); tinyfn(); tf_op()
-    r = {}
-    r["back_to_back"] = timed(fn, nothing, budget)
-    r["python_1ms"] = timed(fn, python_work, budget)
-    r["after_tf"] = timed(fn, tf_op, max(budget // 2, 10))
-    r["after_idle"] = timed(fn, idle, max(budget // 4, 10))
-    r["tiny"] = timed(tinyfn, nothing, budget * 4)
-    res[name] = r
+import json, os, sys
 import numba
-res["threading_layer"] = numba.threading_layer()
-
-# what the next code pays: the op right after a fastwarp call vs after idle
-a = np.random.default_rng(0).random(2**17)
-b = np.empty_like(a)
-np_op = lambda: np.add(a, a, out=b)
-m = tf.constant(np.random.default_rng(1).random((256, 256), dtype=np.float32))
-tf_next = lambda: tf.linalg.matmul(m, m).numpy()
-for _ in range(5):
-    np_op(); tf_next()
-res["next"] = {
-    "numpy_after_fastwarp": timed(np_op, fastwarp_call, budget),
-    "numpy_after_opencv": timed(np_op, opencv_call, budget),
-    "numpy_after_idle": timed(np_op, idle, max(budget // 4, 10)),
-    "tf_after_fastwarp": timed(tf_next, fastwarp_call, budget),
-    "tf_after_opencv": timed(tf_next, opencv_call, budget),
-    "tf_after_idle": timed(tf_next, idle, max(budget // 4, 10)),
-}
+from fastwarp._bench_patterns import measure
+from fastwarp.benchmark import cpu_model
+cfg = json.loads(sys.argv[1])
+res = measure(cfg["workload"], cfg["dtype"], cfg["calls"])
+res.update(spin=os.environ.get("GOMP_SPINCOUNT"), wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+           threading_layer=numba.threading_layer(), cpu=cpu_model())
 print(json.dumps(res))
 """
 
-PATTERNS = ("back_to_back", "python_1ms", "after_tf", "after_idle", "tiny")
+PATTERNS = ("back_to_back", "python_1ms", "after_tf", "after_idle", "tiny")  # as in fastwarp._bench_patterns
 
 
 def run_policy(spin: str | None, cfg: dict) -> dict:

@@ -79,6 +79,11 @@ def format_table(report: dict) -> str:
             f"{mf['floor_ms']:.2f} ms; fastwarp out= {mf['fastwarp_out_ms']:.2f} ms reaches "
             f"{100 * mf['fraction_of_floor']:.0f}% of the floor (target >= {100 * FLOOR_TARGET:.0f}%)"
             + ("" if mf["meets_target"] else f" {MISS}"))
+    if report.get("patterns"):
+        from ._bench_patterns import format_patterns
+
+        lines.append("")
+        lines.extend(format_patterns(report["patterns"]))
     for cs in report.get("cold_start", []):
         lines.append(f"cold start (Numba cache {cs['numba_cache']}): "
                      f"import fastwarp {cs['import_ms']:.0f} ms, "

@@ -326,6 +326,8 @@ class Config:
     scaling_libraries: tuple[str, ...] = ("fastwarp", "opencv", "torch", "tf_ipt")
     cold_start: bool = True
     cold_start_uncached: bool = True
+    patterns: bool = True  # call patterns on "seed" against OpenCV (needs OpenCV and TensorFlow)
+    pattern_calls: int = 200
     seed: int = 0
 
 
@@ -458,6 +460,11 @@ def run(cfg: Config, log: Callable[[str], None] = print) -> dict:
     if cfg.scaling:
         log("scaling: batch size, image side, threads")
         report["scaling"] = _scaling(cfg, libs, log)
+    if cfg.patterns and {"opencv", "tf_ipt"} <= set(libs):
+        from ._bench_patterns import measure
+
+        log("call patterns: back to back, between Python work, after TF, after idle, tiny batch")
+        report["patterns"] = measure("seed", "float32", cfg.pattern_calls)
     if cfg.cold_start:
         log("cold start: fresh processes")
         report["cold_start"] = [cold_start(cached=True)]

@@ -145,3 +145,19 @@ def test_cli_config_selection():
     with pytest.raises(ValueError, match="unknown libraries"):
         make_config(parse(["bench", "--libraries", "fastwarp,caffe"]))
     assert main(["bench", "--libraries", "caffe"]) == 2
+
+
+def test_call_patterns_measured_and_reported():
+    from fastwarp import _bench_patterns as P
+    from fastwarp import _bench_report as R
+
+    p = P.measure("gtsrb", "uint8", calls=4)
+    for lib in ("fastwarp", "opencv"):
+        assert set(p[lib]) == set(P.PATTERNS) and all(v > 0 for v in p[lib].values())
+    assert all(v > 0 for v in p["next"].values()) and len(p["next"]) == 6
+    assert P.python_work(0.002) > 0
+    report = {"machine": {"cpu": "x", "usable_cores": 2}, "threads": {}, "results": [], "patterns": p}
+    table = R.format_table(report)
+    assert "call patterns (gtsrb uint8" in table
+    for pat in P.PATTERNS:
+        assert pat in table, pat

@@ -7,7 +7,7 @@ from pathlib import Path
 
 HELP = "Benchmark affine warps against OpenCV, PyTorch, TensorFlow and NumPy; writes a table, JSON and PNG."
 
-EXTRAS = ("backward", "floor", "scaling", "cold-start")
+EXTRAS = ("backward", "floor", "scaling", "cold-start", "patterns")
 
 
 def _shape(text: str) -> tuple[int, int, int, int]:
@@ -72,6 +72,9 @@ def make_config(args: argparse.Namespace):
     cfg.memory_floor = "floor" not in skip
     cfg.scaling = "scaling" not in skip
     cfg.cold_start = "cold-start" not in skip
+    cfg.patterns = "patterns" not in skip
+    if args.quick:
+        cfg.pattern_calls = 60
     return cfg
 
 
