@@ -1,0 +1,39 @@
+"""Runtime settings: small calls on the calling thread, the thread count left as it was."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+import fastwarp as fw
+from fastwarp import _runtime
+from fastwarp.reference import affine_warp as ref_warp
+
+
+def test_small_call_keeps_the_callers_thread_count(rng):
+    before = numba.get_num_threads()
+    most = numba.config.NUMBA_NUM_THREADS
+    numba.set_num_threads(most)
+    try:
+        x = rng.random((1, 9, 11, 3), dtype=np.float32)  # 297 output elements < SMALL_WORK
+        theta = np.array([[0.8, -0.3, 0.1], [0.35, 0.9, -0.2]])
+        assert x.size < _runtime.SMALL_WORK
+        got = fw.affine_warp(x, theta, padding_mode="reflection")
+        assert numba.get_num_threads() == most
+        np.testing.assert_allclose(got, ref_warp(x, theta, padding_mode="reflection"), rtol=0, atol=2e-6)
+        with pytest.raises(ValueError, match="theta must be finite"):
+            fw.affine_warp(x, np.full((2, 3), np.nan))
+        assert numba.get_num_threads() == most
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_small_and_threaded_paths_agree_bit_for_bit(rng):
+    # the same call below and above SMALL_WORK: a batch of one image, then that image among others
+    x = rng.random((9, 23, 29, 3), dtype=np.float32)
+    theta = rng.normal(0, 0.3, (9, 2, 3)) + np.eye(2, 3)
+    assert x[:1].size < _runtime.SMALL_WORK <= x.size
+    whole = fw.affine_warp(x, theta, padding_mode="zeros")
+    one = fw.affine_warp(x[:1], theta[:1], padding_mode="zeros")
+    np.testing.assert_array_equal(one, whole[:1])
