@@ -392,6 +392,8 @@ def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None,
                  png_level: int = 1) -> bytes:
     """Encode an (H, W, C) array of ``info.mode`` pixels (in ``info.order``) as file bytes.
 
+    :func:`write_image` uses the same encoders without joining the parts.
+
     Parameters
     ----------
     arr : ndarray
@@ -408,15 +410,22 @@ def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None,
     ValueError
         For a format that cannot hold the mode (16-bit colour outside PNG/TIFF).
     """
-    from ._png import encode_png
+    return b"".join(bytes(p) for p in _encode_parts(arr, info, format, quality, png_level))
+
+
+def _encode_parts(arr: np.ndarray, info: ImageInfo, format, quality, png_level) -> list:
+    """The encoded file as bytes-like parts (no copy of the whole file where it can be helped)."""
+    from ._png import png_parts
 
     fmt = (format or info.format).upper()
     mode = info.mode
     opts = dict(info.save_options)
     if fmt == "PNG" and arr.dtype in (np.uint8, np.uint16) and \
             mode in ("L", "LA", "RGB", "RGBA", "I;16", *COLOR16_MODES):
-        return encode_png(np.ascontiguousarray(_in_order(arr, info.order, "RGB")), level=png_level,
-                          icc_profile=opts.get("icc_profile"), dpi=opts.get("dpi"))
+        c = arr.shape[2]
+        order = [2, 1, 0, 3][:c] if info.order == "BGR" and c >= 3 else None
+        return png_parts(arr, level=png_level, icc_profile=opts.get("icc_profile"), dpi=opts.get("dpi"),
+                         order=order)
     cv2 = _cv2()
     if mode in COLOR16_MODES:
         if fmt != "TIFF" or cv2 is None:
@@ -425,14 +434,14 @@ def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None,
         ok, buf = cv2.imencode(".tif", np.ascontiguousarray(_in_order(arr, info.order, "BGR")))
         if not ok:
             raise OSError("OpenCV could not encode the TIFF")
-        return buf.tobytes()
+        return [buf]
     if fmt == "JPEG" and cv2 is not None and mode in ("L", "LA", "RGB", "RGBA") and \
             arr.dtype == np.uint8 and not opts:
         px = arr[:, :, :1] if mode in ("L", "LA") else _in_order(arr[:, :, :3], info.order, "BGR")
         ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(px), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
         if not ok:
             raise OSError("OpenCV could not encode the JPEG")
-        return buf.tobytes()
+        return [buf]
     im = _fit_to_format(_to_pil(np.ascontiguousarray(_in_order(arr, info.order, "RGB")), mode), fmt)
     if fmt in ("JPEG", "WEBP", "JPEG2000") and not opts.get("lossless"):
         opts["quality"] = quality
@@ -440,7 +449,7 @@ def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None,
         opts.pop("quality", None)
     out = io.BytesIO()
     im.save(out, format=fmt, **opts)
-    return out.getvalue()
+    return [out.getbuffer()]
 
 
 def _host() -> str:
@@ -453,8 +462,9 @@ def _temp_name(path: str) -> str:
     return os.path.join(d, f".{name}.{tag}{TEMP_SUFFIX}")
 
 
-def _write_all(f, data: bytes) -> None:
-    f.write(data)
+def _write_all(f, parts: list) -> None:
+    for part in parts:
+        f.write(part)
 
 
 def write_image(path: str | os.PathLike, arr: np.ndarray, info: ImageInfo, *,
@@ -466,7 +476,7 @@ def write_image(path: str | os.PathLike, arr: np.ndarray, info: ImageInfo, *,
     removed and the final path is left as it was.
     """
     path = os.fspath(path)
-    data = encode_image(arr, info, format=format, quality=quality, png_level=png_level)
+    data = _encode_parts(arr, info, format, quality, png_level)
     tmp = _temp_name(path)
     try:
         try:

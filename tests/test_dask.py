@@ -130,7 +130,7 @@ def _dies_once(jobs, spec, opts, *, batch_size, io_threads, memory_budget, marke
         def write(fp, data):
             calls[0] += 1
             if calls[0] == 2:
-                fp.write(data[: len(data) // 2])
+                fp.write(b"".join(bytes(x) for x in data)[:100])
                 fp.flush()
                 with open(marker, "w") as f:
                     f.write(fp.name)
