@@ -121,7 +121,7 @@ def codec_costs(path: str, ext: str, count: int = 40) -> dict:
         enc_fw = enc_cv
     else:
         enc_cv = _per_image(lambda a: cv2.imencode(".png", a), images)
-        enc_fw = _per_image(lambda a: encode_png(a[:, :, ::-1], level=1), images)
+        enc_fw = _per_image(lambda a: encode_png(a, level=1, order=(2, 1, 0)), images)
     return {"decode": dec, "encode_cv2": enc_cv, "encode_fw": enc_fw}
 
 
@@ -134,9 +134,12 @@ def _run(cmd: list[str], env=None) -> tuple[float, str]:
     return dt, res.stdout
 
 
+OUT_BASE = None  # folder for the outputs (--out); None: the system's temporary folder
+
+
 def time_fastwarp(src: str, extra=()) -> tuple[float, float]:
     """(wall seconds of the command, seconds in fastwarp's summary line)."""
-    out = tempfile.mkdtemp(prefix="fastwarp-bench-out-")
+    out = tempfile.mkdtemp(prefix="fastwarp-bench-out-", dir=OUT_BASE)
     try:
         dt, stdout = _run([sys.executable, "-m", "fastwarp.cli", "warp", src, "-o", out, *TRANSFORM, "-q",
                            *extra])
@@ -147,7 +150,7 @@ def time_fastwarp(src: str, extra=()) -> tuple[float, float]:
 
 
 def time_opencv(src: str, script: str) -> float:
-    out = tempfile.mkdtemp(prefix="opencv-bench-out-")
+    out = tempfile.mkdtemp(prefix="opencv-bench-out-", dir=OUT_BASE)
     try:
         return _run([sys.executable, script, src, out])[0]
     finally:
@@ -157,7 +160,7 @@ def time_opencv(src: str, script: str) -> float:
 def time_dask(src: str, address: str) -> float:
     from fastwarp.cli import main
 
-    out = tempfile.mkdtemp(prefix="fastwarp-bench-dask-")
+    out = tempfile.mkdtemp(prefix="fastwarp-bench-dask-", dir=OUT_BASE)
     try:
         t0 = time.perf_counter()
         rc = main(["warp", src, "-o", out, *TRANSFORM, "-q", "--scheduler", address])
@@ -184,7 +187,11 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternated runs of each command (default 3)")
     p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "fastwarp-bench-folders"))
     p.add_argument("--dask", action="store_true", help="also time --scheduler on a LocalCluster")
+    p.add_argument("--out", default=None,
+                   help="where outputs are written (e.g. /dev/shm to take the disk out of the timings)")
     args = p.parse_args(argv)
+    global OUT_BASE
+    OUT_BASE = args.out
 
     from fastwarp._png import deflate_backend
     from fastwarp._threads import cpu_count
@@ -194,7 +201,8 @@ def main(argv=None) -> int:
     os.makedirs(args.dir, exist_ok=True)
     with open(script, "w") as f:
         f.write(OPENCV_SCRIPT)
-    print(f"{_cpu_name()}, {cores} cores; PNG deflate: {deflate_backend(1)}; {args.rounds} rounds, medians")
+    print(f"{_cpu_name()}, {cores} cores; PNG deflate: {deflate_backend(1)}; {args.rounds} rounds, medians; "
+          f"outputs in {args.out or tempfile.gettempdir()}")
     rows = []
     cluster = None
     if args.dask:

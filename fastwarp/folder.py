@@ -79,6 +79,22 @@ class Report:
 
 # ---------------------------------------------------------------- discovery
 
+class _RealPaths:
+    """``os.path.realpath`` with the folders' real paths cached: one ``lstat`` per file, not one
+    per path component (planning 1,500 files took 0.18 s of realpath calls)."""
+
+    def __init__(self):
+        self._dirs: dict[str, str] = {}
+
+    def __call__(self, path: str) -> str:
+        folder, name = os.path.split(os.path.abspath(path))
+        real_dir = self._dirs.get(folder)
+        if real_dir is None:
+            real_dir = self._dirs[folder] = os.path.realpath(folder)
+        candidate = os.path.join(real_dir, name)
+        return os.path.realpath(candidate) if os.path.islink(candidate) else candidate
+
+
 def _walk(top: str, exclude: set[str]) -> Iterator[str]:
     """Image files under ``top`` (sorted, hidden files and folders and ``exclude`` skipped)."""
     for root, dirs, files in os.walk(top):
@@ -108,9 +124,10 @@ def discover(inputs: Iterable[str], exclude: Iterable[str] = ()) -> tuple[list, 
     """
     excl = {os.path.realpath(p) for p in exclude}
     found, missing, seen = [], [], set()
+    realpath = _RealPaths()
 
     def add(path, rel):
-        real = os.path.realpath(path)
+        real = realpath(path)
         if real not in seen:
             seen.add(real)
             found.append((path, rel.replace(os.sep, "/")))
@@ -167,13 +184,14 @@ def plan_jobs(inputs: Iterable[str], outdir: str, *, copies: int = 1, format: st
     """
     found, missing = discover(inputs, exclude=[outdir])
     report = Report(failures=list(missing))
-    real_inputs = {os.path.realpath(p) for p, _ in found}
+    realpath = _RealPaths()
+    real_inputs = {realpath(p) for p, _ in found}
     claimed: dict[str, str] = {}
     jobs = []
     for path, rel in found:
         outs = []
         for k, out in enumerate(output_paths(rel, outdir, copies, format)):
-            real = os.path.realpath(out)
+            real = realpath(out)
             if real in claimed:
                 raise ValueError(f"{path} and {claimed[real]} would both be written to {out}; "
                                  "warp them in separate runs or to separate folders")

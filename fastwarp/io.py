@@ -48,6 +48,7 @@ process are removed by :func:`remove_stale_temps` once that process is gone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import secrets
@@ -95,12 +96,16 @@ def _cv2():
     return cv2
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a file name has an extension Pillow can open."""
+@functools.lru_cache(maxsize=1)
+def _readable_extensions() -> frozenset:
     Image, _ = _pil()
     Image.init()
-    ext = os.path.splitext(name)[1].lower()
-    return Image.registered_extensions().get(ext) in Image.OPEN
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an extension Pillow can open."""
+    return os.path.splitext(name)[1].lower() in _readable_extensions()
 
 
 def format_extension(fmt: str) -> str:
