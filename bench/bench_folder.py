@@ -107,10 +107,14 @@ def _per_image(fn, items, repeat: int = 3) -> float:
 
 
 def codec_costs(path: str, ext: str, count: int = 40) -> dict:
-    """Single-thread seconds per image: decode, and encode with OpenCV's and fastwarp's encoders."""
+    """Single-thread seconds per image: decode, encode with OpenCV's and fastwarp's encoders, and
+    the warp by fastwarp's kernel (one thread) and by cv2.warpAffine (one thread)."""
     import cv2
 
+    import fastwarp
     from fastwarp._png import encode_png
+    from fastwarp._threads import set_kernel_threads
+    from fastwarp.transforms import affine_theta
 
     names = sorted(n for n in os.listdir(path) if n.endswith(ext))[:count]
     data = [np.frombuffer(open(os.path.join(path, n), "rb").read(), np.uint8) for n in names]
@@ -122,7 +126,27 @@ def codec_costs(path: str, ext: str, count: int = 40) -> dict:
     else:
         enc_cv = _per_image(lambda a: cv2.imencode(".png", a), images)
         enc_fw = _per_image(lambda a: encode_png(a, level=1, order=(2, 1, 0)), images)
-    return {"decode": dec, "encode_cv2": enc_cv, "encode_fw": enc_fw}
+    h, w = images[0].shape[:2]
+    theta = affine_theta((h, w), rotation=15, scale=0.9)
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), 15, 0.9)
+    threads = cv2.getNumThreads()
+    set_kernel_threads(1)
+    cv2.setNumThreads(1)
+    try:
+        fastwarp.affine_warp(images[0], theta)
+        warp_fw = _per_image(lambda a: fastwarp.affine_warp(a, theta), images)
+        warp_cv = _per_image(lambda a: cv2.warpAffine(a, m, (w, h)), images)
+    finally:
+        cv2.setNumThreads(threads)
+        set_kernel_threads(os.cpu_count() or 1)
+    return {"decode": dec, "encode_cv2": enc_cv, "encode_fw": enc_fw, "warp_fw": warp_fw, "warp_cv2": warp_cv}
+
+
+def _drop(folder: str) -> None:
+    """Remove a run's outputs and let the filesystem settle (ext4 with online discard goes on
+    working after a large removal and would slow the next command)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os.sync()
 
 
 def _run(cmd: list[str], env=None) -> tuple[float, str]:
@@ -146,7 +170,7 @@ def time_fastwarp(src: str, extra=()) -> tuple[float, float]:
         m = re.search(r"in ([0-9.]+) s", stdout)
         return dt, float(m.group(1)) if m else float("nan")
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        _drop(out)
 
 
 def time_opencv(src: str, script: str) -> float:
@@ -154,7 +178,7 @@ def time_opencv(src: str, script: str) -> float:
     try:
         return _run([sys.executable, script, src, out])[0]
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        _drop(out)
 
 
 def time_dask(src: str, address: str) -> float:
@@ -169,7 +193,7 @@ def time_dask(src: str, address: str) -> float:
             raise RuntimeError(f"fastwarp warp --scheduler exited with {rc}")
         return dt
     finally:
-        shutil.rmtree(out, ignore_errors=True)
+        _drop(out)
 
 
 def _cpu_name() -> str:
@@ -234,8 +258,9 @@ def main(argv=None) -> int:
                 row["dask"] = count / statistics.median(
                     [time_dask(path, cluster.scheduler_address) for _ in range(args.rounds)])
             rows.append(row)
-            print(f"{row['set']}: decode {costs['decode'] * 1e3:.2f} ms, encode OpenCV "
-                  f"{costs['encode_cv2'] * 1e3:.2f} ms, fastwarp {costs['encode_fw'] * 1e3:.2f} ms per image",
+            print(f"{row['set']}, ms per image on one thread: decode {costs['decode'] * 1e3:.2f}, encode "
+                  f"OpenCV {costs['encode_cv2'] * 1e3:.2f} / fastwarp {costs['encode_fw'] * 1e3:.2f}, warp "
+                  f"fastwarp {costs['warp_fw'] * 1e3:.2f} / cv2.warpAffine {costs['warp_cv2'] * 1e3:.2f}",
                   flush=True)
     finally:
         if cluster is not None:
