@@ -160,25 +160,6 @@ def build_spec(args):
     return spec, opts
 
 
-def _load_kernels_in_background(spec) -> None:
-    """Load the uint8 kernel (from Numba's disk cache, about half a second) while the inputs are
-    discovered and the first files decoded, instead of when the first warp needs it."""
-    import threading
-
-    def load():
-        import numpy as np
-
-        from ..api import affine_warp
-
-        try:
-            affine_warp(np.zeros((2, 2, 1), np.uint8), np.eye(2, 3), mode=spec.mode,
-                        padding_mode=spec.padding_mode, align_corners=spec.align_corners)
-        except Exception:  # noqa: BLE001, S110 - the real calls will report any problem
-            pass
-
-    threading.Thread(target=load, name="fastwarp-kernel-load", daemon=True).start()
-
-
 def run(args) -> int:
     import signal
     import threading
@@ -192,8 +173,6 @@ def run(args) -> int:
     try:
         spec, opts = build_spec(args)
         budget = parse_bytes(args.memory_budget)
-        if not args.scheduler:
-            _load_kernels_in_background(spec)
         jobs, pre = plan_jobs(args.inputs, args.output, copies=args.copies, format=opts.format,
                               skip_existing=args.skip_existing, overwrite_inputs=args.overwrite_inputs)
     except ValueError as e:
