@@ -196,6 +196,43 @@ def time_dask(src: str, address: str) -> float:
         _drop(out)
 
 
+def steady_state(src: str, rounds: int) -> tuple[float, float]:
+    """Images/s of fastwarp's runner and of the script's loop in this process, warmed up, no
+    start-up: (fastwarp, OpenCV script), medians of alternated runs."""
+    import gc
+
+    from fastwarp.folder import OutputOptions, TransformSpec, plan_jobs, run_local
+
+    ns: dict = {}
+    code = OPENCV_SCRIPT.split("with ThreadPoolExecutor")[0]
+    for line in ("src, dst = sys.argv[1], sys.argv[2]\n", "os.makedirs(dst, exist_ok=True)\n"):
+        code = code.replace(line, "")
+    spec = TransformSpec(rotate=(15.0, 15.0), scale=(0.9, 0.9))
+    fw, cv = [], []
+    for i in range(rounds + 1):
+        out = tempfile.mkdtemp(prefix="fastwarp-bench-steady-", dir=OUT_BASE)
+        jobs, _ = plan_jobs([src], out)
+        gc.freeze()
+        t0 = time.perf_counter()
+        run_local(jobs, spec, OutputOptions())
+        dt_fw = time.perf_counter() - t0
+        _drop(out)
+        out = tempfile.mkdtemp(prefix="opencv-bench-steady-", dir=OUT_BASE)
+        ns.update(src=src, dst=out, sys=sys)
+        exec(code, ns)  # defines names and warp() for this src/dst
+        from concurrent.futures import ThreadPoolExecutor
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(os.cpu_count()) as pool:
+            list(pool.map(ns["warp"], ns["names"]))
+        dt_cv = time.perf_counter() - t0
+        _drop(out)
+        if i:  # the first round warms both up
+            fw.append(len(jobs) / dt_fw)
+            cv.append(len(ns["names"]) / dt_cv)
+    return statistics.median(fw), statistics.median(cv)
+
+
 def _cpu_name() -> str:
     try:
         out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -211,6 +248,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="alternated runs of each command (default 3)")
     p.add_argument("--dir", default=os.path.join(tempfile.gettempdir(), "fastwarp-bench-folders"))
     p.add_argument("--dask", action="store_true", help="also time --scheduler on a LocalCluster")
+    p.add_argument("--steady", action="store_true",
+                   help="also time both in this process, warmed up (throughput without start-up)")
     p.add_argument("--out", default=None,
                    help="where outputs are written (e.g. /dev/shm to take the disk out of the timings)")
     args = p.parse_args(argv)
@@ -253,6 +292,8 @@ def main(argv=None) -> int:
                    "opencv": count / statistics.median(cv),
                    "bound_cv2": cores / (costs["decode"] + costs["encode_cv2"]),
                    "bound_fw": cores / (costs["decode"] + costs["encode_fw"]), **costs}
+            if args.steady:
+                row["steady_fw"], row["steady_cv"] = steady_state(path, args.rounds)
             if cluster is not None:
                 time_dask(os.path.join(path), cluster.scheduler_address)  # warm-up
                 row["dask"] = count / statistics.median(
@@ -266,6 +307,8 @@ def main(argv=None) -> int:
         if cluster is not None:
             cluster.close()
     head = "| inputs | fastwarp warp | (in-run) | OpenCV script | ratio | codec bound fastwarp / OpenCV |"
+    if args.steady:
+        head += " steady state fastwarp / script | ratio |"
     if args.dask:
         head += " Dask LocalCluster |"
     print(head)
@@ -273,6 +316,8 @@ def main(argv=None) -> int:
     for r in rows:
         line = (f"| {r['set']} | {r['fastwarp']:.0f} | {r['fastwarp_inrun']:.0f} | {r['opencv']:.0f} | "
                 f"{r['fastwarp'] / r['opencv']:.2f}x | {r['bound_fw']:.0f} / {r['bound_cv2']:.0f} |")
+        if args.steady:
+            line += f" {r['steady_fw']:.0f} / {r['steady_cv']:.0f} | {r['steady_fw'] / r['steady_cv']:.2f}x |"
         if args.dask:
             line += f" {r['dask']:.0f} |"
         print(line)
