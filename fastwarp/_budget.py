@@ -57,6 +57,7 @@ class ByteBudget:
         return n
 
     def release(self, n: int) -> None:
+        """Give back a reservation made by :meth:`acquire` (its return value)."""
         with self._cond:
             self.used -= n
             self._cond.notify_all()
