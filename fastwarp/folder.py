@@ -273,16 +273,21 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
     budget = ByteBudget(int(memory_budget))
     stop = threading.Event()
 
-    def task(job):
+    def task(group):
         set_kernel_threads(kthreads)
-        return run_job(job, spec, opts, budget, stop)
+        results = []
+        for job in group:
+            if stop.is_set():
+                break
+            results.extend(run_job(job, spec, opts, budget, stop))
+        return results
 
     def collect(fut):
-        job = pending.pop(fut)
+        group = pending.pop(fut)
         try:
             results = fut.result()
         except Exception as e:  # noqa: BLE001 - a bug must not lose the other files
-            results = [(job.src, _reason(e), len(job.outputs))]
+            results = [(job.src, _reason(e), len(job.outputs)) for job in group]
         for path, why, n in results:
             if why is None:
                 report.written += n
@@ -297,14 +302,18 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
             for fut in done:
                 collect(fut)
 
+    # a few files per task: fewer futures and wake-ups of this thread (each one takes the
+    # interpreter lock from the workers); small enough to keep the threads evenly loaded
+    per_task = max(1, min(8, len(jobs) // (8 * threads)))
     pool = ThreadPoolExecutor(threads, thread_name_prefix="fastwarp-warp")
     pending: dict = {}
     try:
-        for job in jobs:
+        for i in range(0, len(jobs), per_task):
             # a short queue ahead of the threads: the order of files is kept
             # roughly, and nothing waits in memory but paths
             drain(2 * threads - 1)
-            pending[pool.submit(task, job)] = job
+            group = jobs[i:i + per_task]
+            pending[pool.submit(task, group)] = group
         drain(0)
     finally:
         stop.set()
