@@ -120,7 +120,7 @@ def _chunks(jobs, outputs_per_task: int):
 
 
 def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_threads: int = 2,
-                    retries: int = 2,
+                    retries: int = 2, memory_budget: int | None = None,
                     max_pending: int | None = None, on_failure: Callable[[str, str], None] | None = None,
                     progress: Callable[[int], None] | None = None, task: Callable | None = None):
     """Run ``fastwarp warp`` jobs as Dask tasks on a cluster; return the merged :class:`Report`.
@@ -132,10 +132,13 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_thr
     scheduler : str or distributed.Client
         Scheduler address (``tcp://host:8786``), or a connected client.
     batch_size : int
-        Outputs per task (and per kernel call).
+        Outputs per task.
     io_threads : int, default 2
-        Decode/encode threads inside each task (overlapping the kernel); 1
-        runs each task in the worker's thread only.
+        Files processed at a time inside each task (each thread decodes,
+        warps with a kernel on ``CPUs // io_threads`` threads, and writes).
+    memory_budget : int, optional
+        Bytes of pixels in flight per task (default
+        :data:`fastwarp.folder.DEFAULT_MEMORY_BUDGET`).
     retries : int
         Retries of a task that raised; a task whose worker died is
         rescheduled by Dask (up to ``distributed.scheduler.allowed-failures``).
@@ -143,7 +146,8 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_thr
         Tasks submitted at a time (default: 4 per worker thread), so the
         scheduler never holds the whole job list.
     task : callable, optional
-        ``task(jobs, spec, opts, batch_size=..., io_threads=...) -> Report`` run on the workers;
+        ``task(jobs, spec, opts, batch_size=..., io_threads=..., memory_budget=...) -> Report``
+        run on the workers;
         defaults to :func:`fastwarp.folder.process_jobs`.
 
     The workers must see the input and output paths (a shared filesystem) and
@@ -152,10 +156,12 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_thr
     """
     from distributed import Client, as_completed
 
-    from .folder import Report, _reason, process_jobs
+    from ._filework import reason as _reason
+    from .folder import DEFAULT_MEMORY_BUDGET, Report, process_jobs
     from .io import remove_stale_temps
 
     task = task or process_jobs
+    memory_budget = DEFAULT_MEMORY_BUDGET if memory_budget is None else int(memory_budget)
     on_failure = on_failure or (lambda p, r: None)
     progress = progress or (lambda n: None)
     own = not isinstance(scheduler, Client)
@@ -171,7 +177,7 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_thr
 
         def submit(i, chunk):
             fut = client.submit(task, chunk, spec, opts, batch_size=batch_size,
-                                io_threads=io_threads, retries=retries,
+                                io_threads=io_threads, memory_budget=memory_budget, retries=retries,
                                 pure=False, key=f"fastwarp-warp-{run_id}-{i}")
             submitted[fut.key] = chunk
             return fut

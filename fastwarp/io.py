@@ -1,9 +1,23 @@
-"""Reading and writing image files for batch warping (Pillow).
+"""Reading and writing image files for batch warping (Pillow, OpenCV's codecs, a fast PNG writer).
 
 Pixels come out of :func:`read_image` as an ``(H, W, C)`` array in a dtype
 :func:`fastwarp.affine_warp` can warp exactly, together with what is needed to
 write the result back in the same format, mode and bit depth
-(:class:`ImageInfo`); :func:`write_image` writes atomically.
+(:class:`ImageInfo`); :func:`write_image` writes atomically.  :func:`probe_image`
+tells the decoded shape and dtype from the file's header (to budget memory
+before decoding).
+
+Codecs
+------
+Pillow reads every header (format, mode, metadata).  When OpenCV (``cv2``) is
+importable, plain 8-bit JPEGs (``L``, ``RGB``, no ICC profile or DPI to keep),
+8-bit ``L``/``RGB``/``RGBA`` and 16-bit PNGs without transparency chunk or
+metadata, and 16-bit colour TIFFs are decoded by OpenCV (quicker, and the
+only way to 16-bit colour), and JPEG outputs without metadata are encoded by
+it; the pixels then stay in OpenCV's B, G, R order (``ImageInfo.order``), which
+the warp does not care about.  PNG outputs are written by
+:func:`fastwarp._png.encode_png` (``Sub`` filter, deflate level ``png_level``,
+default 1, with isal when installed).  Everything else goes through Pillow.
 
 Modes
 -----
@@ -14,8 +28,10 @@ Modes
 * ``1`` (bilevel) becomes ``L``; ``P`` (palette) becomes ``RGB`` or ``RGBA``
   when it has transparency; other modes become ``RGB``/``RGBA``.  Interpolating
   palette indices would mix unrelated colours.
-* Pillow decodes 16-bit-per-channel colour PNGs as 8-bit ``RGB``: such files
-  come out 8-bit (a Pillow limitation).
+* 16-bit colour PNG and TIFF (``RGB;16``, ``RGBA;16`` here): uint16, decoded by
+  OpenCV, warped like ``I;16`` and written as 16-bit PNG or TIFF.  Without
+  OpenCV (Pillow reads them as 8-bit) they are refused with an error, never
+  written 8-bit; their ICC profile and DPI are not kept.
 * An EXIF orientation tag is applied on reading (the pixels are warped as they
   are displayed) and EXIF is not copied to the output.  Only the first frame of
   animated or multi-page files is read.
@@ -32,6 +48,8 @@ process are removed by :func:`remove_stale_temps` once that process is gone.
 from __future__ import annotations
 
 import contextlib
+import functools
+import io
 import os
 import secrets
 import socket
@@ -40,12 +58,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 __all__ = [
-    "ImageInfo", "read_image", "write_image", "encode_image", "format_extension",
-    "is_image_name", "remove_stale_temps", "to_warp_dtype", "from_warp_dtype",
+    "ImageInfo", "Probe", "probe_image", "read_image", "write_image", "encode_image",
+    "format_extension", "is_image_name", "remove_stale_temps", "to_warp_dtype", "from_warp_dtype",
 ]
 
 UINT8_MODES = ("L", "LA", "RGB", "RGBA", "CMYK", "YCbCr")
 UINT16_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+COLOR16_MODES = ("RGB;16", "RGBA;16")
 # Canonical file extension per Pillow format name (for --format).
 EXTENSIONS = {"JPEG": ".jpg", "PNG": ".png", "PPM": ".ppm", "BMP": ".bmp", "TIFF": ".tif",
               "WEBP": ".webp", "GIF": ".gif", "TGA": ".tga", "JPEG2000": ".jp2", "QOI": ".qoi"}
@@ -59,6 +78,7 @@ class ImageInfo:
     format: str
     mode: str
     save_options: dict = field(default_factory=dict, hash=False, compare=False)
+    order: str = "RGB"  # channel order of the pixels: "RGB" (Pillow) or "BGR" (OpenCV)
 
 
 def _pil():
@@ -67,12 +87,25 @@ def _pil():
     return Image, ImageOps
 
 
-def is_image_name(name: str) -> bool:
-    """Whether a file name has an extension Pillow can open."""
+def _cv2():
+    """OpenCV, or None when it is not installed (then Pillow does everything it can)."""
+    try:
+        import cv2
+    except ImportError:
+        return None
+    return cv2
+
+
+@functools.lru_cache(maxsize=1)
+def _readable_extensions() -> frozenset:
     Image, _ = _pil()
     Image.init()
-    ext = os.path.splitext(name)[1].lower()
-    return Image.registered_extensions().get(ext) in Image.OPEN
+    return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an extension Pillow can open."""
+    return os.path.splitext(name)[1].lower() in _readable_extensions()
 
 
 def format_extension(fmt: str) -> str:
@@ -111,17 +144,155 @@ def _save_options(im) -> dict:
     return opts
 
 
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
-    """Decode an image file into an (H, W, C) array and its :class:`ImageInfo`.
+@dataclass(frozen=True)
+class Probe:
+    """What :func:`read_image` will return, known from the header: shape, dtype, decoder."""
 
-    Returns uint8 for 8-bit modes, uint16 for ``I;16``, int32 for ``I`` and
-    float32 for ``F`` (see the module docstring for mode conversions).
+    path: str
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    file_bytes: int
+    info: ImageInfo
+    codec: str  # "cv2" or "pil"
+    cv2_flag: int = -1
+    data: bytes | None = field(default=None, repr=False)  # the file, when read for the header
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the decoded array."""
+        h, w, c = self.shape
+        return h * w * c * np.dtype(self.dtype).itemsize
+
+
+def _raw_mode(im) -> str:
+    tile = getattr(im, "tile", None) or []
+    if not tile:
+        return ""
+    args = tile[0][3] if len(tile[0]) > 3 else None
+    if isinstance(args, tuple):
+        args = args[0] if args else ""
+    return args if isinstance(args, str) else ""
+
+
+_PIL_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3}
+
+
+def _probe_bytes(path: str, data: bytes, cv2) -> Probe | None:
+    """The probe of a plain JPEG/PNG from its bytes (:func:`fastwarp._sniff.sniff`), or None."""
+    from ._sniff import sniff
+
+    found = sniff(data)
+    if found is None:
+        return None
+    fmt, mode, h, w = found
+    if mode in COLOR16_MODES:
+        shape, dt = (h, w, 3 if mode == "RGB;16" else 4), np.uint16
+    elif mode == "I;16":
+        shape, dt = (h, w, 1), np.uint16
+    else:
+        shape, dt = (h, w, _PIL_CHANNELS[mode]), np.uint8
+    if fmt == "JPEG":
+        flag = cv2.IMREAD_GRAYSCALE if mode == "L" else cv2.IMREAD_COLOR
+    else:
+        flag = cv2.IMREAD_UNCHANGED
+    return Probe(path, shape, np.dtype(dt), len(data), ImageInfo(fmt, mode, {}, "BGR"), "cv2", flag, data)
+
+
+def probe_image(path: str | os.PathLike) -> Probe:
+    """Read a file's header (Pillow, lazily) and decide how it will be decoded.
 
     Raises
     ------
     OSError, ValueError
-        Unreadable, truncated or unsupported files (Pillow's errors).
+        Unreadable or unsupported files, and 16-bit colour files when OpenCV
+        is not installed (they would otherwise come out 8-bit).
     """
+    path = os.fspath(path)
+    cv2 = _cv2()
+    if cv2 is not None:
+        with open(path, "rb") as f:
+            data = f.read()
+        fast = _probe_bytes(path, data, cv2)
+        if fast is not None:
+            return fast
+    Image, _ = _pil()
+    with Image.open(path) as im:
+        fmt = im.format or "PNG"
+        opts = _save_options(im)
+        mode = im.mode
+        raw = _raw_mode(im)
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1) if fmt != "PNG" or "exif" in im.info else 1
+        transparent = "transparency" in im.info
+    file_bytes = os.path.getsize(path)
+    if orientation in (5, 6, 7, 8):
+        h, w = w, h
+    color16 = mode in ("RGB", "RGBA") and ";16" in raw
+    if color16:
+        if cv2 is None:
+            raise ValueError(f"{mode} 16-bit per channel image: reading it as 16 bits needs OpenCV "
+                             "(pip install opencv-python-headless); refusing to convert it to 8 bits")
+        c = 3 if mode == "RGB" else 4
+        return Probe(path, (h, w, c), np.dtype(np.uint16), file_bytes,
+                     ImageInfo(fmt, mode + ";16", {}, "BGR"), "cv2", cv2.IMREAD_UNCHANGED)
+    if cv2 is not None and not opts:
+        if fmt == "JPEG" and mode in ("L", "RGB") and raw in ("L", "RGB"):
+            flag = cv2.IMREAD_GRAYSCALE if mode == "L" else cv2.IMREAD_COLOR
+            return Probe(path, (h, w, _PIL_CHANNELS[mode]), np.dtype(np.uint8), file_bytes,
+                         ImageInfo(fmt, mode, {}, "BGR"), "cv2", flag)
+        if fmt == "PNG" and not transparent and orientation == 1:
+            if mode in ("L", "RGB", "RGBA") and raw == mode:
+                return Probe(path, (h, w, _PIL_CHANNELS[mode]), np.dtype(np.uint8), file_bytes,
+                             ImageInfo(fmt, mode, {}, "BGR"), "cv2", cv2.IMREAD_UNCHANGED)
+            if mode in UINT16_MODES and raw.startswith("I;16"):
+                return Probe(path, (h, w, 1), np.dtype(np.uint16), file_bytes,
+                             ImageInfo(fmt, "I;16", {}, "BGR"), "cv2", cv2.IMREAD_UNCHANGED)
+    # Pillow: the shape and dtype after the conversions of _read_pil
+    if mode in UINT16_MODES:
+        c, dt, m = 1, np.uint16, "I;16"
+    elif mode in ("I", "F"):
+        c, dt, m = 1, (np.int32 if mode == "I" else np.float32), mode
+    elif mode == "1":
+        c, dt, m = 1, np.uint8, "L"
+    elif mode in ("P", "PA"):
+        alpha = mode == "PA" or transparent
+        c, dt, m = (4 if alpha else 3), np.uint8, ("RGBA" if alpha else "RGB")
+    elif mode in UINT8_MODES:
+        c, dt, m = _PIL_CHANNELS[mode], np.uint8, mode
+    else:
+        alpha = "A" in mode or "a" in mode
+        c, dt, m = (4 if alpha else 3), np.uint8, ("RGBA" if alpha else "RGB")
+    return Probe(path, (h, w, c), np.dtype(dt), file_bytes, ImageInfo(fmt, m, opts), "pil")
+
+
+def _complete(data: bytes, fmt: str) -> bool:
+    """Whether encoded data ends as a whole file should (libjpeg and libpng accept truncated data)."""
+    if fmt == "JPEG":
+        return data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    if fmt == "PNG":
+        return data.endswith(b"IEND\xaeB`\x82")
+    return True
+
+
+def _read_cv2(probe: Probe):
+    cv2 = _cv2()
+    data = probe.data
+    if data is None:
+        with open(probe.path, "rb") as f:
+            data = f.read()
+    if not _complete(data, probe.info.format):
+        return None
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), probe.cv2_flag)
+    if arr is None:
+        return None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.shape != probe.shape or arr.dtype != probe.dtype:
+        return None
+    return arr
+
+
+def _read_pil(path):
     Image, ImageOps = _pil()
     with Image.open(path) as im:
         fmt = im.format or "PNG"
@@ -148,6 +319,34 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageInfo]:
     if arr.ndim == 2:
         arr = arr[:, :, None]
     return np.ascontiguousarray(arr), ImageInfo(fmt, mode, opts)
+
+
+def read_image(path: str | os.PathLike, probe: Probe | None = None) -> tuple[np.ndarray, ImageInfo]:
+    """Decode an image file into an (H, W, C) array and its :class:`ImageInfo`.
+
+    Returns uint8 for 8-bit modes, uint16 for ``I;16`` and 16-bit colour,
+    int32 for ``I`` and float32 for ``F`` (see the module docstring for mode
+    conversions and channel order).
+
+    Parameters
+    ----------
+    path : str or PathLike
+    probe : Probe, optional
+        The file's :func:`probe_image` result, when already known.
+
+    Raises
+    ------
+    OSError, ValueError
+        Unreadable, truncated or unsupported files (Pillow's errors).
+    """
+    probe = probe or probe_image(path)
+    if probe.codec == "cv2":
+        arr = _read_cv2(probe)
+        if arr is not None:
+            return arr, probe.info
+        if probe.info.mode in COLOR16_MODES:
+            raise OSError(f"OpenCV could not decode the 16-bit colour image {probe.path} (truncated?)")
+    return _read_pil(path)  # Pillow's error for damaged files; its decoding otherwise
 
 
 def to_warp_dtype(arr: np.ndarray) -> np.ndarray:
@@ -187,17 +386,75 @@ def _fit_to_format(im, fmt: str):
     return im
 
 
-def encode_image(arr: np.ndarray, info: ImageInfo, fileobj, *, format: str | None = None,
-                 quality: int = 95) -> None:
-    """Encode an (H, W, C) array as ``info.mode`` into an open binary file."""
+def _in_order(arr: np.ndarray, have: str, want: str) -> np.ndarray:
+    """Colour channels reordered from ``have`` to ``want`` ("RGB"/"BGR"); alpha stays last."""
+    if have == want or arr.shape[2] < 3:
+        return arr
+    return arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
+
+
+def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None, quality: int = 95,
+                 png_level: int = 1) -> bytes:
+    """Encode an (H, W, C) array of ``info.mode`` pixels (in ``info.order``) as file bytes.
+
+    :func:`write_image` uses the same encoders without joining the parts.
+
+    Parameters
+    ----------
+    arr : ndarray
+    info : ImageInfo
+    format : str, optional
+        Pillow format name; default ``info.format``.
+    quality : int, default 95
+        JPEG/WebP quality.
+    png_level : int, default 1
+        PNG deflate level 0-9.
+
+    Raises
+    ------
+    ValueError
+        For a format that cannot hold the mode (16-bit colour outside PNG/TIFF).
+    """
+    return b"".join(bytes(p) for p in _encode_parts(arr, info, format, quality, png_level))
+
+
+def _encode_parts(arr: np.ndarray, info: ImageInfo, format, quality, png_level) -> list:
+    """The encoded file as bytes-like parts (no copy of the whole file where it can be helped)."""
+    from ._png import png_parts
+
     fmt = (format or info.format).upper()
-    im = _fit_to_format(_to_pil(arr, info.mode), fmt)
+    mode = info.mode
     opts = dict(info.save_options)
+    if fmt == "PNG" and arr.dtype in (np.uint8, np.uint16) and \
+            mode in ("L", "LA", "RGB", "RGBA", "I;16", *COLOR16_MODES):
+        c = arr.shape[2]
+        order = [2, 1, 0, 3][:c] if info.order == "BGR" and c >= 3 else None
+        return png_parts(arr, level=png_level, icc_profile=opts.get("icc_profile"), dpi=opts.get("dpi"),
+                         order=order)
+    cv2 = _cv2()
+    if mode in COLOR16_MODES:
+        if fmt != "TIFF" or cv2 is None:
+            raise ValueError(f"16-bit colour can be written as PNG or TIFF only, not {fmt}; "
+                             "use --format png")
+        ok, buf = cv2.imencode(".tif", np.ascontiguousarray(_in_order(arr, info.order, "BGR")))
+        if not ok:
+            raise OSError("OpenCV could not encode the TIFF")
+        return [buf]
+    if fmt == "JPEG" and cv2 is not None and mode in ("L", "LA", "RGB", "RGBA") and \
+            arr.dtype == np.uint8 and not opts:
+        px = arr[:, :, :1] if mode in ("L", "LA") else _in_order(arr[:, :, :3], info.order, "BGR")
+        ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(px), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+        if not ok:
+            raise OSError("OpenCV could not encode the JPEG")
+        return [buf]
+    im = _fit_to_format(_to_pil(np.ascontiguousarray(_in_order(arr, info.order, "RGB")), mode), fmt)
     if fmt in ("JPEG", "WEBP", "JPEG2000") and not opts.get("lossless"):
         opts["quality"] = quality
     if fmt == "JPEG2000":
         opts.pop("quality", None)
-    im.save(fileobj, format=fmt, **opts)
+    out = io.BytesIO()
+    im.save(out, format=fmt, **opts)
+    return [out.getbuffer()]
 
 
 def _host() -> str:
@@ -210,19 +467,30 @@ def _temp_name(path: str) -> str:
     return os.path.join(d, f".{name}.{tag}{TEMP_SUFFIX}")
 
 
+def _write_all(f, parts: list) -> None:
+    for part in parts:
+        f.write(part)
+
+
 def write_image(path: str | os.PathLike, arr: np.ndarray, info: ImageInfo, *,
-                format: str | None = None, quality: int = 95, fsync: bool = False) -> None:
-    """Encode ``arr`` and atomically put it at ``path`` (temporary file + :func:`os.replace`).
+                format: str | None = None, quality: int = 95, png_level: int = 1,
+                fsync: bool = False) -> None:
+    """Encode ``arr`` (in memory) and atomically put it at ``path`` (temporary file + :func:`os.replace`).
 
     The folder is created if needed.  On any error the temporary file is
     removed and the final path is left as it was.
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    data = _encode_parts(arr, info, format, quality, png_level)
     tmp = _temp_name(path)
     try:
-        with open(tmp, "wb") as f:
-            encode_image(arr, info, f, format=format, quality=quality)
+        try:
+            f = open(tmp, "wb")
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            f = open(tmp, "wb")
+        with f:
+            _write_all(f, data)
             if fsync:
                 f.flush()
                 os.fsync(f.fileno())

@@ -110,13 +110,12 @@ def test_cli_on_cluster_writes_the_same_files(cluster, folder, tmp_path, capsys)
     assert "1 written, 19 skipped (existing), 1 failed" in capsys.readouterr().out
 
 
-def _dies_once(jobs, spec, opts, *, batch_size, io_threads, marker):
+def _dies_once(jobs, spec, opts, *, batch_size, io_threads, memory_budget, marker):
     """Task that, on its first attempt anywhere, kills its worker process in the middle of
     writing its second output (after some bytes reached the temporary file)."""
     import os
 
-    from PIL import Image
-
+    import fastwarp.io as io_mod
     from fastwarp.folder import process_jobs
 
     try:
@@ -125,21 +124,22 @@ def _dies_once(jobs, spec, opts, *, batch_size, io_threads, marker):
     except FileExistsError:
         first = False
     if first:
-        real_save = Image.Image.save
+        real_write = io_mod._write_all
         calls = [0]
 
-        def save(self, fp, *args, **kwargs):
+        def write(fp, data):
             calls[0] += 1
             if calls[0] == 2:
-                fp.write(b"\x89PNG half an image")
+                fp.write(b"".join(bytes(x) for x in data)[:100])
                 fp.flush()
                 with open(marker, "w") as f:
                     f.write(fp.name)
                 os._exit(1)
-            return real_save(self, fp, *args, **kwargs)
+            return real_write(fp, data)
 
-        Image.Image.save = save
-    return process_jobs(jobs, spec, opts, batch_size=batch_size, io_threads=io_threads)
+        io_mod._write_all = write
+    return process_jobs(jobs, spec, opts, batch_size=batch_size, io_threads=io_threads,
+                        memory_budget=memory_budget)
 
 
 def test_killed_worker_loses_and_corrupts_nothing(cluster, folder, tmp_path):

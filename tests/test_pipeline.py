@@ -133,3 +133,36 @@ def test_prefetch_map_order_and_arguments():
         prefetch_map(str, [], prefetch=-1)
     with pytest.raises(ValueError, match="warp_batches: mode"):
         warp_batches([], np.eye(2, 3), mode="cubic")
+
+
+def test_workers_share_the_cores_and_results_do_not_change(rng):
+    """With workers > 1 each worker's kernel runs on CPUs // workers threads (set in the worker
+    thread, where the warp runs), and the warped batches are the same as with one worker."""
+    import numba
+
+    from fastwarp._threads import cpu_count
+
+    data = _batches(rng, [3, 5, 2, 4])
+    seen = []
+
+    def theta(index, images):
+        seen.append(numba.get_num_threads())
+        return np.tile(affine_theta(images.shape[1:3], rotation=7 * index + 3), (len(images), 1, 1))
+
+    two = list(warp_batches(iter(data), theta, workers=2))
+    assert seen and set(seen) == {max(1, min(cpu_count() // 2, numba.config.NUMBA_NUM_THREADS))}
+    one = list(warp_batches(iter(data), theta, workers=1))
+    for (a, la), (b, lb) in zip(two, one):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    with pytest.raises(ValueError, match="workers"):
+        warp_batches(iter(data), theta, workers=0)
+
+
+def test_folder_and_pipeline_do_not_import_each_other():
+    import subprocess
+    import sys
+
+    for mod, other in (("fastwarp.pipeline", "fastwarp.folder"), ("fastwarp.folder", "fastwarp.pipeline")):
+        code = f"import sys, {mod}; sys.exit(int({other!r} in sys.modules))"
+        assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0, mod

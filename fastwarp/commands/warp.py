@@ -74,13 +74,18 @@ def configure(p: argparse.ArgumentParser) -> None:
     s.add_argument("--format", metavar="FMT",
                    help="output format (png, jpeg, ppm, tiff, webp...; default: the input's)")
     s.add_argument("--quality", type=int, default=95, metavar="Q", help="JPEG/WebP quality (default 95)")
+    s.add_argument("--png-level", type=int, default=1, metavar="L",
+                   help="PNG deflate level 0 (none) .. 9 (smallest, slowest); default 1, for speed")
 
     e = p.add_argument_group("execution")
     e.add_argument("--batch-size", type=int, default=32, metavar="N",
-                   help="images per kernel call (default 32)")
+                   help="outputs per Dask task with --scheduler (default 32); local runs go file by file")
     e.add_argument("--workers", type=int, default=None, metavar="N",
-                   help="decode/encode threads (default: number of CPUs, at least 2; "
-                        "with --scheduler: per task, default 2)")
+                   help="files processed at a time, each thread decoding, warping and writing "
+                        "(default: number of CPUs; with --scheduler: per task, default 2)")
+    e.add_argument("--memory-budget", default="512MiB", metavar="SIZE",
+                   help="bytes of compressed, decoded and warped pixels in flight, e.g. 256MB, 2GiB "
+                        "(default 512MiB; per task with --scheduler); a larger image runs alone")
     e.add_argument("--skip-existing", action="store_true", help="leave existing outputs alone (resume)")
     e.add_argument("--overwrite-inputs", action="store_true",
                    help="allow an output path to be one of the inputs")
@@ -124,6 +129,8 @@ def build_spec(args):
         raise ValueError(f"--size must be positive; got {args.size}")
     if not 1 <= args.quality <= 100:
         raise ValueError(f"--quality must be in 1..100; got {args.quality}")
+    if not 0 <= args.png_level <= 9:
+        raise ValueError(f"--png-level must be in 0..9; got {args.png_level}")
 
     def rng(name, default):
         if rand[name] is not None:
@@ -149,7 +156,7 @@ def build_spec(args):
         size=None if args.size is None else tuple(args.size), resize=not args.no_resize,
         mode=args.mode, padding_mode=args.padding, align_corners=args.align_corners, seed=args.seed)
     opts = OutputOptions(format=None if args.format is None else check_format(args.format),
-                         quality=args.quality, fsync=args.fsync)
+                         quality=args.quality, png_level=args.png_level, fsync=args.fsync)
     return spec, opts
 
 
@@ -160,16 +167,23 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
+    from .._budget import parse_bytes
     from ..folder import plan_jobs, run_local
 
     try:
         spec, opts = build_spec(args)
+        budget = parse_bytes(args.memory_budget)
         jobs, pre = plan_jobs(args.inputs, args.output, copies=args.copies, format=opts.format,
                               skip_existing=args.skip_existing, overwrite_inputs=args.overwrite_inputs)
     except ValueError as e:
         return _error(str(e))
     for path, reason in pre.failures:
         print(f"fastwarp warp: failed: {path}: {reason}", file=sys.stderr)
+    # NumPy, Numba and llvmlite leave a million objects that every full garbage
+    # collection would walk again (7% of a run over small files): exempt them.
+    import gc
+
+    gc.freeze()
     total = sum(len(j.outputs) for j in jobs)
     if not jobs and not pre.failures and not pre.skipped:
         return _error("no image files found in the inputs")
@@ -192,9 +206,10 @@ def run(args) -> int:
             from ..dask import run_distributed
 
             report = run_distributed(jobs, spec, opts, args.scheduler, batch_size=args.batch_size,
-                                     io_threads=args.workers or 2, on_failure=failed, progress=bar.update)
+                                     io_threads=args.workers or 2, memory_budget=budget,
+                                     on_failure=failed, progress=bar.update)
         else:
-            report = run_local(jobs, spec, opts, batch_size=args.batch_size, workers=args.workers,
+            report = run_local(jobs, spec, opts, workers=args.workers, memory_budget=budget,
                                on_failure=failed, progress=bar.update)
     finally:
         bar.close()
