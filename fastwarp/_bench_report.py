@@ -139,10 +139,13 @@ def _lines(ax, series: dict, xlabel: str, title: str, logx: bool = True) -> None
 
 
 def plot(report: dict, path: Path) -> None:
-    """Bars per workload (forward, forward+backward) and the scaling curves, in one PNG."""
-    import matplotlib
+    """Bars per workload (forward, forward+backward) and the scaling curves, in one PNG.
 
-    matplotlib.use("Agg")
+    Raises :class:`fastwarp._optional.MissingDependency` without matplotlib.
+    """
+    from ._optional import optional_import
+
+    optional_import("matplotlib", "plot", "the benchmark plot").use("Agg")
     import matplotlib.pyplot as plt
 
     sc = report.get("scaling")

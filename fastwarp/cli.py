@@ -37,9 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ._optional import MissingDependency
+
     args = build_parser().parse_args(argv)
     try:
         return int(args._run(args) or 0)
+    except MissingDependency as e:
+        print(f"fastwarp {args.command}: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

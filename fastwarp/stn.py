@@ -247,9 +247,9 @@ def save_figure(model, images: np.ndarray, path, *, labels=None, columns: int = 
 
     With ``labels``, the columns show the first example of each class.
     """
-    import matplotlib
+    from ._optional import optional_import
 
-    matplotlib.use("Agg")
+    optional_import("matplotlib", "plot", "the spatial transformer's figure").use("Agg")
     import matplotlib.pyplot as plt
 
     if labels is not None:  # one example per class first, in class order, when there are enough

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from .._bench_report import format_table, plot, write_json
+    from .._optional import MissingDependency
     from ..benchmark import run as run_benchmark
 
     if args.threads is not None and args.threads < 1:
@@ -97,8 +98,13 @@ def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench.txt").write_text(table + "\n")
     write_json(report, args.out / "bench.json")
-    plot(report, args.out / "bench.png")
+    written = [args.out / "bench.txt", args.out / "bench.json"]
+    try:
+        plot(report, args.out / "bench.png")
+        written.append(args.out / "bench.png")
+    except MissingDependency as e:
+        print(f"fastwarp bench: no plot: {e}", file=sys.stderr)
     print()
     print(table)
-    print(f"\nwrote {args.out / 'bench.txt'}, {args.out / 'bench.json'} and {args.out / 'bench.png'}")
+    print("\nwrote " + ", ".join(str(p) for p in written))
     return 0

@@ -61,11 +61,12 @@ def warp_examples(images):
 
 
 def _figure(images, outputs, blog, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    from .._optional import optional_import
+
+    optional_import("matplotlib", "plot", "fastwarp demo's figure").use("Agg")
+    import matplotlib.pyplot as plt
 
     cols = ["input"] + list(outputs)
     fig, axes = plt.subplots(3, len(cols), figsize=(3.2 * len(cols), 10.2))
@@ -119,6 +120,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from fastwarp.reference import blog_affine_warp
+
+    from .._optional import optional_import
+
+    optional_import("matplotlib", "plot", "fastwarp demo's figure")  # fail before the work, not after
 
     images = load_cats()
     print(f"Input Img Shape: {images.shape} ({images.dtype})")
