@@ -37,8 +37,14 @@ def test_core_dependencies_are_the_light_ones():
     assert "matplotlib>=3.7" in meta["project"]["optional-dependencies"]["plot"]
 
 
+def _hide_matplotlib(monkeypatch):
+    # `import matplotlib` (and its pyplot, should an earlier test have loaded it) now raises ImportError
+    for name in ("matplotlib", "matplotlib.pyplot"):
+        monkeypatch.setitem(sys.modules, name, None)
+
+
 def test_demo_names_the_plot_extra(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    _hide_matplotlib(monkeypatch)
     from fastwarp._optional import MissingDependency, optional_import
 
     with pytest.raises(MissingDependency, match=r"a figure needs matplotlib.*pip install 'fastwarp\[plot\]'"):
@@ -51,7 +57,7 @@ def test_demo_names_the_plot_extra(monkeypatch, capsys, tmp_path):
 
 
 def test_bench_without_matplotlib_writes_table_and_json(monkeypatch, capsys, tmp_path):
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    _hide_matplotlib(monkeypatch)
     out = tmp_path / "b"
     rc = main(["bench", "--shape", "1,6,7,3", "--libraries", "fastwarp,numpy", "--skip", "scaling",
                "--skip", "cold-start", "--skip", "backward", "--skip", "floor", "--out", str(out)])
