@@ -34,19 +34,20 @@ import subprocess
 import sys
 import time
 
+from fastwarp._bench_patterns import PATTERNS
+
 CHILD = r"""
 import json, os, sys
+spin = os.environ.get("GOMP_SPINCOUNT")  # before fastwarp sets its default
 import numba
 from fastwarp._bench_patterns import measure
 from fastwarp.benchmark import cpu_model
 cfg = json.loads(sys.argv[1])
 res = measure(cfg["workload"], cfg["dtype"], cfg["calls"])
-res.update(spin=os.environ.get("GOMP_SPINCOUNT"), wait_policy=os.environ.get("OMP_WAIT_POLICY"),
+res.update(spin=spin, wait_policy=os.environ.get("OMP_WAIT_POLICY"),
            threading_layer=numba.threading_layer(), cpu=cpu_model())
 print(json.dumps(res))
 """
-
-PATTERNS = ("back_to_back", "python_1ms", "after_tf", "after_idle", "tiny")  # as in fastwarp._bench_patterns
 
 
 def run_policy(spin: str | None, cfg: dict) -> dict:
@@ -68,7 +69,7 @@ def format_rows(results: list[dict]) -> str:
             + " | NumPy op after fastwarp / idle (us) | TF op after fastwarp / idle (us) |")
     lines = [head, "|" + "---|" * (len(PATTERNS) + 3)]
     for r in results:
-        label = f"spin {r['spin']}" if r["spin"] else "default"
+        label = f"spin {r['spin']}" if r["spin"] else "fastwarp's default (spin 1000)"
         cells = []
         for p in PATTERNS:
             f, o = r["fastwarp"][p] * 1e3, r["opencv"][p] * 1e3
@@ -82,7 +83,7 @@ def format_rows(results: list[dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--spin", nargs="*", default=None,
+    p.add_argument("--spin", nargs="+", default=None,
                    help="GOMP_SPINCOUNT values to sweep (default: fastwarp's default, 1000, 30000, 300000)")
     p.add_argument("--workload", default="seed")
     p.add_argument("--dtype", default="float32")
