@@ -8,9 +8,9 @@ compiles nothing; each kernel compiles on first use and is cached on disk.
 """
 
 from . import _runtime  # noqa: F401  (threading layer and OpenMP policy, before any kernel runs)
-from .api import affine_grid, affine_warp, grid_sample
-from .grad import affine_warp_backward, grid_sample_backward
+from .api import affine_grid, affine_warp, grid_sample, perspective_grid, perspective_warp
+from .grad import affine_warp_backward, grid_sample_backward, perspective_warp_backward
 
 __version__ = "0.1.0"
-__all__ = ["affine_grid", "affine_warp", "grid_sample", "affine_warp_backward", "grid_sample_backward",
-           "__version__"]
+__all__ = ["affine_grid", "affine_warp", "grid_sample", "perspective_grid", "perspective_warp",
+           "affine_warp_backward", "grid_sample_backward", "perspective_warp_backward", "__version__"]

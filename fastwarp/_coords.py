@@ -26,9 +26,12 @@ from numba import njit
 # Flag values shared by the Python layer and the kernels.
 BILINEAR = 0
 NEAREST = 1
+BICUBIC = 2
 ZEROS = 0
 BORDER = 1
 REFLECTION = 2
+CONSTANT = 3
+WRAP = 4
 
 # A pixel coordinate that every tap function rejects; non-finite inputs map to it.
 OUTSIDE = -2.0

@@ -14,12 +14,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._coords import BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
+from ._coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, WRAP, ZEROS
 
-IMAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+IMAGE_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16, np.uint8, np.uint16))
+# images that have a gradient
+GRAD_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16))
+# grids, grad_out and buffers of the gradients
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-MODES = {"bilinear": BILINEAR, "nearest": NEAREST}
-PADDINGS = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION}
+MODES = {"bilinear": BILINEAR, "nearest": NEAREST, "bicubic": BICUBIC}
+PADDINGS = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION, "constant": CONSTANT, "wrap": WRAP}
+# what the numba.cuda path implements (a subset of the CPU's)
+CUDA_IMAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
+CUDA_MODES = ("bilinear", "nearest")
+CUDA_PADDINGS = ("zeros", "border", "reflection")
 
 
 def _names(dtypes) -> str:
@@ -63,24 +70,26 @@ def check_images(fn: str, images) -> tuple[np.ndarray, bool]:
     return as_native(a), batched
 
 
-def check_theta(fn: str, theta, n: int, batched: bool) -> np.ndarray:
-    """Return theta as (n, 2, 3) float64, broadcasting a single (2, 3) matrix."""
+def check_theta(fn: str, theta, n: int, batched: bool, rows: int = 2) -> np.ndarray:
+    """Return theta as (n, rows, 3) float64, broadcasting a single (rows, 3) matrix
+    (rows 2: affine, 3: projective)."""
     t = _asarray(fn, "theta", theta)
+    m = (rows, 3)
     if t.dtype.kind not in "fiu" or t.dtype == np.bool_:
         raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {t.dtype}")
-    if t.ndim == 3 and t.shape[1:] == (2, 3) and t.shape[0] != n:
+    if t.ndim == 3 and t.shape[1:] == m and t.shape[0] != n:
         what = f"batch of {n} images" if batched else "single image"
         raise ValueError(
             f"{fn}: theta has {t.shape[0]} matrices for a {what}; "
-            f"expected shape ({n}, 2, 3) or (2, 3), got {t.shape}")
-    if t.shape != (2, 3) and not (t.ndim == 3 and t.shape[1:] == (2, 3)):
-        raise ValueError(f"{fn}: theta must have shape (N, 2, 3) or (2, 3); got {t.shape}")
-    # the finiteness check runs on the matrices as given, before a (2, 3) theta is repeated
+            f"expected shape ({n}, {rows}, 3) or ({rows}, 3), got {t.shape}")
+    if t.shape != m and not (t.ndim == 3 and t.shape[1:] == m):
+        raise ValueError(f"{fn}: theta must have shape (N, {rows}, 3) or ({rows}, 3); got {t.shape}")
+    # the finiteness check runs on the matrices as given, before a single theta is repeated
     if not np.isfinite(t).all():
         raise ValueError(f"{fn}: theta must be finite; got NaN or infinity")
     if t.ndim == 2:
         one = t.astype(np.float64)
-        t = np.empty((n, 2, 3))
+        t = np.empty((n, rows, 3))
         t[...] = one
     else:
         t = np.ascontiguousarray(t, dtype=np.float64)
@@ -123,15 +132,37 @@ def check_grid(fn: str, grid, n: int, batched: bool) -> np.ndarray:
     return as_native(g)
 
 
-def check_flags(fn: str, mode: str, padding_mode: str, align_corners) -> tuple[int, int, bool]:
-    """Translate the string flags to the kernels' integer codes."""
-    if mode not in MODES:
-        raise ValueError(f"{fn}: mode must be one of {sorted(MODES)}; got {mode!r}")
-    if padding_mode not in PADDINGS:
-        raise ValueError(f"{fn}: padding_mode must be one of {sorted(PADDINGS)}; got {padding_mode!r}")
+def check_flags(fn: str, mode: str, padding_mode: str, align_corners, *,
+                modes=tuple(MODES), paddings=tuple(PADDINGS)) -> tuple[int, int, bool]:
+    """Translate the string flags to the kernels' integer codes (``modes`` and
+    ``paddings``: the names the caller's backend implements)."""
+    if not isinstance(mode, str) or mode not in modes:
+        raise ValueError(f"{fn}: mode must be one of {sorted(modes)}; got {mode!r}")
+    if not isinstance(padding_mode, str) or padding_mode not in paddings:
+        raise ValueError(f"{fn}: padding_mode must be one of {sorted(paddings)}; got {padding_mode!r}")
     if not isinstance(align_corners, (bool, np.bool_)):
         raise TypeError(f"{fn}: align_corners must be a bool; got {align_corners!r}")
     return MODES[mode], PADDINGS[padding_mode], bool(align_corners)
+
+
+def check_fill(fn: str, fill_value, channels: int) -> np.ndarray:
+    """Return fill_value as a float64 array of one value per channel (a scalar is repeated)."""
+    if isinstance(fill_value, (str, bytes)):
+        raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}")
+    try:
+        f = np.asarray(fill_value)
+    except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
+        raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}") from e
+    if f.dtype.kind not in "fiu" or f.dtype == np.bool_:
+        raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}")
+    if f.ndim > 1 or (f.ndim == 1 and f.shape[0] not in (1, channels)):
+        raise ValueError(f"{fn}: fill_value must be a scalar or {channels} values (one per channel); "
+                         f"got shape {f.shape}")
+    if not np.isfinite(f).all():
+        raise ValueError(f"{fn}: fill_value must be finite; got {fill_value!r}")
+    out = np.empty(channels)
+    out[:] = f.astype(np.float64)
+    return out
 
 
 def check_out(fn: str, out, shape: tuple[int, ...], dtype: np.dtype, *inputs: np.ndarray,

@@ -26,38 +26,58 @@ padding.  The blog post this project grew from rescales with W instead of
 W - 1 (``x = (x_s + 1) * W / 2``), which stretches the image by W/(W-1) and
 shifts it; fastwarp uses the formulas above.
 
-Padding
--------
-``zeros``: taps outside the image read 0.  ``border``: the point is clamped to
-the image (edge pixels repeat).  ``reflection``: the point is mirrored at the
-border (the corner centres with align_corners=True, the image edges
-otherwise).  A NaN, infinite or huge (|c| >= 2**40) grid coordinate reads 0
-in every mode; other finite coordinates far outside follow the padding mode.
+Modes
+-----
+``nearest`` reads the pixel at ``round_half_even(x)``; ``bilinear`` the 2 x 2
+taps around the point; ``bicubic`` the 4 x 4 taps with PyTorch's cubic
+convolution (a = -0.75), each tap's index padded per padding mode as PyTorch
+does.  In nearest mode a float32 grid is unnormalized in float32 arithmetic,
+as PyTorch does, so a point that close to a tie rounds the same way.
+
+Padding (OpenCV's border names in brackets)
+-------------------------------------------
+``zeros``: taps outside the image read 0 (BORDER_CONSTANT with 0).
+``constant``: taps outside read ``fill_value``, a scalar or one value per
+channel (BORDER_CONSTANT); ``fill_value`` is ignored by the other modes.
+``border``: the point is clamped to the image (BORDER_REPLICATE).
+``reflection``: the point is mirrored at the border, the corner centres with
+align_corners=True (BORDER_REFLECT_101) and the image edges otherwise
+(BORDER_REFLECT).  ``wrap``: tap indices wrap modulo the image size
+(BORDER_WRAP).  A NaN, infinite or huge (|c| >= 2**40) grid coordinate, and a
+projective point behind the viewer, reads ``fill_value`` with constant padding
+and 0 in every other mode; other finite coordinates far outside follow the
+padding mode.
 
 dtypes
 ------
-float32 and float64 images give outputs of the same dtype; uint8 images are
-interpolated in float32, rounded to nearest (ties up) and saturated to uint8.
-theta and grid may be float32 or float64 whatever the image dtype; coordinates
-are computed in float64.  For speed, the fused warp's inner loop steps the
+float32, float64 and float16 images give outputs of the same dtype (float16
+is computed in float32); uint8 and uint16 images are interpolated in floating
+point, rounded to nearest (ties up) and saturated.  theta and grid may be
+float32 or float64 whatever the image dtype; coordinates are computed in
+float64.  For speed, the fused warp's inner loop steps the
 coordinates of float32 and uint8 images in 32.32 fixed point (an error below
 1e-8 px) and interpolates uint8 images in integers with weights rounded to
 2**-20 (an error below 2.4e-4 of a grey level: a value that close to a .5 tie
 may round the other way).
 
-Compilation: each kernel compiles once per image dtype (read-only and
-writable inputs share it; grids are read as float64), on first use, and is
-cached on disk.
+Compilation: bilinear and nearest with zeros, border or reflection padding
+on uint8, float32 and float64 images run the tuned kernels of
+``fastwarp._kernels``, compiled once per image dtype; every other combination
+runs ``fastwarp._generic``, compiled per combination.  Both compile on first
+use and are cached on disk.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import _generic as G
 from . import _kernels as K
+from ._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, ZEROS
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call
 from ._validate import (
+    check_fill,
     check_flags,
     check_grid,
     check_images,
@@ -67,7 +87,61 @@ from ._validate import (
     readonly,
 )
 
-__all__ = ["affine_grid", "grid_sample", "affine_warp"]
+__all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "perspective_warp"]
+
+_TUNED_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
+_NO_GRID = np.empty((0, 0, 0, 2))
+_NO_THETA = np.empty((0, 3, 3))
+
+
+def tuned(mode: int, padding: int, dtype: np.dtype) -> bool:
+    """Whether the tuned kernels of ``fastwarp._kernels`` run this combination."""
+    return mode in (BILINEAR, NEAREST) and padding in (ZEROS, BORDER, REFLECTION) and dtype in _TUNED_DTYPES
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the kernels run on: float16 images are computed in float32."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
+    """One fill value per channel: ``fill_value`` for constant padding, 0 otherwise (checked either way)."""
+    f = check_fill(fn, fill_value, channels)
+    return f if padding == CONSTANT else np.zeros(channels)
+
+
+def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False):
+    """Sample ``src`` into ``res`` (both in the compute dtype): the tuned kernels where they
+    apply, the per-combination kernels otherwise."""
+    f32_nearest = grid is not None and mode == NEAREST and grid.dtype == np.float32
+    if tuned(mode, padding, src.dtype) and not projective and not f32_nearest:
+        if grid is not None:
+            call(K.grid_sample_kernel, *readonly(src, grid.astype(np.float64, copy=False)),
+                 res, mode, padding, align, work=res.size)
+        else:
+            call(K.affine_warp_kernel, *readonly(src, theta), res, mode, padding, align, work=res.size)
+        return
+    source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
+    if grid is not None and not f32_nearest:
+        grid = grid.astype(np.float64, copy=False)
+    kern = G.forward_kernel(source, mode, padding, G.channel_class(src.shape[3]), f32_nearest)
+    call(kern, *readonly(src, _NO_GRID if grid is None else grid, _NO_THETA if theta is None else theta, fill),
+         res, align, work=res.size)
+
+
+def _sample(fn, src, batched, out, shape, mode, padding, align, fill, **where):
+    """Allocate or check the output, convert float16 to the compute dtype and back, run."""
+    res, user = _prepare_out(fn, out, shape, src.dtype, batched, src, *[v for v in where.values()
+                                                                         if isinstance(v, np.ndarray)])
+    if shape[0] and shape[1] and shape[2]:
+        cdt = compute_dtype(src.dtype)
+        if cdt != src.dtype:
+            tmp = np.empty(shape, cdt)
+            _run(src.astype(cdt), tmp, mode, padding, align, fill, **where)
+            res[...] = tmp
+        else:
+            _run(src, res, mode, padding, align, fill, **where)
+    return user if user is not None else (res if batched else res[0])
 
 
 def _prepare_out(fn, out, shape, dtype, batched, *inputs):
@@ -128,19 +202,22 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
 
 
 def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out: np.ndarray | None = None,
+                align_corners: bool = False, fill_value=0.0, out: np.ndarray | None = None,
                 device: str | None = None):
     """Sample images at normalized grid points (PyTorch's ``grid_sample`` in NHWC).
 
     Parameters
     ----------
     images : ndarray, shape (N, H, W, C) or (H, W, C)
-        float32, float64 or uint8; any layout or byte order.
+        float32, float64, float16, uint8 or uint16; any layout or byte order.
     grid : ndarray, shape (N, Ho, Wo, 2) or (Ho, Wo, 2)
         float32 or float64 normalized (x, y) points, x the column.
-    mode : {"bilinear", "nearest"}
-    padding_mode : {"zeros", "border", "reflection"}
+    mode : {"bilinear", "nearest", "bicubic"}
+    padding_mode : {"zeros", "border", "reflection", "constant", "wrap"}
     align_corners : bool, default False
+    fill_value : float or sequence of float, default 0.0
+        What taps outside the image read with ``padding_mode="constant"``: one
+        value, or one per channel (in the images' units, e.g. 0-255 for uint8).
     out : ndarray, optional
         C-contiguous buffer of the result's shape and the images' dtype; must
         not overlap the inputs.
@@ -155,9 +232,19 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     Raises
     ------
     TypeError
-        Unsupported dtype, non-bool align_corners, ``out`` of the wrong type or dtype.
+        Unsupported dtype, non-bool align_corners, non-numeric fill_value,
+        ``out`` of the wrong type or dtype.
     ValueError
-        Wrong ranks, mismatched batch sizes, unknown mode or padding, bad ``out``.
+        Wrong ranks, mismatched batch sizes, unknown mode or padding, a
+        fill_value of the wrong length or not finite, bad ``out``.
+
+    Examples
+    --------
+    >>> import numpy as np, fastwarp as fw
+    >>> img = np.array([[[10.0], [20.0], [30.0]]])           # one row, three pixels
+    >>> grid = np.array([[[-1.0, 0.0], [0.0, 0.0], [1.5, 0.0]]])
+    >>> fw.grid_sample(img, grid, align_corners=True, padding_mode="constant", fill_value=-1)[0, :, 0]
+    array([10., 20., 14.])
     """
     fn = "grid_sample"
     if wants_gpu(fn, device, images, grid, out):
@@ -166,16 +253,13 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     g = check_grid(fn, grid, src.shape[0], batched)
+    fill = fill_for(fn, fill_value, p, src.shape[3])
     shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
-    res, user = _prepare_out(fn, out, shape, src.dtype, batched, src, g)
-    if shape[0]:
-        call(K.grid_sample_kernel, *readonly(src, g.astype(np.float64, copy=False)),
-             res, m, p, a, work=res.size)
-    return user if user is not None else (res if batched else res[0])
+    return _sample(fn, src, batched, out, shape, m, p, a, fill, grid=g)
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out: np.ndarray | None = None,
+                align_corners: bool = False, fill_value=0.0, out: np.ndarray | None = None,
                 device: str | None = None):
     """Warp images by affine matrices in one pass, without materializing the grid.
 
@@ -186,12 +270,12 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     Parameters
     ----------
     images : ndarray, shape (N, H, W, C) or (H, W, C)
-        float32, float64 or uint8; any layout or byte order.
+        float32, float64, float16, uint8 or uint16; any layout or byte order.
     theta : array_like, shape (N, 2, 3) or (2, 3)
         Normalized output -> input affine matrices, one per image or one for all.
     size : (int, int), optional
         Output size (Ho, Wo); defaults to the input's (H, W).
-    mode, padding_mode, align_corners, out, device
+    mode, padding_mode, align_corners, fill_value, out, device
         As in :func:`grid_sample`.
 
     Returns
@@ -211,9 +295,108 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     t = check_theta(fn, theta, src.shape[0], batched)
+    fill = fill_for(fn, fill_value, p, src.shape[3])
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
     shape = (src.shape[0], ho, wo, src.shape[3])
-    res, user = _prepare_out(fn, out, shape, src.dtype, batched, src)
-    if shape[0]:
-        call(K.affine_warp_kernel, *readonly(src, t), res, m, p, a, work=res.size)
+    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t)
+
+
+def _affine_rows(t: np.ndarray) -> bool:
+    """Whether every (3, 3) matrix has the last row (0, 0, 1) exactly (an affine map)."""
+    return bool((t[:, 2, 0] == 0).all() and (t[:, 2, 1] == 0).all() and (t[:, 2, 2] == 1).all())
+
+
+def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | None = None):
+    """Normalized source coordinates of every output pixel for projective matrices.
+
+    Parameters
+    ----------
+    theta : array_like, shape (N, 3, 3) or (3, 3)
+        Projective matrices mapping normalized output coordinates to normalized
+        input coordinates: ``(u, v, w) = theta @ (x_j, y_i, 1)``.  Finite.
+    size : (int, int)
+        Output size (Ho, Wo), both at least 1.
+    align_corners : bool, default False
+    out : ndarray, optional
+        float64 buffer of the result's shape.
+
+    Returns
+    -------
+    grid : ndarray, float64, shape (N, Ho, Wo, 2) or (Ho, Wo, 2) for a (3, 3) theta
+        ``(u / w, v / w)``; NaN where ``w <= 0`` (the point is behind the
+        viewer), which every sampler reads as no image.
+
+    Raises
+    ------
+    ValueError
+        theta not of shape (N, 3, 3) or (3, 3) (a (N, 2, 3) affine theta
+        included: use :func:`affine_grid`), non-finite theta, bad size or ``out``.
+    TypeError
+        Non-numeric theta, non-bool align_corners.
+
+    Examples
+    --------
+    >>> import numpy as np, fastwarp as fw
+    >>> fw.perspective_grid(np.eye(3), (1, 2), align_corners=True)[0]
+    array([[-1.,  0.],
+           [ 1.,  0.]])
+    """
+    fn = "perspective_grid"
+    batched = np.ndim(theta) == 3
+    n = len(theta) if batched else 1
+    t = check_theta(fn, theta, n, batched, rows=3)
+    check_flags(fn, "bilinear", "zeros", align_corners)
+    if size is None:
+        raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
+    ho, wo = check_size(fn, size, (0, 0))
+    res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
+    if n:
+        call(G.grid_kernel, *readonly(t), res, bool(align_corners), work=res.size)
     return user if user is not None else (res if batched else res[0])
+
+
+def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                     align_corners: bool = False, fill_value=0.0, out: np.ndarray | None = None,
+                     device: str | None = None):
+    """Warp images by projective (homography) matrices in one pass.
+
+    Equal to ``grid_sample(images, perspective_grid(theta, size), ...)`` up to
+    float rounding; a theta whose last row is (0, 0, 1) gives
+    :func:`affine_warp`'s numbers.
+
+    Parameters
+    ----------
+    images : ndarray, shape (N, H, W, C) or (H, W, C)
+        float32, float64, float16, uint8 or uint16.
+    theta : array_like, shape (N, 3, 3) or (3, 3)
+        Normalized output -> input projective matrices (see :func:`perspective_grid`).
+    size : (int, int), optional
+        Output size (Ho, Wo); defaults to the input's (H, W).
+    mode, padding_mode, align_corners, fill_value, out
+        As in :func:`grid_sample`.
+    device : {None, "cpu"}
+        The CUDA path does not implement projective warps yet: "cuda" or GPU
+        arrays raise ValueError.
+
+    Returns
+    -------
+    ndarray, shape (N, Ho, Wo, C) (or (Ho, Wo, C)), the images' dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`grid_sample`; also for a theta not of shape (N, 3, 3) or
+        (3, 3), a batch mismatch or a non-finite theta.
+    """
+    fn = "perspective_warp"
+    if wants_gpu(fn, device, images, theta, out):
+        raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
+    src, batched = check_images(fn, images)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    t = check_theta(fn, theta, src.shape[0], batched, rows=3)
+    fill = fill_for(fn, fill_value, p, src.shape[3])
+    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
+    shape = (src.shape[0], ho, wo, src.shape[3])
+    if _affine_rows(t):
+        return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=np.ascontiguousarray(t[:, :2]))
+    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t, projective=True)

@@ -32,8 +32,12 @@ from numba import cuda as _nc
 
 from . import _cuda_kernels as CK
 from ._validate import (
+    CUDA_IMAGE_DTYPES as IMAGE_DTYPES,
+)
+from ._validate import (
+    CUDA_MODES,
+    CUDA_PADDINGS,
     FLOAT_DTYPES,
-    IMAGE_DTYPES,
     check_flags,
     check_grid,
     check_images,
@@ -130,6 +134,10 @@ def _images(fn: str, images):
     d = _as_device(images)
     if d is None:
         src, batched = check_images(fn, images)
+        if src.dtype not in IMAGE_DTYPES:
+            names = ", ".join(t.name for t in IMAGE_DTYPES)
+            raise TypeError(f"{fn}: the CUDA path takes images of dtype {names}; got {src.dtype} "
+                            "(uint16 and float16 run on the CPU)")
         return _nc.to_device(src), batched
     if d.dtype not in IMAGE_DTYPES:
         names = ", ".join(t.name for t in IMAGE_DTYPES)
@@ -261,7 +269,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     fn = "grid_sample"
     _check_device_arg(fn, device)
     _require_gpu(fn)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
     src, batched = _images(fn, images)
     g = _grid(fn, grid, src.shape[0], batched)
     shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
@@ -282,7 +290,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     fn = "affine_warp"
     _check_device_arg(fn, device)
     _require_gpu(fn)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
     src, batched = _images(fn, images)
     t = _theta(fn, theta, src.shape[0], batched)
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
@@ -394,7 +402,7 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     _check_device_arg(fn, device)
     _require_gpu(fn)
     det = deterministic_backward if deterministic is None else bool(deterministic)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
     src, batched = _float_images(fn, images)
     g = _grid(fn, grid, src.shape[0], batched)
     n, ho, wo = g.shape[0], g.shape[1], g.shape[2]
@@ -428,7 +436,7 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     _check_device_arg(fn, device)
     _require_gpu(fn)
     det = deterministic_backward if deterministic is None else bool(deterministic)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
     src, batched = _float_images(fn, images)
     t_dev = _as_device(theta)
     shared = (tuple(t_dev.shape) if t_dev is not None else np.shape(theta)) == (2, 3)

@@ -8,9 +8,14 @@ of ``affine_grid`` + ``grid_sample`` defines them for the same flags
 the number of threads.
 
 dtypes: ``grad_out`` may be float32 or float64 and is converted to the images'
-dtype; the image gradient has the images' dtype (uint8 images have no
-gradient), the grid gradient the grid's dtype, and the theta gradient is
-float64 (theta is used in float64).
+dtype; the image gradient has the images' dtype (float16 images are
+differentiated in float32; uint8 and uint16 images have no gradient), the grid
+gradient the grid's dtype, and the theta gradient is float64 (theta is used in
+float64).
+
+Bilinear and nearest with zeros, border or reflection padding on float32 and
+float64 images run the tuned kernels of ``fastwarp._backward``; every other
+combination runs ``fastwarp._generic``, compiled per combination.
 """
 
 from __future__ import annotations
@@ -18,10 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _backward as B
+from . import _generic as G
+from ._coords import NEAREST
+from .api import compute_dtype, fill_for, tuned
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call
 from ._validate import (
     FLOAT_DTYPES,
+    GRAD_DTYPES,
     _asarray,
     as_native,
     check_flags,
@@ -32,7 +41,7 @@ from ._validate import (
     readonly,
 )
 
-__all__ = ["affine_warp_backward", "grid_sample_backward"]
+__all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
 
 # Empty stand-ins for the arrays of the operation the shared backward kernel is not running.
 _NO_GRID = np.empty((0, 0, 0, 2))
@@ -40,15 +49,47 @@ _NO_GRID_GRAD = np.empty((0, 0, 0, 2))
 _NO_THETA = np.empty((0, 2, 3))
 _NO_THETA_GRAD = np.empty((0, 2, 3))
 _NO_ROWS = np.empty((0, 0, 4))
+_NO_ROWS6 = np.empty((0, 0, 6))
+_NO_THETA3 = np.empty((0, 3, 3))
 
 
 def _float_images(fn: str, images) -> tuple[np.ndarray, bool]:
     src, batched = check_images(fn, images)
-    if src.dtype.newbyteorder("=") not in FLOAT_DTYPES:
+    if src.dtype.newbyteorder("=") not in GRAD_DTYPES:
         raise TypeError(
-            f"{fn}: images must have dtype float32, float64 to be differentiated "
-            f"(integer images have no gradient); got {src.dtype}")
+            f"{fn}: images must have dtype {', '.join(d.name for d in GRAD_DTYPES)} to be "
+            f"differentiated (integer images have no gradient); got {src.dtype}")
     return src, batched
+
+
+def _base_coords(n: int, align_corners: bool) -> np.ndarray:
+    """Normalized coordinates of n output pixels (``_coords.base_coord``)."""
+    if align_corners:
+        return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+    return (2.0 * np.arange(n) + 1.0) / n - 1.0
+
+
+def _generic_backward(gout, src, mode, padding, align, fill, *, grid=None, theta=None,
+                      projective=False):
+    """(grad_images, grad_grid or None, grad_theta or None) from the per-combination kernels."""
+    n, ho, wo, c = gout.shape
+    buf, seen = _image_grad_buffers(src, ho)
+    f32_nearest = grid is not None and mode == NEAREST and grid.dtype == np.float32
+    if grid is not None and not f32_nearest:
+        grid = grid.astype(np.float64, copy=False)
+    ggrid = np.zeros(grid.shape) if grid is not None else _NO_GRID_GRAD
+    rows = np.zeros((n, ho, 6)) if theta is not None else _NO_ROWS6
+    source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
+    if n:
+        kern = G.backward_kernel(source, mode, padding, G.channel_class(c), f32_nearest)
+        call(kern, *readonly(gout, src, _NO_GRID if grid is None else grid,
+                             _NO_THETA3 if theta is None else theta, fill),
+             buf, seen, ggrid, rows, align)
+    gimg = _sum_chunks(buf, seen)
+    gtheta = None
+    if theta is not None:
+        gtheta = G.theta_grad(rows, _base_coords(ho, align), 3 if projective else 2)
+    return gimg, (ggrid if grid is not None else None), gtheta
 
 
 def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
@@ -86,8 +127,13 @@ def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return out
 
 
+def _in_compute_dtype(src: np.ndarray, gout_fn) -> tuple[np.ndarray, np.ndarray]:
+    cdt = compute_dtype(src.dtype)
+    return src.astype(cdt, copy=False), gout_fn(cdt)
+
+
 def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
-                         padding_mode: str = "zeros", align_corners: bool = False,
+                         padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
                          device: str | None = None):
     """Gradients of :func:`fastwarp.grid_sample` with respect to the images and the grid.
 
@@ -97,11 +143,12 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
         dL/d output of ``grid_sample(images, grid, ...)``: exactly the forward
         output's shape; float32 or float64 (converted to the images' dtype).
     images : ndarray, shape (N, H, W, C) or (H, W, C)
-        The forward call's images, float32 or float64.
+        The forward call's images, float32, float64 or float16.
     grid : ndarray, shape (N, Ho, Wo, 2) or (Ho, Wo, 2)
         The forward call's normalized (x, y) grid, float32 or float64.
-    mode, padding_mode, align_corners
-        The forward call's flags.
+    mode, padding_mode, align_corners, fill_value
+        The forward call's flags (``fill_value`` counts with constant padding:
+        taps outside read it, which enters the grid gradient).
     device : {None, "cpu", "cuda"}
         As in :func:`fastwarp.grid_sample`.
 
@@ -117,33 +164,69 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
         uint8 (or other non-float) images, non-float grad_out or grid, non-bool align_corners.
     ValueError
         grad_out not of the forward output's shape, wrong ranks, batch mismatch,
-        unknown mode or padding.
+        unknown mode or padding, bad fill_value.
     """
     fn = "grid_sample_backward"
     if wants_gpu(fn, device, grad_out, images, grid):
         return gpu_backend(fn).grid_sample_backward(grad_out, images, grid, mode=mode,
                                                     padding_mode=padding_mode,
                                                     align_corners=align_corners)
-    src, batched = _float_images(fn, images)
+    src0, batched = _float_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
-    g = check_grid(fn, grid, src.shape[0], batched)
+    g = check_grid(fn, grid, src0.shape[0], batched)
+    fill = fill_for(fn, fill_value, p, src0.shape[3])
     n, ho, wo = g.shape[:3]
-    gout = _check_grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched, src.dtype)
-    buf, seen = _image_grad_buffers(src, ho)
-    # one specialization per image dtype: the grid is read in float64 anyway
-    ggrid = np.zeros(g.shape, np.float64)
-    if n:
-        call(B.backward_kernel, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
-             buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, False, m, p, a)
-    gimg = _sum_chunks(buf, seen)
+    src, gout = _in_compute_dtype(
+        src0, lambda dt: _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, dt))
+    if tuned(m, p, src.dtype) and not (m == NEAREST and g.dtype == np.float32):
+        buf, seen = _image_grad_buffers(src, ho)
+        # one specialization per image dtype: the grid is read in float64 anyway
+        ggrid = np.zeros(g.shape, np.float64)
+        if n:
+            call(B.backward_kernel, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
+                 buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, False, m, p, a)
+        gimg = _sum_chunks(buf, seen)
+    else:
+        gimg, ggrid, _ = _generic_backward(gout, src, m, p, a, fill, grid=g)
+    gimg = gimg.astype(src0.dtype, copy=False)
     ggrid = ggrid.astype(g.dtype, copy=False)
     if not batched:
         return gimg[0], ggrid[0]
     return gimg, ggrid
 
 
+def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                   rows):
+    """Shared body of the affine (rows 2) and projective (rows 3) warp backward."""
+    src0, batched = _float_images(fn, images)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    shared = np.shape(theta) == (rows, 3)
+    t = check_theta(fn, theta, src0.shape[0], batched, rows=rows)
+    fill = fill_for(fn, fill_value, p, src0.shape[3])
+    ho, wo = check_size(fn, size, (src0.shape[1], src0.shape[2]))
+    n = src0.shape[0]
+    src, gout = _in_compute_dtype(
+        src0, lambda dt: _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, dt))
+    # a projective theta always takes the generic kernels: even with the last row
+    # (0, 0, 1) that row has a gradient, dL/dw = -(dL/dx x + dL/dy y)
+    if rows == 2 and tuned(m, p, src.dtype):
+        buf, seen = _image_grad_buffers(src, ho)
+        rsum = np.empty((n, ho, 4), np.float64)
+        gtheta = np.zeros((n, 2, 3), np.float64)
+        if n:
+            call(B.backward_kernel, *readonly(gout, src, _NO_GRID, t), buf, seen,
+                 _NO_GRID_GRAD, rsum, gtheta, True, m, p, a)
+        gimg = _sum_chunks(buf, seen)
+    else:
+        gimg, _, gtheta = _generic_backward(gout, src, m, p, a, fill, theta=t, projective=rows == 3)
+    gimg = gimg.astype(src0.dtype, copy=False)
+    if shared:
+        gtheta = gtheta.sum(axis=0)
+    return (gimg if batched else gimg[0]), gtheta
+
+
 def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
-                         padding_mode: str = "zeros", align_corners: bool = False,
+                         padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
                          device: str | None = None):
     """Gradients of :func:`fastwarp.affine_warp` with respect to the images and theta.
 
@@ -156,12 +239,12 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
         dL/d output of ``affine_warp(images, theta, size, ...)``: exactly the
         forward output's shape; float32 or float64 (converted to the images' dtype).
     images : ndarray, shape (N, H, W, C) or (H, W, C)
-        The forward call's images, float32 or float64.
+        The forward call's images, float32, float64 or float16.
     theta : array_like, shape (N, 2, 3) or (2, 3)
         The forward call's normalized output -> input matrices.
     size : (int, int), optional
         The forward call's output size (Ho, Wo); defaults to (H, W).
-    mode, padding_mode, align_corners, device
+    mode, padding_mode, align_corners, fill_value, device
         As in :func:`fastwarp.affine_warp`.
 
     Returns
@@ -183,20 +266,41 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
         return gpu_backend(fn).affine_warp_backward(grad_out, images, theta, size, mode=mode,
                                                     padding_mode=padding_mode,
                                                     align_corners=align_corners)
-    src, batched = _float_images(fn, images)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
-    shared = np.shape(theta) == (2, 3)
-    t = check_theta(fn, theta, src.shape[0], batched)
-    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
-    n = src.shape[0]
-    gout = _check_grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched, src.dtype)
-    buf, seen = _image_grad_buffers(src, ho)
-    rows = np.empty((n, ho, 4), np.float64)
-    gtheta = np.zeros((n, 2, 3), np.float64)
-    if n:
-        call(B.backward_kernel, *readonly(gout, src, _NO_GRID, t), buf, seen, _NO_GRID_GRAD, rows, gtheta,
-             True, m, p, a)
-    gimg = _sum_chunks(buf, seen)
-    if shared:
-        gtheta = gtheta.sum(axis=0)
-    return (gimg if batched else gimg[0]), gtheta
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 2)
+
+
+def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
+                              padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
+                              device: str | None = None):
+    """Gradients of :func:`fastwarp.perspective_warp` with respect to the images and theta.
+
+    With ``(u, v, w) = theta @ (x_j, y_i, 1)`` and the sample point
+    ``(u / w, v / w)``: ``dL/du = dL/dx / w``, ``dL/dv = dL/dy / w``,
+    ``dL/dw = -(dL/dx x + dL/dy y) / w`` and
+    ``dL/dtheta[n] = sum_ij outer(dL/d(u, v, w)_ij, (x_j, y_i, 1))``; points
+    behind the viewer (w <= 0) contribute nothing.
+
+    Parameters
+    ----------
+    grad_out, images, size, mode, padding_mode, align_corners, fill_value
+        As in :func:`affine_warp_backward`.
+    theta : array_like, shape (N, 3, 3) or (3, 3)
+        The forward call's normalized output -> input projective matrices.
+    device : {None, "cpu"}
+        The CUDA path has no projective warp: "cuda" or GPU arrays raise ValueError.
+
+    Returns
+    -------
+    grad_images : ndarray, images' shape and dtype
+    grad_theta : ndarray, float64, shape (N, 3, 3), or (3, 3) for a single
+        theta (the sum over the batch).  Zero in nearest mode.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As in :func:`affine_warp_backward`, for (N, 3, 3) matrices.
+    """
+    fn = "perspective_warp_backward"
+    if wants_gpu(fn, device, grad_out, images, theta):
+        raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 3)

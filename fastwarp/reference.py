@@ -11,9 +11,15 @@ W, outside the image; the correct scale is W - 1 with ``align_corners=True``
 and ``((x + 1) * W - 1) / 2`` with ``align_corners=False``.
 :func:`blog_affine_warp` keeps the blog's version, for the demo's comparison.
 
+Every sampler is one formula: a point reads a set of taps (1 for nearest, 2 x 2
+for bilinear, 4 x 4 for bicubic), ``v = sum wy wx value``, where a tap inside
+the image reads the pixel and a tap outside reads the fill (``constant``) or 0;
+the gradients follow from it (:func:`grid_sample_backward`).
+
 Everything is computed in float64 and converted to the images' dtype at the end
-(uint8: ``floor(v + 0.5)`` and saturation).  Arguments are assumed valid: the
-reference does not validate.
+(uint8 and uint16: ``floor(v + 0.5)`` and saturation; float16 through
+float32).  In nearest mode a float32 grid is unnormalized in float32
+arithmetic, as PyTorch does, so near-ties round as they do there.  Arguments are assumed valid: the reference does not validate.
 """
 
 from __future__ import annotations
@@ -21,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "affine_grid", "grid_sample", "affine_warp", "blog_affine_warp",
-    "grid_sample_backward", "affine_warp_backward",
+    "affine_grid", "grid_sample", "affine_warp", "blog_affine_warp", "perspective_grid", "perspective_warp",
+    "grid_sample_backward", "affine_warp_backward", "perspective_warp_backward",
 ]
 
 
@@ -49,6 +55,26 @@ def _unnormalize(c, n, align_corners):
     return ((c + 1.0) * n - 1.0) / 2.0
 
 
+def _unnormalize_f32(c, n, align_corners):
+    """PyTorch's float32 arithmetic for a float32 grid: (c + 1) * s - 0.5 (or (c + 1) * s), s in float32."""
+    f = np.float32
+    if align_corners:
+        return (c + f(1)) * f((n - 1) / 2)
+    return (c + f(1)) * f(n / 2) - f(0.5)
+
+
+def _pixel(c, n, align_corners, f32=False):
+    """Pixel coordinate of normalized c (as float64; NaN for |c| >= 2**40), in float32
+    arithmetic when ``f32`` and c is float32 (nearest mode rounds it as PyTorch does)."""
+    c = np.asarray(c)
+    with np.errstate(invalid="ignore"):
+        if f32 and c.dtype == np.float32:
+            x = _unnormalize_f32(c, n, align_corners)
+        else:
+            x = _unnormalize(c.astype(np.float64), n, align_corners)
+        return np.where(np.abs(c) < 2.0**40, x.astype(np.float64), np.nan)
+
+
 def _reflect(x, twice_low, twice_high):
     if twice_low == twice_high:
         return np.where(np.isnan(x), np.nan, 0.0)  # keep the "reads 0" marker of non-finite points
@@ -60,69 +86,174 @@ def _reflect(x, twice_low, twice_high):
     return np.where(flips % 2 == 0, extra + low, span - extra + low)
 
 
-def _source(c, n, padding_mode, align_corners):
-    """Pixel coordinates after the padding mode; non-finite or huge become NaN (read as 0)."""
-    c = np.where(np.abs(c) < 2.0**40, c, np.nan)
-    x = _unnormalize(c, n, align_corners)
+def _reflect_bounds(n, align_corners):
+    return (0.0, 2.0 * (n - 1)) if align_corners else (-1.0, 2.0 * n - 1.0)
+
+
+def _pad_coord(x, n, padding_mode, align_corners):
+    """Border / reflection applied to a (pixel) coordinate, then clamped; other modes unchanged."""
     if padding_mode == "border":
-        x = np.clip(x, 0, n - 1)
-    elif padding_mode == "reflection":
-        if align_corners:
-            x = _reflect(x, 0.0, 2.0 * (n - 1))
-        else:
-            x = _reflect(x, -1.0, 2.0 * n - 1.0)
-        x = np.clip(x, 0, n - 1)
+        return np.clip(x, 0, n - 1)
+    if padding_mode == "reflection":
+        return np.clip(_reflect(x, *_reflect_bounds(n, align_corners)), 0, n - 1)
     return x
 
 
-def _gather(images, b, yi, xi):
-    """images[b, yi, xi] with 0 where (yi, xi) is outside the image (or NaN)."""
-    _, h, w, _ = images.shape
-    ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-    xs = np.where(ok, xi, 0).astype(np.int64)
-    ys = np.where(ok, yi, 0).astype(np.int64)
-    return images[b, ys, xs] * ok[..., None]
+def _source(c, n, padding_mode, align_corners):
+    """Pixel coordinates after the padding mode; non-finite or huge become NaN (read as 0)."""
+    return _pad_coord(_pixel(c, n, align_corners), n, padding_mode, align_corners)
+
+
+def _tap_index(k, n, padding_mode, align_corners):
+    """(index, inside) of integer tap coordinates k (float arrays) along an axis of n pixels.
+
+    zeros / constant: the tap itself, inside iff 0 <= k <= n - 1; wrap: k mod n;
+    border / reflection: k padded like a coordinate (PyTorch's bicubic taps)."""
+    if padding_mode == "wrap":
+        return np.mod(k, n), np.isfinite(k)
+    k = _pad_coord(k, n, padding_mode, align_corners)
+    return k, (k >= 0) & (k <= n - 1)
+
+
+def _cubic(t, a=-0.75):
+    """Cubic-convolution weights of the taps at -1, 0, 1, 2 for fraction t, and their d/dt."""
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    def dnear(d):
+        return (3 * (a + 2) * d - 2 * (a + 3)) * d
+
+    def dfar(d):
+        return (3 * a * d - 10 * a) * d + 8 * a
+
+    w = [far(t + 1), near(t), near(1 - t), far(2 - t)]
+    dw = [dfar(t + 1), dnear(t), -dnear(1 - t), -dfar(2 - t)]
+    return w, dw
+
+
+def _axis_taps(c, n, mode, padding_mode, align_corners):
+    """The taps of normalized coordinates c along one axis: a list of (index, inside, weight, dweight/dc).
+
+    Bilinear with border or reflection pads the coordinate, then reads the two
+    taps (PyTorch's order); bicubic reads the 4 taps around the raw coordinate
+    and pads each tap's index; wrap and constant act on the tap indices.
+    """
+    x = _pixel(c, n, align_corners, f32=mode == "nearest")
+    scale = (n - 1) / 2.0 if align_corners else n / 2.0
+    ok = ~np.isnan(x)
+    x = np.where(ok, x, 0.0)
+    if mode == "nearest":
+        k = np.rint(_pad_coord(x, n, padding_mode, align_corners))
+        idx, inside = _tap_index(k, n, padding_mode, align_corners)
+        return [(idx, inside & ok, ok * 1.0, np.zeros_like(x))]
+    if mode == "bilinear":
+        slope = np.where(ok, _source_slope(c, n, padding_mode, align_corners), 0.0)
+        xp = _pad_coord(x, n, padding_mode, align_corners)
+        k0 = np.floor(xp)
+        f = xp - k0
+        taps = []
+        # border / reflection padded the coordinate already: their taps are bounds-checked only
+        tap_padding = "zeros" if padding_mode in ("border", "reflection") else padding_mode
+        for k, w, dw in ((k0, 1 - f, -slope), (k0 + 1, f, slope)):
+            idx, inside = _tap_index(k, n, tap_padding, align_corners)
+            taps.append((idx, inside & ok, w * ok, dw * ok))
+        return taps
+    k0 = np.floor(x)
+    ws, dws = _cubic(x - k0)
+    taps = []
+    for m, (w, dw) in enumerate(zip(ws, dws)):
+        idx, inside = _tap_index(k0 - 1 + m, n, padding_mode, align_corners)
+        taps.append((idx, inside & ok, w * ok, dw * scale * ok))
+    return taps
+
+
+def _fill(fill_value, c):
+    return np.broadcast_to(np.asarray(fill_value, np.float64), (c,))
 
 
 def _finish(v, dtype):
-    if dtype == np.uint8:
-        return np.clip(np.floor(v + 0.5), 0, 255).astype(np.uint8)
+    dtype = np.dtype(dtype)
+    if dtype.kind == "u":
+        hi = np.iinfo(dtype).max
+        return np.clip(np.floor(v + 0.5), 0, hi).astype(dtype)
+    if dtype == np.float16:
+        return v.astype(np.float32).astype(np.float16)
     return v.astype(dtype)
 
 
-def grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False):
-    """Sample (N, H, W, C) images at a (N, Ho, Wo, 2) normalized grid."""
+def _combine(img, grid, mode, padding_mode, align_corners, fill_value):
+    """Per point: its taps, the value each tap reads (image inside, the fill outside) and the validity."""
+    _, h, w, c = img.shape
+    tx = _axis_taps(grid[..., 0], w, mode, padding_mode, align_corners)
+    ty = _axis_taps(grid[..., 1], h, mode, padding_mode, align_corners)
+    outside = _fill(fill_value, c) if padding_mode == "constant" else np.zeros(c)
+    valid = np.isfinite(_pixel(grid[..., 0], w, align_corners)) & np.isfinite(_pixel(grid[..., 1], h, align_corners))
+    b = np.arange(img.shape[0])[:, None, None]
+    pairs = []
+    for yi, yin, wy, dwy in ty:
+        for xi, xin, wx, dwx in tx:
+            inside = yin & xin
+            ys = np.where(inside, yi, 0).astype(np.int64)
+            xs = np.where(inside, xi, 0).astype(np.int64)
+            val = np.where(inside[..., None], img[b, ys, xs], outside)
+            pairs.append((b, ys, xs, inside, val, wy, wx, dwy, dwx))
+    return pairs, valid, outside
+
+
+def grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False, fill_value=0.0):
+    """Sample (N, H, W, C) images at a (N, Ho, Wo, 2) normalized grid.
+
+    mode: nearest, bilinear or bicubic (PyTorch's cubic convolution, a = -0.75);
+    padding_mode: zeros, border, reflection, constant (taps outside read
+    fill_value, a scalar or one value per channel) or wrap (tap indices modulo
+    the size).  A float32 grid is unnormalized in float32 as PyTorch does.
+    NaN or huge points read fill_value with constant padding, 0 otherwise.
+    """
     dtype = images.dtype
     img = np.asarray(images, np.float64)
-    grid = np.asarray(grid, np.float64)
-    _, h, w, _ = img.shape
-    b = np.arange(img.shape[0])[:, None, None]
-    with np.errstate(invalid="ignore"):
-        x = _source(grid[..., 0], w, padding_mode, align_corners)
-        y = _source(grid[..., 1], h, padding_mode, align_corners)
-        if mode == "nearest":
-            out = _gather(img, b, np.rint(y), np.rint(x))
-        else:
-            x0 = np.floor(x)
-            y0 = np.floor(y)
-            wx = np.nan_to_num(x - x0)[..., None]  # NaN points gather 0 at every tap
-            wy = np.nan_to_num(y - y0)[..., None]
-            ia = _gather(img, b, y0, x0)
-            ib = _gather(img, b, y0 + 1, x0)
-            ic = _gather(img, b, y0, x0 + 1)
-            id_ = _gather(img, b, y0 + 1, x0 + 1)
-            out = ((1 - wy) * ((1 - wx) * ia + wx * ic) + wy * ((1 - wx) * ib + wx * id_))
+    grid = np.asarray(grid)
+    pairs, valid, outside = _combine(img, grid, mode, padding_mode, align_corners, fill_value)
+    out = np.zeros(grid.shape[:-1] + (img.shape[3],))
+    for *_, val, wy, wx, _dwy, _dwx in pairs:
+        out += (wy * wx)[..., None] * val
+    out = np.where(valid[..., None], out, outside)
     return _finish(out, dtype)
 
 
 def affine_warp(images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                align_corners=False):
+                align_corners=False, fill_value=0.0):
     """grid_sample(images, affine_grid(theta, size)); size defaults to the input's."""
     if size is None:
         size = images.shape[1:3]
     theta = np.broadcast_to(np.asarray(theta, np.float64), (images.shape[0], 2, 3))
     grid = affine_grid(theta, size, align_corners)
-    return grid_sample(images, grid, mode, padding_mode, align_corners)
+    return grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
+
+
+def perspective_grid(theta, size, align_corners=False) -> np.ndarray:
+    """(N, Ho, Wo, 2) grid (u / w, v / w) with (u, v, w) = theta @ [x; y; 1]; NaN where w <= 0."""
+    theta = np.asarray(theta, np.float64).reshape(-1, 3, 3)
+    ho, wo = size
+    x_t, y_t = np.meshgrid(_linspace(wo, align_corners), _linspace(ho, align_corners))
+    mesh = np.stack([x_t.ravel(), y_t.ravel(), np.ones(ho * wo)])
+    uvw = theta @ mesh  # (N, 3, Ho*Wo)
+    w = uvw[:, 2:3]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grid = np.where(w > 0, uvw[:, :2] / np.where(w > 0, w, 1.0), np.nan)
+    return np.moveaxis(grid.reshape(-1, 2, ho, wo), 1, -1)
+
+
+def perspective_warp(images, theta, size=None, mode="bilinear", padding_mode="zeros",
+                     align_corners=False, fill_value=0.0):
+    """grid_sample(images, perspective_grid(theta, size)); size defaults to the input's."""
+    if size is None:
+        size = images.shape[1:3]
+    theta = np.broadcast_to(np.asarray(theta, np.float64), (images.shape[0], 3, 3))
+    grid = perspective_grid(theta, size, align_corners)
+    return grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
 
 
 def blog_affine_warp(images, theta):
@@ -188,51 +319,32 @@ def _source_slope(c, n, padding_mode, align_corners):
     return np.where(np.abs(c) < 2.0**40, slope, 0.0)
 
 
-def _scatter(grad, b, yi, xi, values):
-    """grad[b, yi, xi] += values where (yi, xi) is inside the image (NaN never is)."""
-    _, h, w, _ = grad.shape
-    ok = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
-    bb = np.broadcast_to(b, ok.shape)[ok]
-    np.add.at(grad, (bb, yi[ok].astype(np.int64), xi[ok].astype(np.int64)), values[ok])
-
-
 def grid_sample_backward(grad_out, images, grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False):
-    """(dL/dimages, dL/dgrid) of grid_sample for dL/doutput = grad_out, all (N, ...) batched."""
+                         align_corners=False, fill_value=0.0):
+    """(dL/dimages, dL/dgrid) of grid_sample for dL/doutput = grad_out, all (N, ...) batched.
+
+    The output is sum_taps wy wx value, so dL/dI[tap] += wy wx g (taps inside
+    the image only) and dL/dx = sum_taps wy (dwx/dx) value g (the fill counts
+    as a value), likewise y.
+    """
     img = np.asarray(images, np.float64)
-    g = np.asarray(grid, np.float64)
+    g = np.asarray(grid)
     go = np.asarray(grad_out, np.float64)
-    _, h, w, _ = img.shape
-    b = np.arange(img.shape[0])[:, None, None]
     gimg = np.zeros_like(img)
-    ggrid = np.zeros_like(g)
-    with np.errstate(invalid="ignore"):
-        x = _source(g[..., 0], w, padding_mode, align_corners)
-        y = _source(g[..., 1], h, padding_mode, align_corners)
-        if mode == "nearest":
-            _scatter(gimg, b, np.rint(y), np.rint(x), go)
-        else:
-            x0 = np.floor(x)
-            y0 = np.floor(y)
-            fx = np.nan_to_num(x - x0)[..., None]
-            fy = np.nan_to_num(y - y0)[..., None]
-            i00 = _gather(img, b, y0, x0)
-            i01 = _gather(img, b, y0, x0 + 1)
-            i10 = _gather(img, b, y0 + 1, x0)
-            i11 = _gather(img, b, y0 + 1, x0 + 1)
-            _scatter(gimg, b, y0, x0, (1 - fy) * (1 - fx) * go)
-            _scatter(gimg, b, y0, x0 + 1, (1 - fy) * fx * go)
-            _scatter(gimg, b, y0 + 1, x0, fy * (1 - fx) * go)
-            _scatter(gimg, b, y0 + 1, x0 + 1, fy * fx * go)
-            dvdx = (1 - fy) * (i01 - i00) + fy * (i11 - i10)
-            dvdy = (1 - fx) * (i10 - i00) + fx * (i11 - i01)
-            ggrid[..., 0] = (go * dvdx).sum(-1) * _source_slope(g[..., 0], w, padding_mode, align_corners)
-            ggrid[..., 1] = (go * dvdy).sum(-1) * _source_slope(g[..., 1], h, padding_mode, align_corners)
-    return gimg.astype(images.dtype), ggrid.astype(np.asarray(grid).dtype)
+    ggrid = np.zeros(g.shape)
+    pairs, valid, _ = _combine(img, g, mode, padding_mode, align_corners, fill_value)
+    for b, ys, xs, inside, val, wy, wx, dwy, dwx in pairs:
+        ok = inside & valid
+        bb = np.broadcast_to(b, ok.shape)[ok]
+        np.add.at(gimg, (bb, ys[ok], xs[ok]), ((wy * wx)[..., None] * go)[ok])
+        gv = (go * val).sum(-1)
+        ggrid[..., 0] += np.where(valid, wy * dwx * gv, 0.0)
+        ggrid[..., 1] += np.where(valid, dwy * wx * gv, 0.0)
+    return gimg.astype(images.dtype), ggrid.astype(g.dtype)
 
 
 def affine_warp_backward(grad_out, images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                         align_corners=False):
+                         align_corners=False, fill_value=0.0):
     """(dL/dimages, dL/dtheta) of affine_warp; dL/dtheta has theta's shape (a (2, 3) theta
     shared by the batch gets the sum over the batch)."""
     if size is None:
@@ -240,7 +352,8 @@ def affine_warp_backward(grad_out, images, theta, size=None, mode="bilinear", pa
     t = np.asarray(theta, np.float64)
     full = np.broadcast_to(t, (images.shape[0], 2, 3))
     grid = affine_grid(full, size, align_corners)
-    gimg, ggrid = grid_sample_backward(grad_out, images, grid, mode, padding_mode, align_corners)
+    gimg, ggrid = grid_sample_backward(grad_out, images, grid, mode, padding_mode, align_corners,
+                                       fill_value)
     # grid[n, i, j] = theta[n] @ (x_j, y_i, 1)
     #   =>  dL/dtheta[n] = sum_ij outer(dL/dgrid[n, i, j], (x_j, y_i, 1))
     ho, wo = size
@@ -248,5 +361,37 @@ def affine_warp_backward(grad_out, images, theta, size=None, mode="bilinear", pa
     mesh = np.stack([x_t, y_t, np.ones((ho, wo))], -1)
     gtheta = np.einsum("nhwk,hwl->nkl", ggrid, mesh)
     if t.shape == (2, 3):
+        gtheta = gtheta.sum(0)
+    return gimg, gtheta
+
+
+def perspective_warp_backward(grad_out, images, theta, size=None, mode="bilinear", padding_mode="zeros",
+                              align_corners=False, fill_value=0.0):
+    """(dL/dimages, dL/dtheta) of perspective_warp; a (3, 3) theta gets the sum over the batch.
+
+    grid = (u / w, v / w) with (u, v, w) = theta @ b, b = (x_j, y_i, 1):
+    dL/du = gx / w, dL/dv = gy / w, dL/dw = -(gx u + gy v) / w**2, and
+    dL/dtheta[n, r] = sum_ij dL/d(u, v, w)_r b.  Points with w <= 0 contribute 0.
+    """
+    if size is None:
+        size = images.shape[1:3]
+    t = np.asarray(theta, np.float64)
+    full = np.broadcast_to(t, (images.shape[0], 3, 3))
+    grid = perspective_grid(full, size, align_corners)
+    gimg, ggrid = grid_sample_backward(grad_out, images, grid, mode, padding_mode, align_corners,
+                                       fill_value)
+    ho, wo = size
+    x_t, y_t = np.meshgrid(_linspace(wo, align_corners), _linspace(ho, align_corners))
+    mesh = np.stack([x_t, y_t, np.ones((ho, wo))], -1)  # (Ho, Wo, 3)
+    uvw = np.einsum("nkl,hwl->nhwk", full, mesh)
+    w = uvw[..., 2]
+    ok = w > 0
+    ws = np.where(ok, w, 1.0)
+    du = np.where(ok, ggrid[..., 0] / ws, 0.0)
+    dv = np.where(ok, ggrid[..., 1] / ws, 0.0)
+    dw = np.where(ok, -(ggrid[..., 0] * uvw[..., 0] + ggrid[..., 1] * uvw[..., 1]) / ws**2, 0.0)
+    d = np.stack([du, dv, dw], -1)
+    gtheta = np.einsum("nhwk,hwl->nkl", d, mesh)
+    if t.shape == (3, 3):
         gtheta = gtheta.sum(0)
     return gimg, gtheta

@@ -1,0 +1,433 @@
+"""Numba CPU kernels compiled per combination: every mode, padding mode and coordinate source.
+
+The tuned kernels of ``fastwarp._kernels`` cover bilinear and nearest with zeros,
+border and reflection padding on uint8, float32 and float64 images, with one
+compilation per image dtype.  Everything else runs here: bicubic, constant and
+wrap padding, projective warps, uint16 images, and nearest sampling of a
+float32 grid in PyTorch's float32 arithmetic.  Each kernel is built by a factory
+for one combination (coordinate source, mode, padding, channel-count class),
+whose flags reach the kernel as closure constants; Numba prunes the branches
+of the other combinations before typing, so a call compiles only the path it
+runs, and each combination has its own on-disk cache entry.
+
+Conventions are those of ``fastwarp._coords`` and ``fastwarp.reference``: a
+point reads a set of taps (1, 2 x 2 or 4 x 4) and ``v = sum wy wx value``,
+where a tap inside the image reads the pixel and a tap outside reads the fill
+value (``constant``; 0 for zeros).  bilinear and nearest with border or
+reflection pad the *coordinate* (PyTorch); bicubic pads each tap's *index*
+(PyTorch's ``get_value_bounded``); wrap takes every tap index modulo the size
+(OpenCV's ``BORDER_WRAP``).  Points that are NaN, infinite or beyond
+``_coords.HUGE`` (and projective points with w <= 0) read the fill value with
+constant padding and 0 otherwise.  Values accumulate in float64 and are
+rounded to the output dtype once (``_store.to_output``).
+
+Parallelism and determinism are those of the tuned kernels: the forward runs
+one output row per ``prange`` step; the backward scatters each (image, row
+chunk) task into its own buffer (``_backward.row_chunks``) and reduces in a
+fixed order, so results never depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from ._backward import touch
+from ._coords import (
+    BICUBIC,
+    BILINEAR,
+    BORDER,
+    CONSTANT,
+    HUGE,
+    NEAREST,
+    REFLECTION,
+    WRAP,
+    base_coord,
+    pad_pixel,
+    round_half_even,
+    source_coord_and_grad,
+    unnormalize,
+    unnormalize_scale,
+)
+from ._store import to_output
+
+# where the sample points come from
+GRID = 0
+AFFINE = 1
+PERSPECTIVE = 2
+
+# PyTorch's cubic-convolution constant
+CUBIC_A = -0.75
+
+jit = njit(cache=True, nogil=True)
+
+
+@jit
+def unnormalize_f32(c, n, align_corners):
+    """PyTorch's float32 unnormalize of a float32 c: (c + 1) (n - 1) / 2, or (c + 1) n / 2 - 1/2."""
+    one = np.float32(1.0)
+    if align_corners:
+        return (c + one) * np.float32((n - 1) * 0.5)
+    return (c + one) * np.float32(n * 0.5) - np.float32(0.5)
+
+
+@jit
+def bound_index(k, n):
+    """Integer tap coordinate k (a float) as an index, or -1 outside [0, n - 1]."""
+    if k < 0.0 or k > n - 1:
+        return -1
+    return int(k)
+
+
+@jit
+def wrap_index(k, n):
+    """k mod n for an integer-valued float k (wrap padding)."""
+    return int(k - n * math.floor(k / n))
+
+
+@jit
+def tap_index(k, n, padding, align_corners):
+    """Index read by the integer tap coordinate k, -1 when the tap reads the fill.
+
+    wrap: k mod n; border / reflection: k padded like a coordinate (bicubic's
+    per-tap padding; for bilinear and nearest the coordinate is padded first
+    and the taps land inside, or on the one tap past the edge, of weight 0);
+    zeros / constant: k itself if inside.
+    """
+    if padding == WRAP:
+        return wrap_index(k, n)
+    if padding == BORDER or padding == REFLECTION:
+        return bound_index(pad_pixel(k, n, padding, align_corners), n)
+    return bound_index(k, n)
+
+
+@jit
+def cubic_weights(t):
+    """Cubic convolution (a = -0.75) weights of the taps at -1, 0, 1, 2 for the fraction t."""
+    a = CUBIC_A
+    d0 = t + 1.0
+    d3 = 2.0 - t
+    u = 1.0 - t
+    w0 = ((a * d0 - 5.0 * a) * d0 + 8.0 * a) * d0 - 4.0 * a
+    w1 = ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0
+    w2 = ((a + 2.0) * u - (a + 3.0)) * u * u + 1.0
+    w3 = ((a * d3 - 5.0 * a) * d3 + 8.0 * a) * d3 - 4.0 * a
+    return w0, w1, w2, w3
+
+
+@jit
+def cubic_slopes(t):
+    """d/dt of :func:`cubic_weights`."""
+    a = CUBIC_A
+    d0 = t + 1.0
+    d3 = 2.0 - t
+    u = 1.0 - t
+    s0 = (3.0 * a * d0 - 10.0 * a) * d0 + 8.0 * a
+    s1 = (3.0 * (a + 2.0) * t - 2.0 * (a + 3.0)) * t
+    s2 = -(3.0 * (a + 2.0) * u - 2.0 * (a + 3.0)) * u
+    s3 = -((3.0 * a * d3 - 10.0 * a) * d3 + 8.0 * a)
+    return s0, s1, s2, s3
+
+
+@jit
+def cubic_taps(x, n, padding, align_corners):
+    """The four tap indices around pixel coordinate x (-1: reads the fill) and the fraction."""
+    f = math.floor(x)
+    return (tap_index(f - 1.0, n, padding, align_corners), tap_index(f, n, padding, align_corners),
+            tap_index(f + 1.0, n, padding, align_corners), tap_index(f + 2.0, n, padding, align_corners),
+            x - f)
+
+
+@jit
+def linear_pair(x, n, padding, align_corners):
+    """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction."""
+    f = math.floor(x)
+    tp = WRAP if padding == WRAP else CONSTANT
+    return tap_index(f, n, tp, align_corners), tap_index(f + 1.0, n, tp, align_corners), x - f
+
+
+@jit
+def project(theta, n, xb, yb, projective):
+    """(x, y, w) of output point (xb, yb): theta[n] @ (xb, yb, 1), divided by w when projective.
+
+    w <= 0 (behind the viewer) gives NaN, which reads as no image."""
+    x = theta[n, 0, 0] * xb + theta[n, 0, 1] * yb + theta[n, 0, 2]
+    y = theta[n, 1, 0] * xb + theta[n, 1, 1] * yb + theta[n, 1, 2]
+    w = 1.0
+    if projective:
+        w = theta[n, 2, 0] * xb + theta[n, 2, 1] * yb + theta[n, 2, 2]
+        if w > 0.0:
+            x = x / w
+            y = y / w
+        else:
+            x = math.nan
+            y = math.nan
+    return x, y, w
+
+
+def channel_class(c: int) -> int:
+    """The channel count compiled in as a constant: 1, 3 or 4; 0 for any other count."""
+    return c if c in (1, 3, 4) else 0
+
+
+@functools.lru_cache(maxsize=None)
+def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
+    """The forward kernel of one combination (see the module docstring)."""
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def kernel(src, grid, theta, fill, out, align_corners):
+        N, Ho, Wo, C0 = out.shape
+        H = src.shape[1]
+        W = src.shape[2]
+        C = C0 if cclass == 0 else cclass
+        for r in prange(N * Ho):
+            n = r // Ho
+            i = r - n * Ho
+            yb = base_coord(i, Ho, align_corners)
+            for j in range(Wo):
+                if source == GRID:
+                    gx = grid[n, i, j, 0]
+                    gy = grid[n, i, j, 1]
+                else:
+                    gx, gy, _w = project(theta, n, base_coord(j, Wo, align_corners), yb,
+                                         source == PERSPECTIVE)
+                if not (abs(gx) < HUGE and abs(gy) < HUGE):  # NaN, infinite, huge: no image
+                    for c in range(C):
+                        out[n, i, j, c] = to_output(fill[c], out)
+                    continue
+                if mode == NEAREST:
+                    # v = I[round(y), round(x)] after padding the coordinate
+                    if f32_nearest:
+                        x = float(unnormalize_f32(gx, W, align_corners))
+                        y = float(unnormalize_f32(gy, H, align_corners))
+                    else:
+                        x = unnormalize(gx, W, align_corners)
+                        y = unnormalize(gy, H, align_corners)
+                    x = pad_pixel(x, W, padding, align_corners)
+                    y = pad_pixel(y, H, padding, align_corners)
+                    xi = tap_index(round_half_even(x), W, padding, align_corners)
+                    yi = tap_index(round_half_even(y), H, padding, align_corners)
+                    for c in range(C):
+                        v = fill[c]
+                        if xi >= 0 and yi >= 0:
+                            v = src[n, yi, xi, c]
+                        out[n, i, j, c] = to_output(v, out)
+                elif mode == BILINEAR:
+                    # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
+                    x = pad_pixel(unnormalize(gx, W, align_corners), W, padding, align_corners)
+                    y = pad_pixel(unnormalize(gy, H, align_corners), H, padding, align_corners)
+                    x0, x1, fx = linear_pair(x, W, padding, align_corners)
+                    y0, y1, fy = linear_pair(y, H, padding, align_corners)
+                    for c in range(C):
+                        f = fill[c]
+                        v00 = src[n, y0, x0, c] if y0 >= 0 and x0 >= 0 else f
+                        v01 = src[n, y0, x1, c] if y0 >= 0 and x1 >= 0 else f
+                        v10 = src[n, y1, x0, c] if y1 >= 0 and x0 >= 0 else f
+                        v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
+                        top = (1.0 - fx) * v00 + fx * v01
+                        bot = (1.0 - fx) * v10 + fx * v11
+                        out[n, i, j, c] = to_output((1.0 - fy) * top + fy * bot, out)
+                else:
+                    # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
+                    x = unnormalize(gx, W, align_corners)
+                    y = unnormalize(gy, H, align_corners)
+                    xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
+                    ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
+                    xs = (xa, xb_, xc, xd)
+                    ys = (ya, yb_, yc, yd)
+                    wx = cubic_weights(tx)
+                    wy = cubic_weights(ty)
+                    for c in range(C):
+                        f = fill[c]
+                        acc = 0.0
+                        for a in range(4):
+                            row = 0.0
+                            for b in range(4):
+                                v = f
+                                if ys[a] >= 0 and xs[b] >= 0:
+                                    v = src[n, ys[a], xs[b], c]
+                                row += wx[b] * v
+                            acc += wy[a] * row
+                        out[n, i, j, c] = to_output(acc, out)
+
+    return kernel
+
+
+@functools.lru_cache(maxsize=None)
+def backward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
+    """The backward kernel of one combination.
+
+    buf[n, k]: the image gradient of chunk k's output rows (rows marked in
+    rows_seen); grid source: ggrid[n, i, j] = dL/d grid (must arrive zeroed);
+    affine / projective: rows[n, i] = (sum_j d, sum_j d x_j) for d = dL/du,
+    dL/dv, dL/dw of (u, v, w) = theta[n] @ (x_j, y_i, 1), reduced into
+    dL/dtheta by :func:`theta_grad`.
+    """
+
+    @njit(parallel=True, nogil=True, cache=True)
+    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, align_corners):
+        N, Ho, Wo, C0 = gout.shape
+        H = src.shape[1]
+        W = src.shape[2]
+        C = C0 if cclass == 0 else cclass
+        K = buf.shape[1]
+        scale_x = unnormalize_scale(W, align_corners)
+        scale_y = unnormalize_scale(H, align_corners)
+        for t in prange(N * K):
+            n = t // K
+            k = t - n * K
+            gimg = buf[n, k]
+            seen = rows_seen[n, k]
+            for i in range(k * Ho // K, (k + 1) * Ho // K):
+                yb = base_coord(i, Ho, align_corners)
+                su = 0.0
+                sux = 0.0
+                sv = 0.0
+                svx = 0.0
+                sw = 0.0
+                swx = 0.0
+                for j in range(Wo):
+                    xb = base_coord(j, Wo, align_corners)
+                    w = 1.0
+                    if source == GRID:
+                        gx = grid[n, i, j, 0]
+                        gy = grid[n, i, j, 1]
+                    else:
+                        gx, gy, w = project(theta, n, xb, yb, source == PERSPECTIVE)
+                    if not (abs(gx) < HUGE and abs(gy) < HUGE):
+                        continue
+                    dx = 0.0
+                    dy = 0.0
+                    if mode == NEAREST:
+                        # dL/dI[round(y), round(x)] += g; piecewise constant: no coordinate gradient
+                        if f32_nearest:
+                            x = float(unnormalize_f32(gx, W, align_corners))
+                            y = float(unnormalize_f32(gy, H, align_corners))
+                        else:
+                            x = unnormalize(gx, W, align_corners)
+                            y = unnormalize(gy, H, align_corners)
+                        x = pad_pixel(x, W, padding, align_corners)
+                        y = pad_pixel(y, H, padding, align_corners)
+                        xi = tap_index(round_half_even(x), W, padding, align_corners)
+                        yi = tap_index(round_half_even(y), H, padding, align_corners)
+                        if xi >= 0 and yi >= 0:
+                            touch(gimg, seen, yi)
+                            for c in range(C):
+                                gimg[yi, xi, c] += gout[n, i, j, c]
+                    elif mode == BILINEAR:
+                        # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y
+                        x, sx = source_coord_and_grad(gx, W, padding, align_corners)
+                        y, sy = source_coord_and_grad(gy, H, padding, align_corners)
+                        x0, x1, fx = linear_pair(x, W, padding, align_corners)
+                        y0, y1, fy = linear_pair(y, H, padding, align_corners)
+                        if y0 >= 0:
+                            touch(gimg, seen, y0)
+                        if y1 >= 0:
+                            touch(gimg, seen, y1)
+                        for c in range(C):
+                            g = gout[n, i, j, c]
+                            f = fill[c]
+                            v00 = f
+                            v01 = f
+                            v10 = f
+                            v11 = f
+                            if y0 >= 0:
+                                if x0 >= 0:
+                                    v00 = src[n, y0, x0, c]
+                                    gimg[y0, x0, c] += (1.0 - fy) * (1.0 - fx) * g
+                                if x1 >= 0:
+                                    v01 = src[n, y0, x1, c]
+                                    gimg[y0, x1, c] += (1.0 - fy) * fx * g
+                            if y1 >= 0:
+                                if x0 >= 0:
+                                    v10 = src[n, y1, x0, c]
+                                    gimg[y1, x0, c] += fy * (1.0 - fx) * g
+                                if x1 >= 0:
+                                    v11 = src[n, y1, x1, c]
+                                    gimg[y1, x1, c] += fy * fx * g
+                            dx += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
+                            dy += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+                        dx *= sx
+                        dy *= sy
+                    else:
+                        # v = sum_ab wy_a wx_b I_ab: dL/dI_ab += wy_a wx_b g, dv/dx = sum wy_a wx_b' I_ab
+                        x = unnormalize(gx, W, align_corners)
+                        y = unnormalize(gy, H, align_corners)
+                        xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
+                        ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
+                        xs = (xa, xb_, xc, xd)
+                        ys = (ya, yb_, yc, yd)
+                        wx = cubic_weights(tx)
+                        wy = cubic_weights(ty)
+                        sxs = cubic_slopes(tx)
+                        sys_ = cubic_slopes(ty)
+                        for a in range(4):
+                            if ys[a] >= 0:
+                                touch(gimg, seen, ys[a])
+                        for c in range(C):
+                            g = gout[n, i, j, c]
+                            f = fill[c]
+                            for a in range(4):
+                                for b in range(4):
+                                    v = f
+                                    if ys[a] >= 0 and xs[b] >= 0:
+                                        v = src[n, ys[a], xs[b], c]
+                                        gimg[ys[a], xs[b], c] += wy[a] * wx[b] * g
+                                    dx += g * wy[a] * sxs[b] * v
+                                    dy += g * sys_[a] * wx[b] * v
+                        dx *= scale_x
+                        dy *= scale_y
+                    if source == GRID:
+                        ggrid[n, i, j, 0] = dx
+                        ggrid[n, i, j, 1] = dy
+                    else:
+                        # chain through (x, y) = (u / w, v / w): dL/du = dx / w, dL/dw = -(dx x + dy y) / w
+                        du = dx / w
+                        dv = dy / w
+                        su += du
+                        sux += du * xb
+                        sv += dv
+                        svx += dv * xb
+                        if source == PERSPECTIVE:
+                            dw = -(dx * gx + dy * gy) / w
+                            sw += dw
+                            swx += dw * xb
+                if source != GRID:
+                    rows[n, i, 0] = su
+                    rows[n, i, 1] = sux
+                    rows[n, i, 2] = sv
+                    rows[n, i, 3] = svx
+                    rows[n, i, 4] = sw
+                    rows[n, i, 5] = swx
+
+    return kernel
+
+
+def theta_grad(rows: np.ndarray, ybs: np.ndarray, nrows: int) -> np.ndarray:
+    """dL/dtheta[n, r] = (sum_i S_r x, sum_i S_r y_i, sum_i S_r) from the per-row sums, in row order."""
+    n = rows.shape[0]
+    g = np.empty((n, nrows, 3))
+    for r in range(nrows):
+        s1 = rows[:, :, 2 * r]
+        sx = rows[:, :, 2 * r + 1]
+        g[:, r, 0] = sx.sum(axis=1)
+        g[:, r, 1] = (s1 * ybs).sum(axis=1)
+        g[:, r, 2] = s1.sum(axis=1)
+    return g
+
+
+@njit(parallel=True, nogil=True, cache=True)
+def grid_kernel(theta, out, align_corners):
+    """out[n, i, j] = (u / w, v / w) for (u, v, w) = theta[n] @ (x_j, y_i, 1); NaN where w <= 0."""
+    N, Ho, Wo, _ = out.shape
+    for r in prange(N * Ho):
+        n = r // Ho
+        i = r - n * Ho
+        yb = base_coord(i, Ho, align_corners)
+        for j in range(Wo):
+            x, y, _w = project(theta, n, base_coord(j, Wo, align_corners), yb, True)
+            out[n, i, j, 0] = x
+            out[n, i, j, 1] = y
