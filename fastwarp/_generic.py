@@ -37,7 +37,6 @@ from numba import njit, prange
 
 from ._backward import touch
 from ._coords import (
-    BICUBIC,
     BILINEAR,
     BORDER,
     CONSTANT,
@@ -173,7 +172,7 @@ def channel_class(c: int) -> int:
     return c if c in (1, 3, 4) else 0
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The forward kernel of one combination (see the module docstring)."""
 
@@ -256,7 +255,7 @@ def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_neares
     return kernel
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def backward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The backward kernel of one combination.
 

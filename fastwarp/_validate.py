@@ -152,7 +152,8 @@ def check_fill(fn: str, fill_value, channels: int) -> np.ndarray:
     try:
         f = np.asarray(fill_value)
     except Exception as e:  # noqa: BLE001 - report any conversion failure the same way
-        raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}") from e
+        raise TypeError(f"{fn}: fill_value must be a real number or one per channel; "
+                        f"got {fill_value!r}") from e
     if f.dtype.kind not in "fiu" or f.dtype == np.bool_:
         raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}")
     if f.ndim > 1 or (f.ndim == 1 and f.shape[0] not in (1, channels)):

@@ -25,7 +25,6 @@ import numpy as np
 from . import _backward as B
 from . import _generic as G
 from ._coords import NEAREST
-from .api import compute_dtype, fill_for, tuned
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call
 from ._validate import (
@@ -40,6 +39,7 @@ from ._validate import (
     check_theta,
     readonly,
 )
+from .api import compute_dtype, fill_for, tuned
 
 __all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
 

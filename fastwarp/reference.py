@@ -19,7 +19,8 @@ the gradients follow from it (:func:`grid_sample_backward`).
 Everything is computed in float64 and converted to the images' dtype at the end
 (uint8 and uint16: ``floor(v + 0.5)`` and saturation; float16 through
 float32).  In nearest mode a float32 grid is unnormalized in float32
-arithmetic, as PyTorch does, so near-ties round as they do there.  Arguments are assumed valid: the reference does not validate.
+arithmetic, as PyTorch does, so near-ties round as they do there.
+Arguments are assumed valid: the reference does not validate.
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def _combine(img, grid, mode, padding_mode, align_corners, fill_value):
     tx = _axis_taps(grid[..., 0], w, mode, padding_mode, align_corners)
     ty = _axis_taps(grid[..., 1], h, mode, padding_mode, align_corners)
     outside = _fill(fill_value, c) if padding_mode == "constant" else np.zeros(c)
-    valid = np.isfinite(_pixel(grid[..., 0], w, align_corners)) & np.isfinite(_pixel(grid[..., 1], h, align_corners))
+    valid = (np.isfinite(_pixel(grid[..., 0], w, align_corners))
+             & np.isfinite(_pixel(grid[..., 1], h, align_corners)))
     b = np.arange(img.shape[0])[:, None, None]
     pairs = []
     for yi, yin, wy, dwy in ty:
