@@ -8,7 +8,9 @@ float32 grid in PyTorch's float32 arithmetic.  Each kernel is built by a factory
 for one combination (coordinate source, mode, padding, channel-count class),
 whose flags reach the kernel as closure constants; Numba prunes the branches
 of the other combinations before typing, so a call compiles only the path it
-runs, and each combination has its own on-disk cache entry.
+runs, and each combination has its own on-disk cache entry.  The coordinate
+source (grid, affine or projective matrix) is a runtime argument, so
+grid_sample, affine_warp and perspective_warp share a combination's kernel.
 
 Conventions are those of ``fastwarp._coords`` and ``fastwarp.reference``: a
 point reads a set of taps (1, 2 x 2 or 4 x 4) and ``v = sum wy wx value``,
@@ -173,11 +175,13 @@ def channel_class(c: int) -> int:
 
 
 @functools.cache
-def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
-    """The forward kernel of one combination (see the module docstring)."""
+def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
+    """The forward kernel of one combination (see the module docstring); ``source``
+    (GRID, AFFINE or PERSPECTIVE) is an argument, a branch per point that costs
+    little next to the sampling."""
 
     @njit(parallel=True, nogil=True, cache=True)
-    def kernel(src, grid, theta, fill, out, align_corners):
+    def kernel(src, grid, theta, fill, out, source, align_corners):
         N, Ho, Wo, C0 = out.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -199,9 +203,9 @@ def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_neares
                     continue
                 if mode == NEAREST:
                     # v = I[round(y), round(x)] after padding the coordinate
-                    if f32_nearest:
-                        x = float(unnormalize_f32(gx, W, align_corners))
-                        y = float(unnormalize_f32(gy, H, align_corners))
+                    if f32_nearest:  # a float32 grid (source GRID), read in its own precision
+                        x = float(unnormalize_f32(grid[n, i, j, 0], W, align_corners))
+                        y = float(unnormalize_f32(grid[n, i, j, 1], H, align_corners))
                     else:
                         x = unnormalize(gx, W, align_corners)
                         y = unnormalize(gy, H, align_corners)
@@ -256,7 +260,7 @@ def forward_kernel(source: int, mode: int, padding: int, cclass: int, f32_neares
 
 
 @functools.cache
-def backward_kernel(source: int, mode: int, padding: int, cclass: int, f32_nearest: bool):
+def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The backward kernel of one combination.
 
     buf[n, k]: the image gradient of chunk k's output rows (rows marked in
@@ -267,7 +271,7 @@ def backward_kernel(source: int, mode: int, padding: int, cclass: int, f32_neare
     """
 
     @njit(parallel=True, nogil=True, cache=True)
-    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, align_corners):
+    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -302,9 +306,9 @@ def backward_kernel(source: int, mode: int, padding: int, cclass: int, f32_neare
                     dy = 0.0
                     if mode == NEAREST:
                         # dL/dI[round(y), round(x)] += g; piecewise constant: no coordinate gradient
-                        if f32_nearest:
-                            x = float(unnormalize_f32(gx, W, align_corners))
-                            y = float(unnormalize_f32(gy, H, align_corners))
+                        if f32_nearest:  # a float32 grid (source GRID), read in its own precision
+                            x = float(unnormalize_f32(grid[n, i, j, 0], W, align_corners))
+                            y = float(unnormalize_f32(grid[n, i, j, 1], H, align_corners))
                         else:
                             x = unnormalize(gx, W, align_corners)
                             y = unnormalize(gy, H, align_corners)

@@ -124,10 +124,10 @@ def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, project
     source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
     if grid is not None and not f32_nearest:
         grid = grid.astype(np.float64, copy=False)
-    kern = G.forward_kernel(source, mode, padding, G.channel_class(src.shape[3]), f32_nearest)
+    kern = G.forward_kernel(mode, padding, G.channel_class(src.shape[3]), f32_nearest)
     grid = _NO_GRID if grid is None else grid
     theta = _NO_THETA if theta is None else theta
-    call(kern, *readonly(src, grid, theta, fill), res, align, work=res.size)
+    call(kern, *readonly(src, grid, theta, fill), res, source, align, work=res.size)
 
 
 def _sample(fn, src, batched, out, shape, mode, padding, align, fill, **where):

@@ -81,10 +81,10 @@ def _generic_backward(gout, src, mode, padding, align, fill, *, grid=None, theta
     rows = np.zeros((n, ho, 6)) if theta is not None else _NO_ROWS6
     source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
     if n:
-        kern = G.backward_kernel(source, mode, padding, G.channel_class(c), f32_nearest)
+        kern = G.backward_kernel(mode, padding, G.channel_class(c), f32_nearest)
         call(kern, *readonly(gout, src, _NO_GRID if grid is None else grid,
                              _NO_THETA3 if theta is None else theta, fill),
-             buf, seen, ggrid, rows, align)
+             buf, seen, ggrid, rows, source, align)
     gimg = _sum_chunks(buf, seen)
     gtheta = None
     if theta is not None:

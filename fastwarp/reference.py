@@ -187,6 +187,11 @@ def _finish(v, dtype):
 
 def _combine(img, grid, mode, padding_mode, align_corners, fill_value):
     """Per point: its taps, the value each tap reads (image inside, the fill outside) and the validity."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # NaN and huge points are masked
+        return _combine_taps(img, grid, mode, padding_mode, align_corners, fill_value)
+
+
+def _combine_taps(img, grid, mode, padding_mode, align_corners, fill_value):
     _, h, w, c = img.shape
     tx = _axis_taps(grid[..., 0], w, mode, padding_mode, align_corners)
     ty = _axis_taps(grid[..., 1], h, mode, padding_mode, align_corners)
@@ -301,7 +306,7 @@ def _source_slope(c, n, padding_mode, align_corners):
     """d(pixel coordinate after the padding mode) / d(normalized c); 0 for non-finite or huge c."""
     scale = (n - 1) / 2.0 if align_corners else n / 2.0
     x = _unnormalize(c, n, align_corners)
-    if padding_mode == "zeros":
+    if padding_mode in ("zeros", "constant", "wrap"):  # the coordinate itself is not padded
         slope = np.full_like(x, scale)
     elif padding_mode == "border":
         slope = scale * ((x > 0) & (x < n - 1))

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["affine_matrix", "affine_theta", "theta_from_cv2", "cv2_from_theta", "invert_affine"]
+__all__ = ["affine_matrix", "affine_theta", "theta_from_cv2", "cv2_from_theta", "invert_affine",
+           "theta_from_homography"]
 
 
 def _size(name: str, size) -> tuple[int, int]:
@@ -121,6 +122,47 @@ def theta_from_cv2(matrix, in_size, out_size=None, *, align_corners: bool = Fals
     dst_to_src = m if inverse_map else invert_affine(m)
     t = _to_normalized(hin, align_corners) @ _homogeneous(dst_to_src) @ _to_pixel(hout, align_corners)
     return t[..., :2, :]
+
+
+def theta_from_homography(matrix, in_size, out_size=None, *, align_corners: bool = False,
+                          inverse_map: bool = False) -> np.ndarray:
+    """theta for :func:`fastwarp.perspective_warp` equivalent to ``cv2.warpPerspective(img, matrix, ...)``.
+
+    Parameters
+    ----------
+    matrix : array_like, shape (3, 3) or (N, 3, 3)
+        OpenCV pixel homography, source -> destination (or destination ->
+        source with ``inverse_map=True``, ``cv2.WARP_INVERSE_MAP``), for
+        example from ``cv2.getPerspectiveTransform``.
+    in_size, out_size, align_corners
+        As in :func:`theta_from_cv2`.
+    inverse_map : bool
+        Whether ``matrix`` already maps destination to source.
+
+    Returns
+    -------
+    ndarray, float64, the shape of ``matrix``, scaled so that theta[..., 2, 2]
+    (w at the output's centre) is 1 where it is not 0: a homography's scale is
+    arbitrary, and its sign decides which points fastwarp sees in front of the
+    viewer (w > 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> theta_from_homography(np.eye(3), (4, 6)).round(12)
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    """
+    hin = _size("theta_from_homography: in_size", in_size)
+    hout = _size("theta_from_homography: out_size", hin if out_size is None else out_size)
+    m = np.asarray(matrix, np.float64)
+    if m.shape[-2:] != (3, 3) or m.ndim not in (2, 3):
+        raise ValueError(f"theta_from_homography: matrix must have shape (3, 3) or (N, 3, 3); got {m.shape}")
+    dst_to_src = m if inverse_map else np.linalg.inv(m)
+    t = _to_normalized(hin, align_corners) @ dst_to_src @ _to_pixel(hout, align_corners)
+    s = t[..., 2:3, 2:3]
+    return t / np.where(s != 0, s, 1.0)
 
 
 def cv2_from_theta(theta, in_size, out_size=None, *, align_corners: bool = False,

@@ -1,0 +1,377 @@
+"""The per-combination kernels (bicubic, constant and wrap padding, projective warps, uint16 and
+float16) against the NumPy reference, PyTorch and OpenCV, forward and backward.
+
+Compile cost is kept down on purpose: the full mode x padding product runs on float64 images with
+three channels (one kernel per combination, shared by grid_sample, affine_warp and
+perspective_warp); dtypes and channel counts are covered on a few combinations.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from helpers import random_images
+
+import fastwarp as fw
+from fastwarp import reference as ref
+from fastwarp.transforms import theta_from_homography
+
+MODES = ("nearest", "bilinear", "bicubic")
+PADDINGS = ("zeros", "border", "reflection", "constant", "wrap")
+COMBOS = list(itertools.product(MODES, PADDINGS))
+
+
+def random_perspective(rng, n, strength=0.3):
+    """Projective matrices near the identity, some of whose points fall behind the viewer (w <= 0)."""
+    t = np.tile(np.eye(3), (n, 1, 1)) + rng.normal(scale=strength, size=(n, 3, 3)) * [[0.5, 0.5, 1.0]] * 2
+    t[:, 2, :2] = rng.normal(scale=strength, size=(n, 2))
+    t[:, 2, 2] = 1.0
+    return t
+
+
+def random_affine(rng, n):
+    t = np.tile(np.eye(3)[:2], (n, 1, 1))
+    return t + rng.normal(scale=0.9, size=(n, 2, 3)) * np.array([[0.5, 0.5, 1.0]])
+
+
+def random_grid(rng, n, ho, wo):
+    g = rng.uniform(-1.7, 1.7, size=(n, ho, wo, 2))
+    special = np.array([[-1, -1], [1, 1], [np.nan, 0], [0, np.inf], [1e13, 0]])  # corners, no-image points
+    k = min(5, g[0].size // 2)
+    g.reshape(-1, 2)[:k] = special[:k]
+    return g
+
+
+@pytest.mark.parametrize("mode,padding", COMBOS)
+def test_forward_matches_reference(rng, mode, padding):
+    n, h, w = 3, int(rng.integers(4, 12)), int(rng.integers(4, 12))
+    size = (int(rng.integers(3, 13)), int(rng.integers(3, 13)))
+    img = random_images(rng, (n, h, w, 3), np.float64)
+    fill = rng.uniform(-2, 2, 3)
+    kw = dict(mode=mode, padding_mode=padding, fill_value=fill)
+    for align in (False, True):
+        theta = random_perspective(rng, n)
+        got = fw.perspective_warp(img, theta, size, align_corners=align, **kw)
+        want = ref.perspective_warp(img, theta, size, mode, padding, align, fill)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=f"perspective {align}")
+        theta = random_affine(rng, n)
+        got = fw.affine_warp(img, theta, size, align_corners=align, **kw)
+        want = ref.affine_warp(img, theta, size, mode, padding, align, fill)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=f"affine {align}")
+        grid = random_grid(rng, n, *size)
+        got = fw.grid_sample(img, grid, align_corners=align, **kw)
+        want = ref.grid_sample(img, grid, mode, padding, align, fill)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=f"grid {align}")
+    # 1-pixel images and a 1-pixel output
+    for shape in ((2, 1, 1, 3), (2, 1, 6, 3), (2, 5, 1, 3)):
+        one = random_images(rng, shape, np.float64)
+        theta = random_perspective(rng, 2)
+        for sz in ((1, 1), (4, 3)):
+            for align in (False, True):
+                got = fw.perspective_warp(one, theta, sz, align_corners=align, **kw)
+                want = ref.perspective_warp(one, theta, sz, mode, padding, align, fill)
+                np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=f"{shape}->{sz}")
+
+
+@pytest.mark.parametrize("mode,padding", COMBOS)
+def test_backward_matches_reference(rng, mode, padding):
+    n, h, w = 2, int(rng.integers(3, 10)), int(rng.integers(3, 10))
+    size = (int(rng.integers(2, 9)), int(rng.integers(2, 9)))
+    img = random_images(rng, (n, h, w, 3), np.float64)
+    fill = rng.uniform(-2, 2, 3)
+    kw = dict(mode=mode, padding_mode=padding, fill_value=fill)
+    go = rng.normal(size=(n,) + size + (3,))
+    for align in (False, True):
+        theta = random_perspective(rng, n)
+        gi, gt = fw.perspective_warp_backward(go, img, theta, size, align_corners=align, **kw)
+        ri, rt = ref.perspective_warp_backward(go, img, theta, size, mode, padding, align, fill)
+        np.testing.assert_allclose(gi, ri, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(gt, rt, rtol=1e-9, atol=1e-9)
+        assert gt.shape == (n, 3, 3)
+        grid = random_grid(rng, n, *size)
+        gi, gg = fw.grid_sample_backward(go, img, grid, align_corners=align, **kw)
+        ri, rg = ref.grid_sample_backward(go, img, grid, mode, padding, align, fill)
+        np.testing.assert_allclose(gi, ri, rtol=0, atol=1e-11)
+        np.testing.assert_allclose(gg, rg, rtol=0, atol=1e-10)
+        if padding in ("constant", "wrap") or mode == "bicubic":  # the generic affine backward
+            theta = random_affine(rng, n)
+            gi, gt = fw.affine_warp_backward(go, img, theta, size, align_corners=align, **kw)
+            ri, rt = ref.affine_warp_backward(go, img, theta, size, mode, padding, align, fill)
+            np.testing.assert_allclose(gi, ri, rtol=0, atol=1e-11)
+            np.testing.assert_allclose(gt, rt, rtol=1e-9, atol=1e-9)
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+def test_bicubic_matches_torch(rng, padding):
+    torch = _torch()
+    img = random_images(rng, (2, 7, 9, 3), np.float64)
+    grid = rng.uniform(-1.4, 1.4, size=(2, 5, 6, 2))
+    go = rng.normal(size=(2, 5, 6, 3))
+    for align in (False, True):
+        ti = torch.from_numpy(img.transpose(0, 3, 1, 2).copy()).requires_grad_(True)
+        tg = torch.from_numpy(grid.copy()).requires_grad_(True)
+        o = torch.nn.functional.grid_sample(ti, tg, mode="bicubic", padding_mode=padding, align_corners=align)
+        o.backward(torch.from_numpy(go.transpose(0, 3, 1, 2).copy()))
+        kw = dict(mode="bicubic", padding_mode=padding, align_corners=align)
+        got = fw.grid_sample(img, grid, **kw)
+        gi, gg = fw.grid_sample_backward(go, img, grid, **kw)
+        np.testing.assert_allclose(got, o.detach().numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gi, ti.grad.numpy().transpose(0, 2, 3, 1), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(gg, tg.grad.numpy(), rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection"])
+def test_nearest_float32_grid_rounds_like_torch(rng, padding):
+    """The conformance detail: a float32 grid is unnormalized in float32, so near-ties match."""
+    torch = _torch()
+    for align in (False, True):
+        w = int(rng.integers(3, 300))
+        k = rng.integers(-2, w + 2, 4000) + 0.5  # pixel-coordinate ties
+        g = k / (w - 1) * 2 - 1 if align else (2 * k + 1) / w - 1
+        g = (g + rng.normal(0, 1e-7, g.shape)).astype(np.float32)
+        grid = np.stack([g, np.zeros_like(g)], -1).reshape(1, 1, -1, 2)
+        img = (np.arange(w, dtype=np.float32) + 1).reshape(1, 1, w, 1)
+        want = torch.nn.functional.grid_sample(torch.from_numpy(img.transpose(0, 3, 1, 2).copy()),
+                                               torch.from_numpy(grid), mode="nearest", padding_mode=padding,
+                                               align_corners=align).numpy().ravel()
+        got = fw.grid_sample(img, grid, mode="nearest", padding_mode=padding, align_corners=align)
+        np.testing.assert_array_equal(got.ravel(), want)
+        # the issue's example: width 5, align_corners=False, x = -0.2 lands on 1.5 and reads column 2
+        if padding == "zeros" and not align:
+            five = np.arange(5, dtype=np.float32).reshape(1, 1, 5, 1)
+            pt = np.array([[[[-0.2, 0.0]]]], np.float32)
+            assert fw.grid_sample(five, pt, mode="nearest")[0, 0, 0, 0] == 2
+        np.testing.assert_array_equal(got, ref.grid_sample(img, grid, "nearest", padding, align))
+        # its gradient lands on the same pixels
+        gi, _ = fw.grid_sample_backward(np.ones_like(got), img, grid, mode="nearest", padding_mode=padding,
+                                        align_corners=align)
+        ri, _ = ref.grid_sample_backward(np.ones_like(got), img, grid, "nearest", padding, align)
+        np.testing.assert_array_equal(gi, ri)
+
+
+def _smooth(rng, h, w, c, dtype=np.float32):
+    """A smooth random image (finite differences of a warp need slow variation)."""
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    chans = [0.5 + 0.25 * np.sin(2 * np.pi * (rng.uniform(0.5, 1.5) * x + rng.uniform(0.5, 1.5) * y)
+                                 + rng.uniform(0, 6)) for _ in range(c)]
+    return np.stack(chans, -1).astype(dtype)
+
+
+@pytest.mark.parametrize("padding,border", [("wrap", "BORDER_WRAP"), ("constant", "BORDER_CONSTANT"),
+                                            ("border", "BORDER_REPLICATE")])
+def test_perspective_matches_opencv(rng, padding, border):
+    """cv2.warpPerspective with OpenCV's border modes, on float32 images (OpenCV 5's float64 path
+    with INTER_CUBIC differs from its own float32 and remap results by up to 1.1)."""
+    cv2 = pytest.importorskip("cv2")
+    img = random_images(rng, (23, 31, 3), np.float32)
+    fill = rng.uniform(0, 1, 3)
+    ang = rng.uniform(-0.6, 0.6)
+    m = np.array([[np.cos(ang), -np.sin(ang), rng.uniform(-25, 25)],
+                  [np.sin(ang), np.cos(ang), rng.uniform(-25, 25)], [0, 0, 1.0]])
+    m[2, :2] = rng.uniform(-2e-3, 2e-3, 2)  # a mild homography, w > 0 over the output
+    theta = theta_from_homography(m, (23, 31), (19, 29))
+    for mode, interp in (("bilinear", cv2.INTER_LINEAR), ("nearest", cv2.INTER_NEAREST),
+                         ("bicubic", cv2.INTER_CUBIC)):
+        kw = dict(flags=interp, borderMode=getattr(cv2, border), borderValue=tuple(fill) + (0.0,))
+        want = cv2.warpPerspective(img, m, (29, 19), **kw)
+        got = fw.perspective_warp(img, theta, (19, 29), mode=mode, padding_mode=padding, fill_value=fill)
+        bad = np.abs(got - want) > 1e-4
+        # nearest may pick the other neighbour at a near-tie (OpenCV rounds in float32)
+        assert bad.mean() < (0.01 if mode == "nearest" else 1e-9), (mode, np.abs(got - want).max())
+
+
+def test_perspective_with_affine_last_row_is_affine_warp(rng):
+    img = random_images(rng, (3, 9, 8, 3), np.float32)
+    a = random_affine(rng, 3)
+    t = np.concatenate([a, np.tile([[[0.0, 0.0, 1.0]]], (3, 1, 1))], 1)
+    for mode, padding in (("bilinear", "zeros"), ("nearest", "reflection"), ("bicubic", "wrap")):
+        kw = dict(mode=mode, padding_mode=padding)
+        np.testing.assert_array_equal(fw.perspective_warp(img, t, (7, 10), **kw),
+                                      fw.affine_warp(img, a, (7, 10), **kw))
+    # the backward of a projective theta also has the last row's gradient
+    go = rng.normal(size=(3, 7, 10, 3))
+    gi, gt = fw.perspective_warp_backward(go, img.astype(np.float64), t, (7, 10))
+    ai, at = fw.affine_warp_backward(go, img.astype(np.float64), a, (7, 10))
+    np.testing.assert_allclose(gi, ai, atol=1e-12)
+    np.testing.assert_allclose(gt[:, :2], at, rtol=1e-9, atol=1e-9)
+    ri, rt = ref.perspective_warp_backward(go, img.astype(np.float64), t, (7, 10))
+    np.testing.assert_allclose(gt, rt, rtol=1e-9, atol=1e-9)
+
+
+def test_perspective_grid_and_behind_the_viewer(rng):
+    theta = random_perspective(rng, 4, strength=0.8)
+    for align in (False, True):
+        got = fw.perspective_grid(theta, (6, 9), align_corners=align)
+        want = ref.perspective_grid(theta, (6, 9), align)
+        np.testing.assert_allclose(got, want, rtol=1e-14, atol=1e-14)
+    assert np.isnan(got).any() and np.isfinite(got).any()  # some points behind, some in front
+    # a plane seen edge-on: w = x, so the left half of the output is behind the viewer
+    t = np.array([[0.0, 0.0, 0.5], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    img = random_images(rng, (5, 6, 2), np.float64)
+    g = fw.perspective_grid(t, (5, 6))
+    assert np.isnan(g[:, :3]).all() and np.isfinite(g[:, 3:]).all()
+    out = fw.perspective_warp(img, t, padding_mode="constant", fill_value=[7.0, -3.0])
+    assert (out[:, :3] == [7.0, -3.0]).all()
+    assert (fw.perspective_warp(img, t, padding_mode="border")[:, :3] == 0).all()
+    np.testing.assert_allclose(fw.grid_sample(img, g, padding_mode="constant", fill_value=[7.0, -3.0]), out)
+
+
+def _fd_check(f, x, direction, analytic, eps=1e-6):
+    num = (f(x + eps * direction) - f(x - eps * direction)) / (2 * eps)
+    np.testing.assert_allclose(analytic, num, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode,padding", [("bilinear", "constant"), ("bicubic", "wrap"),
+                                          ("bicubic", "reflection")])
+def test_theta_gradient_finite_differences(rng, mode, padding):
+    img = _smooth(rng, 12, 15, 3, np.float64)[None].repeat(2, 0)
+    theta = random_perspective(rng, 2, strength=0.1)
+    go = rng.normal(size=(2, 10, 11, 3))
+    kw = dict(mode=mode, padding_mode=padding, fill_value=0.3)
+    _, gt = fw.perspective_warp_backward(go, img, theta, (10, 11), **kw)
+    d = rng.normal(size=theta.shape)
+    _fd_check(lambda t: (fw.perspective_warp(img, t, (10, 11), **kw) * go).sum(), theta, d, (gt * d).sum())
+
+
+@pytest.mark.parametrize("mode,padding", [("bicubic", "border"), ("bilinear", "wrap"),
+                                          ("nearest", "constant")])
+def test_image_gradient_is_the_adjoint(rng, mode, padding):
+    """<warp(x), y> = <x, warp^T(y)>: the image gradient is the transpose of the (linear) warp;
+    the fill is 0, so with constant padding too the warp is linear in x."""
+    x = rng.normal(size=(2, 8, 11, 3))
+    y = rng.normal(size=(2, 9, 7, 3))
+    theta = random_perspective(rng, 2)
+    kw = dict(mode=mode, padding_mode=padding, fill_value=0.0)
+    ax = fw.perspective_warp(x, theta, (9, 7), **kw)
+    aty, _ = fw.perspective_warp_backward(y, x, theta, (9, 7), **kw)
+    assert abs((ax * y).sum() - (x * aty).sum()) < 1e-10 * max(1.0, abs((ax * y).sum()))
+
+
+def test_other_dtypes(rng):
+    """uint16 (rounded, saturated), uint8, float32 and float16 (computed in float32) against the reference."""
+    theta = random_perspective(rng, 2)
+    for dtype, hi in ((np.uint16, 65535), (np.uint8, 255)):
+        img = rng.integers(0, hi + 1, size=(2, 9, 10, 3)).astype(dtype)
+        img[0, :3] = hi  # bicubic overshoots next to a plateau: saturates
+        for mode, padding in (("bicubic", "reflection"), ("bilinear", "constant"), ("nearest", "wrap")):
+            got = fw.perspective_warp(img, theta, (8, 7), mode=mode, padding_mode=padding,
+                                      fill_value=hi * 1.5)
+            want = ref.perspective_warp(img, theta, (8, 7), mode, padding, False, hi * 1.5)
+            assert got.dtype == dtype
+            diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (dtype, mode, padding)
+        # the tuned modes on uint16 run the per-combination kernels
+        got = fw.affine_warp(img, random_affine(rng, 2), mode="bilinear", padding_mode="border")
+        assert got.dtype == dtype
+    img = rng.random((2, 9, 10, 3))
+    for dtype, tol in ((np.float32, 2e-5), (np.float16, 2e-3)):
+        x = img.astype(dtype)
+        for mode, padding in (("bicubic", "wrap"), ("bilinear", "zeros")):
+            got = fw.perspective_warp(x, theta, (8, 7), mode=mode, padding_mode=padding)
+            want = ref.perspective_warp(x, theta, (8, 7), mode, padding)
+            assert got.dtype == dtype
+            np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=tol, atol=tol)
+        out = np.empty((2, 8, 7, 3), dtype)
+        assert fw.perspective_warp(x, theta, (8, 7), out=out) is out
+        np.testing.assert_array_equal(out, fw.perspective_warp(x, theta, (8, 7)))
+    # float16 images have gradients (computed in float32, returned as float16)
+    x16 = img.astype(np.float16)
+    go = rng.normal(size=(2, 8, 7, 3))
+    gi, gt = fw.perspective_warp_backward(go, x16, theta, (8, 7), mode="bicubic")
+    ri, rt = ref.perspective_warp_backward(go, x16.astype(np.float64), theta, (8, 7), "bicubic")
+    assert gi.dtype == np.float16 and gt.dtype == np.float64
+    np.testing.assert_allclose(gi.astype(np.float64), ri, rtol=5e-3, atol=5e-3)
+    np.testing.assert_allclose(gt, rt, rtol=1e-3, atol=1e-3 * np.abs(rt).max())
+
+
+@pytest.mark.parametrize("c", [1, 4, 5])
+def test_channel_counts(rng, c):
+    img = random_images(rng, (2, 7, 8, c), np.float64)
+    theta = random_perspective(rng, 2)
+    fill = rng.uniform(size=c)
+    got = fw.perspective_warp(img, theta, (6, 9), mode="bicubic", padding_mode="constant", fill_value=fill)
+    want = ref.perspective_warp(img, theta, (6, 9), "bicubic", "constant", False, fill)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    go = rng.normal(size=got.shape)
+    gi, gt = fw.perspective_warp_backward(go, img, theta, (6, 9), mode="bicubic", padding_mode="constant",
+                                          fill_value=fill)
+    ri, rt = ref.perspective_warp_backward(go, img, theta, (6, 9), "bicubic", "constant", False, fill)
+    np.testing.assert_allclose(gi, ri, atol=1e-11)
+    np.testing.assert_allclose(gt, rt, rtol=1e-9, atol=1e-9)
+
+
+def test_backward_is_deterministic(rng):
+    import numba
+
+    img = random_images(rng, (3, 30, 40, 3), np.float64)
+    theta = random_perspective(rng, 3)
+    go = rng.normal(size=(3, 50, 60, 3))
+    kw = dict(mode="bicubic", padding_mode="wrap")
+    results = []
+    for threads in (1, numba.config.NUMBA_NUM_THREADS):
+        numba.set_num_threads(threads)
+        try:
+            results.append(fw.perspective_warp_backward(go, img, theta, (50, 60), **kw))
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_call_compiles_only_its_combination():
+    """In a fresh process one bicubic call builds one per-combination kernel, for one signature,
+    and touches neither the tuned kernels nor any backward kernel."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, fastwarp as fw\n"
+        "from fastwarp import _generic as G, _kernels as K, _backward as B\n"
+        "img = np.random.default_rng(0).random((1, 5, 6, 3))\n"
+        "fw.perspective_warp(img, np.eye(3) + 0.01, mode='bicubic', padding_mode='wrap')\n"
+        "fw.perspective_warp(img, np.eye(3), mode='bicubic', padding_mode='wrap')\n"
+        "kernels = [G.forward_kernel(*k) for k in [(2, 4, 3, False)]]\n"
+        "print(G.forward_kernel.cache_info().currsize, len(kernels[0].signatures),\n"
+        "      G.backward_kernel.cache_info().currsize, len(K.affine_warp_kernel.signatures),\n"
+        "      len(K.grid_sample_kernel.signatures), len(B.backward_kernel.signatures))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1", "1", "0", "0", "0", "0"], out.stdout + out.stderr
+
+
+def test_bad_new_arguments(rng):
+    img = random_images(rng, (2, 5, 6, 3), np.float64)
+    t3 = random_perspective(rng, 2)
+    cases = [
+        (ValueError, r"^perspective_warp: theta must have shape \(N, 3, 3\) or \(3, 3\); got \(2, 2, 3\)",
+         lambda: fw.perspective_warp(img, random_affine(rng, 2))),
+        (ValueError, r"^perspective_warp: theta has 3 matrices for a batch of 2 images",
+         lambda: fw.perspective_warp(img, random_perspective(rng, 3))),
+        (ValueError, "^perspective_warp: theta must be finite",
+         lambda: fw.perspective_warp(img, np.full((3, 3), np.nan))),
+        (ValueError, r"^perspective_grid: theta must have shape \(N, 3, 3\)",
+         lambda: fw.perspective_grid(np.eye(2, 3), (3, 3))),
+        (ValueError, r"^affine_warp: fill_value must be a scalar or 3 values .* got shape \(2,\)",
+         lambda: fw.affine_warp(img, random_affine(rng, 2), padding_mode="constant", fill_value=[1, 2])),
+        (TypeError, "^grid_sample: fill_value must be a real number",
+         lambda: fw.grid_sample(img, np.zeros((2, 3, 3, 2)), fill_value="white")),
+        (ValueError, "^perspective_warp: fill_value must be finite",
+         lambda: fw.perspective_warp(img, t3, padding_mode="constant", fill_value=np.nan)),
+        (TypeError, "^perspective_warp_backward: images must have dtype float32, float64, float16",
+         lambda: fw.perspective_warp_backward(np.zeros((2, 5, 6, 3)), img.astype(np.uint16), t3)),
+        (TypeError, "^affine_warp: images must have dtype float32, float64, float16, uint8, uint16; "
+                    "got int16",
+         lambda: fw.affine_warp(img.astype(np.int16), random_affine(rng, 2))),
+        (ValueError, "^perspective_warp: the CUDA path has no projective warp",
+         lambda: fw.perspective_warp(img, t3, device="cuda")),
+        (ValueError, r"^theta_from_homography: matrix must have shape \(3, 3\)",
+         lambda: theta_from_homography(np.eye(2, 3), (4, 4))),
+    ]
+    for exc, pattern, call in cases:
+        with pytest.raises(exc, match=pattern):
+            call()
