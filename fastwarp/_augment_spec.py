@@ -39,8 +39,10 @@ class TransformSpec:
     transform is the one of :func:`fastwarp.transforms.affine_matrix` (about
     the image centre: scale, shear, rotation counter-clockwise in degrees,
     shift in output pixels).  ``matrix`` (6 numbers, OpenCV's source ->
-    destination pixel matrix, or destination -> source with ``inverse_map``)
-    replaces the geometric parameters.
+    destination pixel matrix, or destination -> source with ``inverse_map``;
+    9 numbers: a homography as ``cv2.warpPerspective`` takes it) replaces the
+    geometric parameters.  ``fill_value`` (a number or one per channel) is
+    what ``padding_mode="constant"`` reads outside the image.
 
     ``size`` is the output (H, W) (default: the input's).  With ``resize``
     (default) the whole input is mapped onto the output before the geometric
@@ -62,6 +64,7 @@ class TransformSpec:
     padding_mode: str = "zeros"
     align_corners: bool = False
     seed: int = 0
+    fill_value: float | tuple[float, ...] = 0.0
 
     @property
     def is_random(self) -> bool:
@@ -89,17 +92,28 @@ class TransformSpec:
             "translation": (pick(self.shift_x, u[3]), pick(self.shift_y, u[4])),
         }
 
+    @property
+    def flags(self) -> dict:
+        """The sampling keywords of :func:`fastwarp.affine_warp` / :func:`fastwarp.perspective_warp`."""
+        return {"mode": self.mode, "padding_mode": self.padding_mode, "align_corners": self.align_corners,
+                "fill_value": self.fill_value}
+
     def theta(self, in_size, key: str, copy: int) -> np.ndarray:
-        """(2, 3) theta for an input of (H, W) ``in_size`` (read-only; cached for fixed transforms)."""
+        """(2, 3) theta, or (3, 3) for a 9-number ``matrix``, for an input of (H, W) ``in_size``
+        (read-only; cached for fixed transforms)."""
         in_size = tuple(int(v) for v in in_size[:2])
         if not self.is_random:
             return _fixed_theta(self, in_size)
         return self._theta(in_size, key, copy)
 
     def _theta(self, in_size, key: str, copy: int) -> np.ndarray:
-        from .transforms import affine_theta, theta_from_cv2
+        from .transforms import affine_theta, theta_from_cv2, theta_from_homography
 
         out = self.out_size(in_size)
+        if self.matrix is not None and len(self.matrix) == 9:
+            m = np.asarray(self.matrix, dtype=np.float64).reshape(3, 3)
+            return theta_from_homography(m, in_size, out, align_corners=self.align_corners,
+                                         inverse_map=self.inverse_map)
         if self.matrix is not None:
             m = np.asarray(self.matrix, dtype=np.float64).reshape(2, 3)
             return theta_from_cv2(m, in_size, out, align_corners=self.align_corners,

@@ -2,7 +2,7 @@
 
 :func:`run_job` is what each I/O thread of :func:`fastwarp.folder.run_local`
 (and each Dask task) does for one input file; :func:`warp_pixels` warps one
-decoded image in the dtype of its file (:func:`warp_uint16` for 16-bit).
+decoded image in the dtype of its file (16-bit stays 16-bit).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 
 from .io import from_warp_dtype, probe_image, read_image, write_image
 
-__all__ = ["warp_uint16", "warp_pixels", "job_bytes", "run_job", "reason"]
+__all__ = ["warp_pixels", "job_bytes", "run_job", "reason"]
 
 
 def reason(e: BaseException) -> str:
@@ -22,38 +22,21 @@ def reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-def warp_uint16(pixels: np.ndarray, theta: np.ndarray, size, **flags) -> np.ndarray:
-    """Warp uint16 pixels as uint16: interpolate, round to nearest (ties up), saturate.
-
-    The engine has no uint16 kernel yet, so this converts to float32 (exact
-    for 16-bit values), warps with :func:`fastwarp.affine_warp` and rounds in
-    place.  It is the one place to switch to a native uint16 kernel.
-    """
-    from .api import affine_warp
-
-    w = affine_warp(pixels.astype(np.float32), theta, size, **flags)
-    np.add(w, 0.5, out=w)
-    np.floor(w, out=w)
-    np.clip(w, 0, 65535, out=w)
-    return w.astype(np.uint16)
-
-
 def warp_pixels(pixels: np.ndarray, theta: np.ndarray, spec) -> np.ndarray:
     """Warp one decoded (H, W, C) image by ``theta`` as ``spec`` says, in the image's own dtype.
 
-    uint8, float32 and float64 are warped directly; uint16 by
-    :func:`warp_uint16`; int32 (Pillow mode ``I``) in float64, rounded and
-    saturated back.
+    uint8, uint16 (interpolated, rounded to nearest, saturated), float32 and
+    float64 are warped directly; int32 (Pillow mode ``I``) in float64, rounded
+    and saturated back.  A (3, 3) theta is a projective warp.
     """
-    from .api import affine_warp
+    from .api import affine_warp, perspective_warp
 
+    warp = perspective_warp if np.shape(theta) == (3, 3) else affine_warp
     size = spec.out_size(pixels.shape[:2])
-    flags = {"mode": spec.mode, "padding_mode": spec.padding_mode, "align_corners": spec.align_corners}
-    if pixels.dtype == np.uint16:
-        return warp_uint16(pixels, theta, size, **flags)
+    flags = spec.flags
     if pixels.dtype == np.int32:
-        return from_warp_dtype(affine_warp(pixels.astype(np.float64), theta, size, **flags), np.int32)
-    return affine_warp(pixels, theta, size, **flags)
+        return from_warp_dtype(warp(pixels.astype(np.float64), theta, size, **flags), np.int32)
+    return warp(pixels, theta, size, **flags)
 
 
 # Bytes held per decoded byte and per warped byte, by dtype: the decoded input

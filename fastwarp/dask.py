@@ -21,31 +21,31 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["affine_warp", "run_distributed"]
+__all__ = ["affine_warp", "perspective_warp", "run_distributed"]
 
 
-def _warp_block(block, theta_block, size, mode, padding_mode, align_corners):
-    from .api import affine_warp as warp
+def _warp_block(block, theta_block, size, flags):
+    from .api import affine_warp, perspective_warp
 
-    return warp(block, theta_block, size, mode=mode, padding_mode=padding_mode,
-                align_corners=align_corners)
+    warp = perspective_warp if theta_block.shape[1] == 3 else affine_warp
+    return warp(block, theta_block, size, **flags)
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False):
+                align_corners: bool = False, fill_value=0.0):
     """Lazy :func:`fastwarp.affine_warp` of a Dask array, one kernel call per batch chunk.
 
     Parameters
     ----------
     images : dask.array.Array or ndarray, shape (N, H, W, C) or (H, W, C)
-        uint8, float32 or float64.  Chunks along H, W and C are merged into
-        one (the warp needs whole images); the batch chunks are kept.
+        uint8, uint16, float16, float32 or float64.  Chunks along H, W and C
+        are merged into one (the warp needs whole images); the batch chunks are kept.
     theta : ndarray or dask.array.Array, shape (N, 2, 3) or (2, 3)
         One matrix per image, or one for all; a (N, 2, 3) theta is rechunked
         to the images' batch chunks.
     size : (int, int), optional
         Output (Ho, Wo); defaults to (H, W).
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`fastwarp.affine_warp`.
 
     Returns
@@ -61,14 +61,26 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         (shapes, dtypes, flags, size), except non-finite values in a Dask theta,
         which raise when computed.
     """
+    return _lazy_warp("affine_warp", 2, images, theta, size, mode, padding_mode, align_corners, fill_value)
+
+
+def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                     align_corners: bool = False, fill_value=0.0):
+    """Lazy :func:`fastwarp.perspective_warp` of a Dask array: :func:`affine_warp` with
+    (N, 3, 3) or (3, 3) matrices."""
+    return _lazy_warp("perspective_warp", 3, images, theta, size, mode, padding_mode, align_corners,
+                      fill_value)
+
+
+def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners, fill_value):
     import dask.array as da
 
-    from ._validate import IMAGE_DTYPES, check_flags, check_size, check_theta
+    from ._validate import IMAGE_DTYPES, check_fill, check_flags, check_size, check_theta
 
-    fn = "affine_warp"
     x = images if isinstance(images, da.Array) else da.asarray(images)
     if x.dtype.newbyteorder("=") not in IMAGE_DTYPES:
-        raise TypeError(f"{fn}: images must have dtype float32, float64, uint8; got {x.dtype}")
+        names = ", ".join(d.name for d in IMAGE_DTYPES)
+        raise TypeError(f"{fn}: images must have dtype {names}; got {x.dtype}")
     if x.ndim == 3:
         single = True
         x = x[None]
@@ -82,27 +94,32 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     if min(h, w, c) < 1:
         raise ValueError(f"{fn}: images need H, W and C of at least 1; got shape {x.shape}")
     check_flags(fn, mode, padding_mode, align_corners)
+    check_fill(fn, fill_value, c)
     ho, wo = check_size(fn, size, (h, w))
     x = x.rechunk({1: -1, 2: -1, 3: -1})
 
+    m = (rows, 3)
     if isinstance(theta, da.Array):
-        if theta.shape == (2, 3):
-            t = da.broadcast_to(theta, (n, 2, 3))
-        elif theta.ndim == 3 and theta.shape[1:] == (2, 3) and theta.shape[0] == n:
+        if theta.shape == m:
+            t = da.broadcast_to(theta, (n,) + m)
+        elif theta.ndim == 3 and theta.shape[1:] == m and theta.shape[0] == n:
             t = theta
         else:
-            raise ValueError(f"{fn}: theta must have shape ({n}, 2, 3) or (2, 3); got {theta.shape}")
+            raise ValueError(
+                f"{fn}: theta must have shape ({n}, {rows}, 3) or ({rows}, 3); got {theta.shape}")
         if t.dtype.kind not in "fiu":
             raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {t.dtype}")
-        t = t.astype(np.float64).rechunk((x.chunks[0], 2, 3))
+        t = t.astype(np.float64).rechunk((x.chunks[0],) + m)
     else:
-        t = da.from_array(check_theta(fn, theta, n, not single), chunks=(x.chunks[0], 2, 3))
+        t = da.from_array(check_theta(fn, theta, n, not single, rows=rows), chunks=(x.chunks[0],) + m)
 
+    flags = {"mode": mode, "padding_mode": padding_mode, "align_corners": bool(align_corners),
+             "fill_value": fill_value}
     # block n of the output = warp(block n of the images, block n of theta); the
-    # (2, 3) axes of theta are single chunks, concatenated into each call.
+    # matrix axes of theta are single chunks, concatenated into each call.
     out = da.blockwise(
-        _warp_block, "nhwc", x, "nhwc", t, "nab", (ho, wo), None, mode, None, padding_mode, None,
-        bool(align_corners), None, dtype=x.dtype, concatenate=True,
+        _warp_block, "nhwc", x, "nhwc", t, "nab", (ho, wo), None, flags, None,
+        dtype=x.dtype, concatenate=True,
         adjust_chunks={"h": (ho,), "w": (wo,)}, meta=np.empty((0, 0, 0, 0), x.dtype))
     return out[0] if single else out
 

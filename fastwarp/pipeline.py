@@ -79,24 +79,26 @@ class RandomAffine:
 
 
 def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
-                 padding_mode: str = "zeros", align_corners: bool = False,
+                 padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
                  prefetch: int = 2, workers: int = 1) -> Iterator:
-    """Warp every batch of an iterable with :func:`fastwarp.affine_warp`, ahead of the consumer.
+    """Warp every batch of an iterable with :func:`fastwarp.affine_warp` (or
+    :func:`fastwarp.perspective_warp` for 3 x 3 matrices), ahead of the consumer.
 
     Parameters
     ----------
     batches : iterable
-        Items are image arrays ``(N, H, W, C)`` / ``(H, W, C)`` (uint8, float32
-        or float64), or tuples/lists whose first element is such an array and
+        Items are image arrays ``(N, H, W, C)`` / ``(H, W, C)`` (any dtype
+        fastwarp takes), or tuples/lists whose first element is such an array and
         whose other elements (labels, ids...) are passed through untouched.
     theta : array_like or callable
-        A fixed theta ((2, 3) or (N, 2, 3)), or ``theta(index, images)``
+        A fixed theta ((2, 3) or (N, 2, 3); (3, 3) or (N, 3, 3) for a
+        projective warp), or ``theta(index, images)``
         returning one for batch number ``index`` (e.g. :class:`RandomAffine`).
         A callable runs in a worker thread; make it deterministic in ``index``
         rather than depend on call order.
     size : (Ho, Wo), optional
         Output size; defaults to each batch's input size.
-    mode, padding_mode, align_corners
+    mode, padding_mode, align_corners, fill_value
         As in :func:`fastwarp.affine_warp`.
     prefetch : int, default 2
         Batches kept ready ahead of the consumer.
@@ -115,7 +117,7 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
     for a bad shape), at the position of the offending batch.
     """
     from ._validate import check_flags
-    from .api import affine_warp
+    from .api import affine_warp, perspective_warp
 
     check_flags("warp_batches", mode, padding_mode, align_corners)
     fixed = None if callable(theta) else np.asarray(theta, dtype=np.float64)
@@ -134,8 +136,9 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
         else:
             images = item
         t = theta(index, images) if fixed is None else fixed
-        warped = affine_warp(images, t, size, mode=mode, padding_mode=padding_mode,
-                             align_corners=align_corners)
+        warp = perspective_warp if np.shape(t)[-2:] == (3, 3) else affine_warp
+        warped = warp(images, t, size, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
+                      fill_value=fill_value)
         return warped if rest is None else (warped, *rest)
 
     return prefetch_map(work, _indexed(batches), workers=workers, prefetch=prefetch)

@@ -19,8 +19,10 @@ call :mod:`fastwarp.grad`'s backward kernels the same way.  Consequences:
 * the Python function is not part of a SavedModel graph: save Keras models in
   the ``.keras`` format (the layer is registered) and reload them in a process
   that imported ``fastwarp.tf``;
-* uint8 images are warped (forward) but have no gradient; gradients are
-  first-order only (no gradient of a gradient).
+* uint8 and uint16 images are warped (forward) but have no gradient;
+  gradients are first-order only (no gradient of a gradient).
+* :func:`perspective_warp` differentiates with respect to the 3 x 3 matrix as
+  well, which TF's own projective op (``ImageProjectiveTransformV3``) does not.
 
 Conventions, flags and dtypes are those of :mod:`fastwarp.api` (PyTorch's
 ``affine_grid``/``grid_sample`` in NHWC).
@@ -46,6 +48,7 @@ from ._validate import check_flags, check_size
 __all__ = [
     "affine_warp",
     "grid_sample",
+    "perspective_warp",
     "SpatialTransformer",
     "IdentityAffine",
     "identity_head",
@@ -53,7 +56,8 @@ __all__ = [
     "RandomAffine",
 ]
 
-_IMAGE_DTYPES = (tf.float32, tf.float64, tf.uint8)
+_IMAGE_DTYPES = (tf.float32, tf.float64, tf.float16, tf.uint8, tf.uint16)
+_NO_GRAD_DTYPES = (tf.uint8, tf.uint16)
 
 
 # ---------------------------------------------------------------------------
@@ -63,7 +67,8 @@ _IMAGE_DTYPES = (tf.float32, tf.float64, tf.uint8)
 def _check_images(fn: str, images) -> tf.Tensor:
     images = tf.convert_to_tensor(images)
     if images.dtype not in _IMAGE_DTYPES:
-        raise TypeError(f"{fn}: images must have dtype float32, float64 or uint8; got {images.dtype.name}")
+        raise TypeError(f"{fn}: images must have dtype float32, float64, float16, uint8 or uint16; "
+                        f"got {images.dtype.name}")
     rank = images.shape.rank
     if rank is not None and rank not in (3, 4):
         raise ValueError(f"{fn}: images must have shape (N, H, W, C) or (H, W, C); got shape {images.shape}")
@@ -87,9 +92,13 @@ def _check_coords(fn: str, name: str, x, images: tf.Tensor, tail: tuple, ranks: 
     return x
 
 
-def _flags(fn: str, mode: str, padding_mode: str, align_corners) -> dict:
+def _flags(fn: str, mode: str, padding_mode: str, align_corners, fill_value=0.0) -> dict:
     check_flags(fn, mode, padding_mode, align_corners)
-    return {"mode": mode, "padding_mode": padding_mode, "align_corners": bool(align_corners)}
+    fill = np.asarray(fill_value, np.float64) if not isinstance(fill_value, (str, bytes)) else fill_value
+    if not isinstance(fill, np.ndarray) or fill.ndim > 1 or not np.isfinite(fill).all():
+        raise ValueError(f"{fn}: fill_value must be a finite number or one per channel; got {fill_value!r}")
+    return {"mode": mode, "padding_mode": padding_mode, "align_corners": bool(align_corners),
+            "fill_value": fill}
 
 
 def _out_shape(images: tf.Tensor, spatial) -> tf.TensorShape:
@@ -116,12 +125,12 @@ def _differentiable(images: tf.Tensor, coords: tf.Tensor, forward, backward, out
     """A TF op images, coords -> output from NumPy forward/backward functions.
 
     ``backward(grad_out, images, coords) -> (grad_images, grad_coords)``.  uint8
-    images get the forward op only (no gradient).
+    and uint16 images get the forward op only (no gradient).
     """
     def fwd(im, co):
         return _numpy_op(forward, [im, co], im.dtype, [out_shape], name)
 
-    if images.dtype == tf.uint8:
+    if images.dtype in _NO_GRAD_DTYPES:
         return fwd(images, coords)
 
     @tf.custom_gradient
@@ -142,22 +151,23 @@ def _differentiable(images: tf.Tensor, coords: tf.Tensor, forward, backward, out
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, name: str | None = None) -> tf.Tensor:
+                align_corners: bool = False, fill_value=0.0, name: str | None = None) -> tf.Tensor:
     """Differentiable TF op: warp images by affine matrices (:func:`fastwarp.affine_warp`).
 
     Parameters
     ----------
     images : tf.Tensor or array_like, shape (N, H, W, C) or (H, W, C)
-        float32, float64 or uint8.
+        float32, float64, float16, uint8 or uint16.
     theta : tf.Tensor or array_like, shape (N, 2, 3) or (2, 3)
         Normalized output -> input matrices (float32/float64; integers are cast).
         A single (2, 3) matrix is used for every image.
     size : (int, int), optional
         Output (Ho, Wo); defaults to the input's (H, W).
-    mode : {"bilinear", "nearest"}
-    padding_mode : {"zeros", "border", "reflection"}
+    mode : {"bilinear", "nearest", "bicubic"}
+    padding_mode : {"zeros", "border", "reflection", "constant", "wrap"}
     align_corners : bool, default False
-        As in :func:`fastwarp.affine_warp`.
+    fill_value : float or sequence of float, default 0.0
+        As in :func:`fastwarp.affine_warp` (used with ``padding_mode="constant"``).
     name : str, optional
         Name scope of the op.
 
@@ -169,8 +179,8 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     Notes
     -----
     Gradients flow to ``images`` and ``theta`` for float images (computed by
-    :func:`fastwarp.grad.affine_warp_backward`, first order only); uint8 images
-    have no gradient.  Runs on the host CPU; cannot be XLA-compiled.
+    :func:`fastwarp.grad.affine_warp_backward`, first order only); uint8 and
+    uint16 images have no gradient.  Runs on the host CPU; cannot be XLA-compiled.
 
     Raises
     ------
@@ -181,7 +191,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         ``tf.errors.InvalidArgumentError`` inside a graph.
     """
     fn = "affine_warp"
-    flags = _flags(fn, mode, padding_mode, align_corners)
+    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
     if size is not None:
         size = check_size(fn, size, (1, 1))
     with tf.name_scope(name or "fastwarp_affine_warp"):
@@ -201,16 +211,16 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
 
 
 def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, name: str | None = None) -> tf.Tensor:
+                align_corners: bool = False, fill_value=0.0, name: str | None = None) -> tf.Tensor:
     """Differentiable TF op: sample images at normalized grid points (:func:`fastwarp.grid_sample`).
 
     Parameters
     ----------
     images : tf.Tensor or array_like, shape (N, H, W, C) or (H, W, C)
-        float32, float64 or uint8.
+        float32, float64, float16, uint8 or uint16.
     grid : tf.Tensor or array_like, shape (N, Ho, Wo, 2) or (Ho, Wo, 2)
         float32 or float64 normalized (x, y) points, x the column.
-    mode, padding_mode, align_corners, name
+    mode, padding_mode, align_corners, fill_value, name
         As in :func:`affine_warp`.
 
     Returns
@@ -223,7 +233,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     (:func:`fastwarp.grad.grid_sample_backward`); uint8 images have none.
     """
     fn = "grid_sample"
-    flags = _flags(fn, mode, padding_mode, align_corners)
+    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
     with tf.name_scope(name or "fastwarp_grid_sample"):
         images = _check_images(fn, images)
         grid = _check_coords(fn, "grid", grid, images, (None, None, 2), (3, 4),
@@ -239,6 +249,49 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
             return _grad.grid_sample_backward(gout, im, gr, **flags)
 
         return _differentiable(images, grid, forward, backward, _out_shape(images, spatial), "grid_sample")
+
+
+def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                     align_corners: bool = False, fill_value=0.0, name: str | None = None) -> tf.Tensor:
+    """Differentiable TF op: warp images by projective matrices (:func:`fastwarp.perspective_warp`).
+
+    Parameters
+    ----------
+    images : tf.Tensor or array_like, shape (N, H, W, C) or (H, W, C)
+        float32, float64, float16, uint8 or uint16.
+    theta : tf.Tensor or array_like, shape (N, 3, 3) or (3, 3)
+        Normalized output -> input homographies (float32/float64; integers are cast).
+    size, mode, padding_mode, align_corners, fill_value, name
+        As in :func:`affine_warp`.
+
+    Returns
+    -------
+    tf.Tensor, shape (N, Ho, Wo, C) (or (Ho, Wo, C)), the images' dtype.
+
+    Notes
+    -----
+    Gradients flow to ``images`` and to all nine entries of ``theta``
+    (:func:`fastwarp.grad.perspective_warp_backward`).
+    """
+    fn = "perspective_warp"
+    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
+    if size is not None:
+        size = check_size(fn, size, (1, 1))
+    with tf.name_scope(name or "fastwarp_perspective_warp"):
+        images = _check_images(fn, images)
+        theta = _check_coords(fn, "theta", theta, images, (3, 3), (2, 3), "(N, 3, 3) or (3, 3)")
+        s = images.shape
+        spatial = size if size is not None else ((s[-3], s[-2]) if s.rank is not None else (None, None))
+
+        def forward(im, th):
+            return _api.perspective_warp(im, th, size, **flags)
+
+        def backward(g, im, th):
+            from . import grad as _grad
+            return _grad.perspective_warp_backward(g, im, th, size, **flags)
+
+        return _differentiable(images, theta, forward, backward, _out_shape(images, spatial),
+                               "perspective_warp")
 
 
 # ---------------------------------------------------------------------------
@@ -453,7 +506,7 @@ class RandomAffine:
     """Random affine augmentation for ``tf.data``; build it with :func:`random_affine`."""
 
     def __init__(self, rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                 align_corners, by_index):
+                 align_corners, by_index, fill_value=0.0):
         self.rotation = _range("rotation", rotation, True)
         self.scale = _range("scale", scale, False)
         if self.scale[0] <= 0:
@@ -474,7 +527,7 @@ class RandomAffine:
             raise TypeError(f"random_affine: seed must be an int; got {seed!r}")
         self.seed = int(seed)
         self.output_size = None if output_size is None else check_size("random_affine", output_size, (1, 1))
-        self.flags = _flags("random_affine", mode, padding_mode, align_corners)
+        self.flags = _flags("random_affine", mode, padding_mode, align_corners, fill_value)
         self.by_index = bool(by_index)
 
     def _element_seed(self, image: tf.Tensor, index) -> tf.Tensor:
@@ -531,7 +584,7 @@ class RandomAffine:
 
 def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: int = 0,
                   output_size=None, mode: str = "bilinear", padding_mode: str = "zeros",
-                  align_corners: bool = False, by_index: bool = False) -> RandomAffine:
+                  align_corners: bool = False, by_index: bool = False, fill_value=0.0) -> RandomAffine:
     """A seeded random affine augmentation for ``dataset.map(fn, num_parallel_calls=AUTOTUNE)``.
 
     Each element gets a rotation, scale, shear and translation drawn
@@ -555,8 +608,9 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: 
         per-element key, never on the order or parallelism of the map.
     output_size : (int, int), optional
         (Ho, Wo) of the result; defaults to the input's (H, W).
-    mode, padding_mode, align_corners
-        As in :func:`fastwarp.affine_warp`.
+    mode, padding_mode, align_corners, fill_value
+        As in :func:`fastwarp.affine_warp` (every mode and padding, e.g.
+        ``padding_mode="constant", fill_value=128``).
     by_index : bool, default False
         The per-element key.  False: a 64-bit fingerprint of the image's bytes
         (elements ``(image)`` or ``(image, label, ...)``), so equal images get
@@ -571,7 +625,8 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: 
         Callable ``fn(image)`` -> warped image, ``fn(image, label, ...)`` ->
         ``(warped, label, ...)`` (labels passed through unchanged).  Images are
         (H, W, C) or batches (N, H, W, C) with static H and W, dtype float32,
-        float64 or uint8 (uint8 is interpolated in float32 and rounded).
+        float64, float16, uint8 or uint16 (integers are interpolated in floating
+        point and rounded).
     """
     return RandomAffine(rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                        align_corners, by_index)
+                        align_corners, by_index, fill_value)

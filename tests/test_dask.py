@@ -15,7 +15,7 @@ from PIL import Image
 
 import fastwarp
 from fastwarp.cli import main
-from fastwarp.dask import affine_warp, run_distributed
+from fastwarp.dask import affine_warp, perspective_warp, run_distributed
 from fastwarp.folder import OutputOptions, TransformSpec, plan_jobs, process_jobs  # noqa: E402
 
 # ---------------------------------------------------------------- dask arrays
@@ -54,7 +54,21 @@ def test_dask_array_errors():
     with pytest.raises(ValueError, match="affine_warp: images must have shape"):
         affine_warp(dx[0, 0], np.eye(2, 3))
     with pytest.raises(ValueError, match="affine_warp: padding_mode"):
-        affine_warp(dx, np.eye(2, 3), padding_mode="wrap")
+        affine_warp(dx, np.eye(2, 3), padding_mode="mirror")
+    with pytest.raises(ValueError, match="affine_warp: fill_value must be a scalar or 1 values"):
+        affine_warp(dx, np.eye(2, 3), padding_mode="constant", fill_value=[1, 2])
+    with pytest.raises(ValueError, match=r"perspective_warp: theta must have shape \(4, 3, 3\)"):
+        perspective_warp(dx, da.zeros((4, 2, 3), chunks=1))
+
+
+def test_dask_perspective_and_new_flags(rng):
+    x = rng.integers(0, 65536, (5, 7, 8, 3)).astype(np.uint16)
+    t = np.tile(np.eye(3), (5, 1, 1)) + rng.uniform(-0.1, 0.1, (5, 3, 3))
+    kw = dict(mode="bicubic", padding_mode="constant", fill_value=[1000, 2000, 3000])
+    got = perspective_warp(da.from_array(x, chunks=(2, 7, 8, 3)), t, (6, 9), **kw).compute()
+    np.testing.assert_array_equal(got, fastwarp.perspective_warp(x, t, (6, 9), **kw))
+    got = affine_warp(da.from_array(x, chunks=2), t[:, :2], padding_mode="wrap").compute()
+    np.testing.assert_array_equal(got, fastwarp.affine_warp(x, t[:, :2], padding_mode="wrap"))
 
 
 # ---------------------------------------------------------------- cluster

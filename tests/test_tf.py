@@ -119,7 +119,7 @@ def test_errors_name_the_op():
     with pytest.raises(ValueError, match=r"^affine_warp: theta must have shape"):
         ftf.affine_warp(x, np.zeros((2, 3, 3)))
     with pytest.raises(ValueError, match="^affine_warp: mode must be one of"):
-        ftf.affine_warp(x, np.eye(2, 3), mode="bicubic")
+        ftf.affine_warp(x, np.eye(2, 3), mode="lanczos")
     with pytest.raises(ValueError, match="^grid_sample: grid must have shape"):
         ftf.grid_sample(x, np.zeros((2, 3, 3, 3), np.float32))
     bad = np.full((2, 3), np.nan)
@@ -191,6 +191,52 @@ def test_uint8_forward_has_no_gradient(rng):
     assert out.dtype == tf.uint8
     np.testing.assert_array_equal(out.numpy(), fastwarp.affine_warp(x.numpy(), theta.numpy()))
     assert tape.gradient(out, theta) is None
+
+
+def _perspective(rng, n, spread=0.15):
+    t = np.tile(np.eye(3), (n, 1, 1)) + rng.uniform(-spread, spread, (n, 3, 3))
+    t[:, 2, 2] = 1.0
+    return t
+
+
+@pytest.mark.parametrize("mode,padding", [("bilinear", "constant"), ("bicubic", "wrap"),
+                                          ("nearest", "zeros")])
+def test_perspective_warp_op_and_its_matrix_gradient(rng, mode, padding):
+    """The TF projective warp: fastwarp's numbers, and gradients for the images and all of theta."""
+    x = rng.normal(size=(2, 5, 6, 2))
+    theta = _perspective(rng, 2)
+    kw = dict(mode=mode, padding_mode=padding, fill_value=[0.5, -1.0])
+    got = ftf.perspective_warp(x, theta, (4, 5), **kw)
+    np.testing.assert_array_equal(got.numpy(), fastwarp.perspective_warp(x, theta, (4, 5), **kw))
+    if mode != "nearest":
+        _check_jacobians(lambda a, t: ftf.perspective_warp(a, t, (4, 5), **kw), [x, theta])
+    gt = tf.function(lambda a, t: ftf.perspective_warp(a, t, **kw))(x, theta)
+    assert gt.shape == (2, 5, 6, 2)
+
+
+def test_new_flags_and_dtypes_in_the_ops(rng):
+    x16 = tf.constant(rng.integers(0, 65536, (2, 6, 7, 3)).astype(np.uint16))
+    theta = random_theta(rng, 2)
+    out = ftf.affine_warp(x16, theta, mode="bicubic", padding_mode="constant", fill_value=60000)
+    assert out.dtype == tf.uint16
+    want = fastwarp.affine_warp(x16.numpy(), theta, mode="bicubic", padding_mode="constant", fill_value=60000)
+    np.testing.assert_array_equal(out.numpy(), want)
+    with tf.GradientTape() as tape:
+        t = tf.constant(theta)
+        tape.watch(t)
+        o = ftf.affine_warp(x16, t)
+    assert tape.gradient(o, t) is None  # integer images have no gradient
+    xh = tf.constant(rng.random((2, 6, 7, 3)).astype(np.float16))
+    out = ftf.grid_sample(xh, rng.uniform(-1.2, 1.2, (2, 3, 4, 2)), padding_mode="wrap")
+    assert out.dtype == tf.float16
+    with pytest.raises(ValueError, match="^perspective_warp: theta must have shape"):
+        ftf.perspective_warp(x16, theta)
+    with pytest.raises(ValueError, match="^affine_warp: fill_value must be a finite"):
+        ftf.affine_warp(x16, theta, fill_value=np.nan)
+    aug = ftf.random_affine(rotation=30, seed=3, padding_mode="constant", fill_value=7)
+    img = np.full((9, 9, 1), 200, np.uint8)
+    warped = aug(tf.constant(img)).numpy()
+    assert set(np.unique(warped)) <= set(range(7, 201)) and (warped == 7).any()
 
 
 def test_xla_compilation_fails_clearly():

@@ -23,6 +23,7 @@ examples:
   fastwarp warp photos -o out --rotate 15 --scale 1.2
   fastwarp warp 'data/**/*.png' -o aug --random-rotate -20 20 --random-scale 0.9 1.1 --copies 5
   fastwarp warp img.jpg -o out --matrix 1 0 10 0 1 -5 --padding border
+  fastwarp warp scans -o flat --matrix 1 0.1 0 0 1 0 0.0005 0 1 --mode bicubic --padding constant --fill 255
   fastwarp warp photos -o small --size 128 128 --format png --skip-existing
   fastwarp warp photos -o out --random-rotate -30 30 --scheduler tcp://10.0.0.1:8786
 
@@ -44,9 +45,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--shear", type=float, metavar="DEG", help="horizontal shear angle, degrees")
     g.add_argument("--shift", type=float, nargs=2, metavar=("DX", "DY"),
                    help="translation in output pixels (x right, y down)")
-    g.add_argument("--matrix", type=float, nargs=6, metavar=("A", "B", "C", "D", "E", "F"),
-                   help="OpenCV warpAffine matrix [[A B C] [D E F]] mapping source to destination "
-                        "pixels (instead of the parameters above)")
+    g.add_argument("--matrix", type=float, nargs="+", metavar="M",
+                   help="6 numbers: OpenCV warpAffine matrix [[A B C] [D E F]]; 9 numbers: a "
+                        "warpPerspective homography (row by row); source to destination pixels "
+                        "(instead of the parameters above)")
     g.add_argument("--inverse-map", action="store_true",
                    help="--matrix maps destination to source pixels (cv2.WARP_INVERSE_MAP)")
 
@@ -66,9 +68,13 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="output size (default: the input's); the input is resized onto it")
     s.add_argument("--no-resize", action="store_true",
                    help="with --size, take an H x W window about the centre instead of resizing")
-    s.add_argument("--mode", choices=("bilinear", "nearest"), default="bilinear")
-    s.add_argument("--padding", choices=("zeros", "border", "reflection"), default="zeros",
-                   help="what is read outside the input (default zeros)")
+    s.add_argument("--mode", choices=("bilinear", "nearest", "bicubic"), default="bilinear")
+    s.add_argument("--padding", choices=("zeros", "border", "reflection", "constant", "wrap"),
+                   default="zeros",
+                   help="what is read outside the input (default zeros; constant reads --fill)")
+    s.add_argument("--fill", type=float, nargs="+", metavar="V",
+                   help="with --padding constant: the value outside the input, one number or one "
+                        "per channel, in the image's units (e.g. 255 255 255 for white 8-bit RGB)")
     s.add_argument("--align-corners", action="store_true",
                    help="PyTorch's align_corners=True convention for --size resizes and theta")
     s.add_argument("--format", metavar="FMT",
@@ -115,6 +121,10 @@ def build_spec(args):
         raise ValueError("--matrix replaces --rotate/--scale/--shear/--shift and their --random- forms")
     if args.inverse_map and args.matrix is None:
         raise ValueError("--inverse-map needs --matrix")
+    if args.matrix is not None and len(args.matrix) not in (6, 9):
+        raise ValueError(f"--matrix takes 6 numbers (affine) or 9 (homography); got {len(args.matrix)}")
+    if args.fill is not None and args.padding != "constant":
+        raise ValueError("--fill needs --padding constant")
     if args.no_resize and args.size is None:
         raise ValueError("--no-resize needs --size")
     if args.copies < 1:
@@ -154,7 +164,8 @@ def build_spec(args):
         rotate=rng("rotate", 0.0), scale=scale, shear=rng("shear", 0.0), shift_x=shift_x, shift_y=shift_y,
         matrix=None if args.matrix is None else tuple(args.matrix), inverse_map=args.inverse_map,
         size=None if args.size is None else tuple(args.size), resize=not args.no_resize,
-        mode=args.mode, padding_mode=args.padding, align_corners=args.align_corners, seed=args.seed)
+        mode=args.mode, padding_mode=args.padding, align_corners=args.align_corners, seed=args.seed,
+        fill_value=0.0 if args.fill is None else (args.fill[0] if len(args.fill) == 1 else tuple(args.fill)))
     opts = OutputOptions(format=None if args.format is None else check_format(args.format),
                          quality=args.quality, png_level=args.png_level, fsync=args.fsync)
     return spec, opts
