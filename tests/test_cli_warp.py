@@ -16,7 +16,7 @@ import fastwarp
 from fastwarp.cli import main
 from fastwarp.folder import TransformSpec, plan_jobs
 from fastwarp.io import encode_image, read_image
-from fastwarp.transforms import affine_theta, theta_from_cv2
+from fastwarp.transforms import affine_theta, theta_from_cv2, theta_from_homography
 
 
 def _u8(rng, shape):
@@ -50,12 +50,11 @@ def _load(path):
 
 
 def _warped(src_path, theta, size=None, **flags):
-    """The warp of a decoded input by fastwarp.affine_warp (16-bit via float32, rounded), and its info."""
+    """The warp of a decoded input by fastwarp.affine_warp (perspective_warp for a 3 x 3 theta),
+    in the file's own dtype (16-bit stays 16-bit), and its info."""
     pixels, info = read_image(src_path)
-    if pixels.dtype == np.uint16:
-        w = fastwarp.affine_warp(pixels.astype(np.float32), theta, size, **flags)
-        return np.clip(np.floor(w + 0.5), 0, 65535).astype(np.uint16), info
-    return fastwarp.affine_warp(pixels, theta, size, **flags), info
+    warp = fastwarp.perspective_warp if np.shape(theta) == (3, 3) else fastwarp.affine_warp
+    return warp(pixels, theta, size, **flags), info
 
 
 def _as_displayed(w, info):
@@ -97,6 +96,33 @@ def test_fixed_transform_matches_affine_warp(folder, tmp_path, capsys):
             np.testing.assert_array_equal(px, exp, err_msg=rel)
     assert "7 written, 0 skipped (existing), 0 failed" in capsys.readouterr().out
     assert not _no_temps(out)
+
+
+def test_homography_bicubic_constant_fill_and_wrap(folder, tmp_path, capsys):
+    """A 9-number --matrix is cv2.warpPerspective's homography; --fill is what constant padding reads."""
+    h = [1.0, 0.15, -2.0, -0.05, 0.95, 1.0, 0.004, -0.003, 1.0]
+    out = tmp_path / "out"
+    rc = main(["warp", str(folder / "rgb.png"), str(folder / "depth16.png"), "-o", str(out), "--matrix",
+               *map(str, h), "--mode", "bicubic", "--padding", "constant", "--fill", "200", "-q"])
+    assert rc == 0, capsys.readouterr()
+    for name in ("rgb.png", "depth16.png"):
+        shape = _load(folder / name)[2].shape
+        theta = theta_from_homography(np.array(h).reshape(3, 3), shape[:2])
+        exp = _expected(folder / name, theta, mode="bicubic", padding_mode="constant", fill_value=200)
+        got = _load(out / name)[2]
+        assert got.dtype == exp.dtype, name
+        np.testing.assert_array_equal(got, exp, err_msg=name)
+    rc = main(["warp", str(folder / "rgb.png"), "-o", str(tmp_path / "wrap"), "--shift", "7", "-4",
+               "--padding", "wrap", "--fill", "1", "-q"])
+    assert rc == 1 and "--fill needs --padding constant" in capsys.readouterr().err
+    rc = main(["warp", str(folder / "rgb.png"), "-o", str(tmp_path / "wrap"), "--shift", "7", "-4",
+               "--padding", "wrap", "-q"])
+    assert rc == 0
+    theta = affine_theta((13, 17), translation=(7, -4))
+    np.testing.assert_array_equal(_load(tmp_path / "wrap" / "rgb.png")[2],
+                                  _expected(folder / "rgb.png", theta, padding_mode="wrap"))
+    rc = main(["warp", str(folder / "rgb.png"), "-o", str(tmp_path / "bad"), "--matrix", "1", "2", "3", "-q"])
+    assert rc == 1 and "--matrix takes 6 numbers (affine) or 9 (homography); got 3" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
