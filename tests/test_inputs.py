@@ -18,7 +18,8 @@ def img(rng):
 
 
 @pytest.mark.parametrize("bad,exc,words", [
-    (np.zeros((2, 6, 7), np.int16), TypeError, ["affine_warp", "float32, float64, uint8", "int16"]),
+    (np.zeros((2, 6, 7), np.int16), TypeError, ["affine_warp", "float32, float64, float16, uint8, uint16",
+                                                "int16"]),
     (np.zeros((6, 7), np.float32), ValueError, ["affine_warp", "(N, H, W, C)", "(6, 7)"]),
     (np.zeros((1, 2, 6, 7, 3), np.float32), ValueError, ["affine_warp", "(1, 2, 6, 7, 3)"]),
     (np.zeros((2, 0, 7, 3), np.float32), ValueError, ["affine_warp", "at least 1"]),

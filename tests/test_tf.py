@@ -233,10 +233,10 @@ def test_new_flags_and_dtypes_in_the_ops(rng):
         ftf.perspective_warp(x16, theta)
     with pytest.raises(ValueError, match="^affine_warp: fill_value must be a finite"):
         ftf.affine_warp(x16, theta, fill_value=np.nan)
-    aug = ftf.random_affine(rotation=30, seed=3, padding_mode="constant", fill_value=7)
+    aug = ftf.random_affine(rotation=30, scale=0.5, seed=3, padding_mode="constant", fill_value=7)
     img = np.full((9, 9, 1), 200, np.uint8)
     warped = aug(tf.constant(img)).numpy()
-    assert set(np.unique(warped)) <= set(range(7, 201)) and (warped == 7).any()
+    assert set(np.unique(warped)) <= set(range(7, 201)) and (warped == 7).any() and (warped == 200).any()
 
 
 def test_xla_compilation_fails_clearly():
