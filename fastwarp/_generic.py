@@ -46,14 +46,16 @@ from ._coords import (
     NEAREST,
     REFLECTION,
     WRAP,
+    ZEROS,
     base_coord,
+    base_step,
     pad_pixel,
     round_half_even,
     source_coord_and_grad,
     unnormalize,
     unnormalize_scale,
 )
-from ._store import to_output
+from ._store import acc_type, to_output
 
 # where the sample points come from
 GRID = 0
@@ -174,11 +176,52 @@ def channel_class(c: int) -> int:
     return c if c in (1, 3, 4) else 0
 
 
+@jit
+def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
+    """Normalized sample points of output row i into gxs, gys (NaN: no image).
+
+    grid: read; affine / projective: (u, v, w) = theta[n] @ (x_j, y_i, 1)
+    stepped along the row, (u / w, v / w), NaN where w <= 0.  A branch-free loop
+    that LLVM vectorizes.
+    """
+    if source == GRID:
+        for j in range(Wo):
+            gxs[j] = grid[n, i, j, 0]
+            gys[j] = grid[n, i, j, 1]
+        return
+    yb = base_coord(i, Ho, align_corners)
+    xb0 = base_coord(0, Wo, align_corners)
+    dxb = base_step(Wo, align_corners)
+    u0 = theta[n, 0, 0] * xb0 + theta[n, 0, 1] * yb + theta[n, 0, 2]
+    v0 = theta[n, 1, 0] * xb0 + theta[n, 1, 1] * yb + theta[n, 1, 2]
+    du = theta[n, 0, 0] * dxb
+    dv = theta[n, 1, 0] * dxb
+    if source == PERSPECTIVE:
+        w0 = theta[n, 2, 0] * xb0 + theta[n, 2, 1] * yb + theta[n, 2, 2]
+        dw = theta[n, 2, 0] * dxb
+        for j in range(Wo):
+            w = w0 + j * dw
+            inv = 1.0 / w if w > 0.0 else math.nan
+            gxs[j] = (u0 + j * du) * inv
+            gys[j] = (v0 + j * dv) * inv
+    else:
+        for j in range(Wo):
+            gxs[j] = u0 + j * du
+            gys[j] = v0 + j * dv
+
+
 @functools.cache
 def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The forward kernel of one combination (see the module docstring); ``source``
-    (GRID, AFFINE or PERSPECTIVE) is an argument, a branch per point that costs
-    little next to the sampling."""
+    (GRID, AFFINE or PERSPECTIVE) is an argument.
+
+    Each output row runs in two passes: its sample points (:func:`row_points`),
+    then the sampling.  A point whose taps all lie inside the image (where
+    every padding mode reads the image itself) takes a branch-free blend on
+    flat, unsigned offsets in the accumulation type of ``_store.acc_type``
+    (float32 for float32 and uint8 images); the others go through the
+    general per-tap path in float64.
+    """
 
     @njit(parallel=True, nogil=True, cache=True)
     def kernel(src, grid, theta, fill, out, source, align_corners):
@@ -186,20 +229,23 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         H = src.shape[1]
         W = src.shape[2]
         C = C0 if cclass == 0 else cclass
+        s = src.reshape(-1)
+        o = out.reshape(-1)
+        uC = np.uint64(C)
+        urow = np.uint64(W * C)
         for r in prange(N * Ho):
             n = r // Ho
             i = r - n * Ho
-            yb = base_coord(i, Ho, align_corners)
+            gxs = np.empty(Wo)
+            gys = np.empty(Wo)
+            row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys)
             for j in range(Wo):
-                if source == GRID:
-                    gx = grid[n, i, j, 0]
-                    gy = grid[n, i, j, 1]
-                else:
-                    gx, gy, _w = project(theta, n, base_coord(j, Wo, align_corners), yb,
-                                         source == PERSPECTIVE)
+                ob = ((n * Ho + i) * Wo + j) * C
+                gx = gxs[j]
+                gy = gys[j]
                 if not (abs(gx) < HUGE and abs(gy) < HUGE):  # NaN, infinite, huge: no image
                     for c in range(C):
-                        out[n, i, j, c] = to_output(fill[c], out)
+                        o[ob + c] = to_output(fill[c], o)
                     continue
                 if mode == NEAREST:
                     # v = I[round(y), round(x)] after padding the coordinate
@@ -213,15 +259,38 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                     y = pad_pixel(y, H, padding, align_corners)
                     xi = tap_index(round_half_even(x), W, padding, align_corners)
                     yi = tap_index(round_half_even(y), H, padding, align_corners)
-                    for c in range(C):
-                        v = fill[c]
-                        if xi >= 0 and yi >= 0:
-                            v = src[n, yi, xi, c]
-                        out[n, i, j, c] = to_output(v, out)
+                    if xi >= 0 and yi >= 0:
+                        b = ((n * H + yi) * W + xi) * C
+                        for c in range(C):
+                            o[ob + c] = s[b + c]
+                    else:
+                        for c in range(C):
+                            o[ob + c] = to_output(fill[c], o)
                 elif mode == BILINEAR:
                     # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
                     x = pad_pixel(unnormalize(gx, W, align_corners), W, padding, align_corners)
                     y = pad_pixel(unnormalize(gy, H, align_corners), H, padding, align_corners)
+                    if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
+                        # all four taps inside
+                        ix = int(x)
+                        iy = int(y)
+                        fx = acc_type(x - ix, s)
+                        fy = acc_type(y - iy, s)
+                        ex = acc_type(1.0, s) - fx
+                        ey = acc_type(1.0, s) - fy
+                        b = np.uint64(((n * H + iy) * W + ix) * C)
+                        uo = np.uint64(ob)
+                        for c in range(C):
+                            k = np.uint64(c)
+                            top = ex * s[b + k] + fx * s[b + uC + k]
+                            bot = ex * s[b + urow + k] + fx * s[b + urow + uC + k]
+                            o[uo + k] = to_output(ey * top + fy * bot, o)
+                        continue
+                    if (padding == ZEROS or padding == CONSTANT) and not (
+                            x > -1.0 and y > -1.0 and x < W and y < H):
+                        for c in range(C):  # every tap outside: the fill
+                            o[ob + c] = to_output(fill[c], o)
+                        continue
                     x0, x1, fx = linear_pair(x, W, padding, align_corners)
                     y0, y1, fy = linear_pair(y, H, padding, align_corners)
                     for c in range(C):
@@ -232,11 +301,47 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
                         top = (1.0 - fx) * v00 + fx * v01
                         bot = (1.0 - fx) * v10 + fx * v11
-                        out[n, i, j, c] = to_output((1.0 - fy) * top + fy * bot, out)
+                        o[ob + c] = to_output((1.0 - fy) * top + fy * bot, o)
                 else:
                     # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
                     x = unnormalize(gx, W, align_corners)
                     y = unnormalize(gy, H, align_corners)
+                    if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
+                        # all 16 taps inside: unrolled on flat offsets
+                        ix = int(x)
+                        iy = int(y)
+                        w0, w1, w2, w3 = cubic_weights(x - ix)
+                        wx0 = acc_type(w0, s)
+                        wx1 = acc_type(w1, s)
+                        wx2 = acc_type(w2, s)
+                        wx3 = acc_type(w3, s)
+                        w0, w1, w2, w3 = cubic_weights(y - iy)
+                        wy0 = acc_type(w0, s)
+                        wy1 = acc_type(w1, s)
+                        wy2 = acc_type(w2, s)
+                        wy3 = acc_type(w3, s)
+                        b0 = np.uint64(((n * H + iy - 1) * W + ix - 1) * C)
+                        b1 = b0 + urow
+                        b2 = b1 + urow
+                        b3 = b2 + urow
+                        uo = np.uint64(ob)
+                        for c in range(C):
+                            k = np.uint64(c)
+                            r0 = (wx0 * s[b0 + k] + wx1 * s[b0 + uC + k] + wx2 * s[b0 + 2 * uC + k]
+                                  + wx3 * s[b0 + 3 * uC + k])
+                            r1 = (wx0 * s[b1 + k] + wx1 * s[b1 + uC + k] + wx2 * s[b1 + 2 * uC + k]
+                                  + wx3 * s[b1 + 3 * uC + k])
+                            r2 = (wx0 * s[b2 + k] + wx1 * s[b2 + uC + k] + wx2 * s[b2 + 2 * uC + k]
+                                  + wx3 * s[b2 + 3 * uC + k])
+                            r3 = (wx0 * s[b3 + k] + wx1 * s[b3 + uC + k] + wx2 * s[b3 + 2 * uC + k]
+                                  + wx3 * s[b3 + 3 * uC + k])
+                            o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
+                        continue
+                    if (padding == ZEROS or padding == CONSTANT) and not (
+                            x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0):
+                        for c in range(C):  # every tap outside: the fill
+                            o[ob + c] = to_output(fill[c], o)
+                        continue
                     xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
                     ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
                     xs = (xa, xb_, xc, xd)
@@ -247,14 +352,14 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         f = fill[c]
                         acc = 0.0
                         for a in range(4):
-                            row = 0.0
+                            line = 0.0
                             for b in range(4):
                                 v = f
                                 if ys[a] >= 0 and xs[b] >= 0:
                                     v = src[n, ys[a], xs[b], c]
-                                row += wx[b] * v
-                            acc += wy[a] * row
-                        out[n, i, j, c] = to_output(acc, out)
+                                line += wx[b] * v
+                            acc += wy[a] * line
+                        o[ob + c] = to_output(acc, o)
 
     return kernel
 

@@ -4,7 +4,8 @@
 floats pass through (cast to the output precision), unsigned integers are
 rounded to nearest (ties up, ``floor(v + 0.5)``) and saturated to the type's range.
 ``acc_type(x, arr)`` casts a weight to the accumulation type of ``arr``:
-float64 for float64 images, float32 for float32 and uint8 images.
+float64 for float64 and uint16 images (float32 would blur 16-bit rounding),
+float32 for float32 and uint8 images.
 """
 
 from __future__ import annotations
@@ -46,5 +47,5 @@ def _to_output(v, out):
 
 @overload(acc_type, jit_options={"cache": True})
 def _acc_type(x, arr):
-    ctor = np.float64 if arr.dtype == types.float64 else np.float32
+    ctor = np.float64 if arr.dtype in (types.float64, types.uint16) else np.float32
     return lambda x, arr: ctor(x)
