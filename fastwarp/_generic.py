@@ -23,10 +23,13 @@ reflection pad the *coordinate* (PyTorch); bicubic pads each tap's *index*
 constant padding and 0 otherwise.  Values accumulate in float64 and are
 rounded to the output dtype once (``_store.to_output``).
 
-Parallelism and determinism are those of the tuned kernels: the forward runs
-one output row per ``prange`` step; the backward scatters each (image, row
-chunk) task into its own buffer (``_backward.row_chunks``) and reduces in a
-fixed order, so results never depend on the thread count.
+Parallelism: the kernels are plain ``nogil`` functions over a range of output
+rows (forward) or of (image, row chunk) tasks (backward), which
+``_runtime.call_rows`` splits across a thread pool.  Numba's parallel
+lowering would cost 2-3 s of compilation per combination; these compile in
+1.5-3 s.  The forward writes disjoint rows; the backward scatters each task
+into its own buffer (``_backward.row_chunks``) and reduces in a fixed order,
+so results never depend on the thread count.
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ from ._coords import (
     WRAP,
     ZEROS,
     base_coord,
-    base_step,
     pad_pixel,
     round_half_even,
     source_coord_and_grad,
@@ -177,12 +179,62 @@ def channel_class(c: int) -> int:
 
 
 @jit
+def bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners):
+    """General bilinear path: o[ob + c] from the two taps per axis of the (padded) pixel
+    point (x, y), each tap reading the image or, outside it, the fill.
+
+    A plain call (not inlined), compiled once per dtype for every padding mode:
+    it serves the points near and beyond the edges, which keeps each
+    combination's kernel small."""
+    H = src.shape[1]
+    W = src.shape[2]
+    x0, x1, fx = linear_pair(x, W, padding, align_corners)
+    y0, y1, fy = linear_pair(y, H, padding, align_corners)
+    for c in range(src.shape[3]):
+        f = fill[c]
+        v00 = src[n, y0, x0, c] if y0 >= 0 and x0 >= 0 else f
+        v01 = src[n, y0, x1, c] if y0 >= 0 and x1 >= 0 else f
+        v10 = src[n, y1, x0, c] if y1 >= 0 and x0 >= 0 else f
+        v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
+        top = (1.0 - fx) * v00 + fx * v01
+        bot = (1.0 - fx) * v10 + fx * v11
+        o[ob + c] = to_output((1.0 - fy) * top + fy * bot, o)
+
+
+@jit
+def bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners):
+    """General bicubic path: o[ob + c] = sum_a wy_a sum_b wx_b v_ab over the 4 x 4 taps
+    around pixel point (x, y), each tap index padded (:func:`cubic_taps`); as
+    :func:`bilinear_point`, one compilation per dtype."""
+    H = src.shape[1]
+    W = src.shape[2]
+    xa, xb, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
+    ya, yb, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
+    xs = (xa, xb, xc, xd)
+    ys = (ya, yb, yc, yd)
+    wx = cubic_weights(tx)
+    wy = cubic_weights(ty)
+    for c in range(src.shape[3]):
+        f = fill[c]
+        acc = 0.0
+        for a in range(4):
+            line = 0.0
+            for b in range(4):
+                v = f
+                if ys[a] >= 0 and xs[b] >= 0:
+                    v = src[n, ys[a], xs[b], c]
+                line += wx[b] * v
+            acc += wy[a] * line
+        o[ob + c] = to_output(acc, o)
+
+
+@jit
 def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
     """Normalized sample points of output row i into gxs, gys (NaN: no image).
 
-    grid: read; affine / projective: (u, v, w) = theta[n] @ (x_j, y_i, 1)
-    stepped along the row, (u / w, v / w), NaN where w <= 0.  A branch-free loop
-    that LLVM vectorizes.
+    grid: read; affine / projective: (u, v, w) = theta[n] @ (x_j, y_i, 1) as
+    :func:`project` computes it, (u / w, v / w), NaN where w <= 0.  A
+    branch-free loop that LLVM vectorizes.
     """
     if source == GRID:
         for j in range(Wo):
@@ -190,24 +242,27 @@ def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
             gys[j] = grid[n, i, j, 1]
         return
     yb = base_coord(i, Ho, align_corners)
-    xb0 = base_coord(0, Wo, align_corners)
-    dxb = base_step(Wo, align_corners)
-    u0 = theta[n, 0, 0] * xb0 + theta[n, 0, 1] * yb + theta[n, 0, 2]
-    v0 = theta[n, 1, 0] * xb0 + theta[n, 1, 1] * yb + theta[n, 1, 2]
-    du = theta[n, 0, 0] * dxb
-    dv = theta[n, 1, 0] * dxb
+    t00 = theta[n, 0, 0]
+    t10 = theta[n, 1, 0]
+    cu = theta[n, 0, 1] * yb
+    cv = theta[n, 1, 1] * yb
+    u2 = theta[n, 0, 2]
+    v2 = theta[n, 1, 2]
     if source == PERSPECTIVE:
-        w0 = theta[n, 2, 0] * xb0 + theta[n, 2, 1] * yb + theta[n, 2, 2]
-        dw = theta[n, 2, 0] * dxb
+        t20 = theta[n, 2, 0]
+        cw = theta[n, 2, 1] * yb
+        w2 = theta[n, 2, 2]
         for j in range(Wo):
-            w = w0 + j * dw
-            inv = 1.0 / w if w > 0.0 else math.nan
-            gxs[j] = (u0 + j * du) * inv
-            gys[j] = (v0 + j * dv) * inv
+            xb = base_coord(j, Wo, align_corners)
+            w = t20 * xb + cw + w2
+            ok = w > 0.0
+            gxs[j] = (t00 * xb + cu + u2) / w if ok else math.nan
+            gys[j] = (t10 * xb + cv + v2) / w if ok else math.nan
     else:
         for j in range(Wo):
-            gxs[j] = u0 + j * du
-            gys[j] = v0 + j * dv
+            xb = base_coord(j, Wo, align_corners)
+            gxs[j] = t00 * xb + cu + u2
+            gys[j] = t10 * xb + cv + v2
 
 
 @functools.cache
@@ -223,8 +278,8 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     general per-tap path in float64.
     """
 
-    @njit(parallel=True, nogil=True, cache=True)
-    def kernel(src, grid, theta, fill, out, source, align_corners):
+    @njit(nogil=True, cache=True)
+    def kernel(src, grid, theta, fill, out, source, align_corners, r0, r1):
         N, Ho, Wo, C0 = out.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -233,7 +288,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         o = out.reshape(-1)
         uC = np.uint64(C)
         urow = np.uint64(W * C)
-        for r in prange(N * Ho):
+        for r in range(r0, r1):
             n = r // Ho
             i = r - n * Ho
             gxs = np.empty(Wo)
@@ -291,17 +346,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         for c in range(C):  # every tap outside: the fill
                             o[ob + c] = to_output(fill[c], o)
                         continue
-                    x0, x1, fx = linear_pair(x, W, padding, align_corners)
-                    y0, y1, fy = linear_pair(y, H, padding, align_corners)
-                    for c in range(C):
-                        f = fill[c]
-                        v00 = src[n, y0, x0, c] if y0 >= 0 and x0 >= 0 else f
-                        v01 = src[n, y0, x1, c] if y0 >= 0 and x1 >= 0 else f
-                        v10 = src[n, y1, x0, c] if y1 >= 0 and x0 >= 0 else f
-                        v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
-                        top = (1.0 - fx) * v00 + fx * v01
-                        bot = (1.0 - fx) * v10 + fx * v11
-                        o[ob + c] = to_output((1.0 - fy) * top + fy * bot, o)
+                    bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
                 else:
                     # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
                     x = unnormalize(gx, W, align_corners)
@@ -342,24 +387,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         for c in range(C):  # every tap outside: the fill
                             o[ob + c] = to_output(fill[c], o)
                         continue
-                    xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
-                    ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
-                    xs = (xa, xb_, xc, xd)
-                    ys = (ya, yb_, yc, yd)
-                    wx = cubic_weights(tx)
-                    wy = cubic_weights(ty)
-                    for c in range(C):
-                        f = fill[c]
-                        acc = 0.0
-                        for a in range(4):
-                            line = 0.0
-                            for b in range(4):
-                                v = f
-                                if ys[a] >= 0 and xs[b] >= 0:
-                                    v = src[n, ys[a], xs[b], c]
-                                line += wx[b] * v
-                            acc += wy[a] * line
-                        o[ob + c] = to_output(acc, o)
+                    bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
 
     return kernel
 
@@ -375,8 +403,8 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     dL/dtheta by :func:`theta_grad`.
     """
 
-    @njit(parallel=True, nogil=True, cache=True)
-    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners):
+    @njit(nogil=True, cache=True)
+    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, t0, t1):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -384,7 +412,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         K = buf.shape[1]
         scale_x = unnormalize_scale(W, align_corners)
         scale_y = unnormalize_scale(H, align_corners)
-        for t in prange(N * K):
+        for t in range(t0, t1):
             n = t // K
             k = t - n * K
             gimg = buf[n, k]

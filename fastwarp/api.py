@@ -75,7 +75,7 @@ from . import _generic as G
 from . import _kernels as K
 from ._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, ZEROS
 from ._dispatch import gpu_backend, wants_gpu
-from ._runtime import call
+from ._runtime import call, call_rows
 from ._validate import (
     check_fill,
     check_flags,
@@ -127,7 +127,8 @@ def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, project
     kern = G.forward_kernel(mode, padding, G.channel_class(src.shape[3]), f32_nearest)
     grid = _NO_GRID if grid is None else grid
     theta = _NO_THETA if theta is None else theta
-    call(kern, *readonly(src, grid, theta, fill), res, source, align, work=res.size)
+    call_rows(kern, *readonly(src, grid, theta, fill), res, source, align, rows=res.shape[0] * res.shape[1],
+              work=res.size)
 
 
 def _sample(fn, src, batched, out, shape, mode, padding, align, fill, **where):

@@ -26,7 +26,7 @@ from . import _backward as B
 from . import _generic as G
 from ._coords import NEAREST
 from ._dispatch import gpu_backend, wants_gpu
-from ._runtime import call
+from ._runtime import call, call_rows
 from ._validate import (
     FLOAT_DTYPES,
     GRAD_DTYPES,
@@ -82,9 +82,9 @@ def _generic_backward(gout, src, mode, padding, align, fill, *, grid=None, theta
     source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
     if n:
         kern = G.backward_kernel(mode, padding, G.channel_class(c), f32_nearest)
-        call(kern, *readonly(gout, src, _NO_GRID if grid is None else grid,
-                             _NO_THETA3 if theta is None else theta, fill),
-             buf, seen, ggrid, rows, source, align)
+        call_rows(kern, *readonly(gout, src, _NO_GRID if grid is None else grid,
+                                  _NO_THETA3 if theta is None else theta, fill),
+                  buf, seen, ggrid, rows, source, align, rows=n * buf.shape[1], work=gout.size)
     gimg = _sum_chunks(buf, seen)
     gtheta = None
     if theta is not None:
