@@ -180,7 +180,8 @@ def test_perspective_matches_opencv(rng, padding, border, modes):
     m[2, :2] = rng.uniform(-2e-3, 2e-3, 2)  # a mild homography, w > 0 over the output
     theta = theta_from_homography(m, (23, 31), (19, 29))
     for mode in modes:
-        interp = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST, "bicubic": cv2.INTER_CUBIC}[mode]
+        interp = {"bilinear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST,
+                  "bicubic": cv2.INTER_CUBIC}[mode]
         kw = dict(flags=interp, borderMode=getattr(cv2, border), borderValue=tuple(fill) + (0.0,))
         want = cv2.warpPerspective(img, m, (29, 19), **kw)
         got = fw.perspective_warp(img, theta, (19, 29), mode=mode, padding_mode=padding, fill_value=fill)
