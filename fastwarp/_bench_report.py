@@ -84,6 +84,11 @@ def format_table(report: dict) -> str:
 
         lines.append("")
         lines.extend(format_patterns(report["patterns"]))
+    if report.get("breadth"):
+        from ._bench_breadth import format_breadth
+
+        lines.append("")
+        lines.append(format_breadth(report["breadth"]))
     for cs in report.get("cold_start", []):
         lines.append(f"cold start (Numba cache {cs['numba_cache']}): "
                      f"import fastwarp {cs['import_ms']:.0f} ms, "

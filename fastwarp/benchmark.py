@@ -328,6 +328,8 @@ class Config:
     cold_start_uncached: bool = True
     patterns: bool = True  # call patterns on "seed" against OpenCV (needs OpenCV and TensorFlow)
     pattern_calls: int = 200
+    breadth: bool = True  # perspective, bicubic, uint16 and wrap cells (needs OpenCV)
+    breadth_batch: int = 32
     seed: int = 0
 
 
@@ -465,6 +467,12 @@ def run(cfg: Config, log: Callable[[str], None] = print) -> dict:
 
         log("call patterns: back to back, between Python work, after TF, after idle, tiny batch")
         report["patterns"] = measure("seed", "float32", cfg.pattern_calls)
+    if cfg.breadth and "opencv" in libs:
+        from ._bench_breadth import measure as measure_breadth
+
+        log(f"breadth: perspective, bicubic, uint16, wrap ({cfg.breadth_batch}x224x224x3)")
+        report["breadth"] = measure_breadth(batch=cfg.breadth_batch, seed=cfg.seed, repeat=cfg.repeat,
+                                            budget_s=cfg.budget_s, min_repeat_s=cfg.min_repeat_s)
     if cfg.cold_start:
         log("cold start: fresh processes")
         report["cold_start"] = [cold_start(cached=True)]

@@ -24,7 +24,7 @@ def _tiny_config(**kw):
     cfg = B.Config(workloads=[B.Workload("tiny", (2, 12, 17, 3), ("float32", "uint8"))], libraries=LIBS,
                    repeat=3, budget_s=0.0, min_repeat_s=0.0, floor_bytes=8 * 2**20,
                    scaling_batches=(1, 2), scaling_sides=(8, 16), scaling_libraries=("fastwarp", "opencv"),
-                   cold_start_uncached=False)
+                   cold_start_uncached=False, breadth_batch=1)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return cfg
@@ -58,10 +58,16 @@ def test_runner_report_table_json_png(tmp_path):
     assert [p[0] for p in sc["threads"]["fastwarp"]][0] == 1
     (cs,) = report["cold_start"]
     assert cs["numba_cache"] == "warm" and cs["import_ms"] > 0 and cs["first_call_ms"] > 0
+    br = report["breadth"]
+    assert br["batch"] == [1, 224, 224, 3]
+    assert set(br["cells"]) == {"perspective", "bicubic", "uint16", "wrap"}
+    for cell, row in br["cells"].items():
+        assert row["fastwarp"]["median_ms"] > 0 and row["opencv"]["ratio"] > 0, cell
+        assert isinstance(row["opencv"]["meets_target"], bool), cell
 
     table = R.format_table(report)
     for label in ("fastwarp", "fastwarp out=", "OpenCV", "NumPy", "memory floor",
-                  "cold start", "tiny", "uint8"):
+                  "cold start", "tiny", "uint8", "breadth", "perspective", "bicubic"):
         assert label in table, label
     R.write_json(report, tmp_path / "b.json")
     saved = json.loads((tmp_path / "b.json").read_text())

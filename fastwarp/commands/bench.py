@@ -7,7 +7,7 @@ from pathlib import Path
 
 HELP = "Benchmark affine warps against OpenCV, PyTorch, TensorFlow and NumPy; writes a table, JSON and PNG."
 
-EXTRAS = ("backward", "floor", "scaling", "cold-start", "patterns")
+EXTRAS = ("backward", "floor", "scaling", "cold-start", "patterns", "breadth")
 
 
 def _shape(text: str) -> tuple[int, int, int, int]:
@@ -73,8 +73,10 @@ def make_config(args: argparse.Namespace):
     cfg.scaling = "scaling" not in skip
     cfg.cold_start = "cold-start" not in skip
     cfg.patterns = "patterns" not in skip
+    cfg.breadth = "breadth" not in skip
     if args.quick:
         cfg.pattern_calls = 60
+        cfg.breadth_batch = 8
     return cfg
 
 
