@@ -32,6 +32,9 @@ BORDER = 1
 REFLECTION = 2
 CONSTANT = 3
 WRAP = 4
+# TensorFlow's (and so Keras's) "wrap" fill mode, for fastwarp.tf.layers: the
+# coordinate is shifted by multiples of the size toward the image, then clamped
+TF_WRAP = 5
 
 # A pixel coordinate that every tap function rejects; non-finite inputs map to it.
 OUTSIDE = -2.0
@@ -131,6 +134,26 @@ def reflect_bounds(n, align_corners):
 
 
 @jit
+def tf_wrap(x, n):
+    """TensorFlow's wrap of a pixel coordinate (ImageProjectiveTransformV3's FILL_WRAP):
+    x + n (floor(-x / (n - 1)) + 1) left of the image, x - n floor(x / (n - 1)) right of
+    it, then clamped into [0, n - 1] (so the band between the last and first
+    pixel reads an edge pixel, not a blend of the two).  The jump at 0 and n - 1 makes
+    the result depend on rounding there: points within 1e-6 px outside an edge
+    count as on it (TensorFlow's float32 arithmetic does not resolve them either)."""
+    if n <= 1:
+        return 0.0
+    sz = n - 1.0
+    if x > -1e-6 and x < sz + 1e-6:
+        return clip(x, n)
+    if x < 0.0:
+        x += n * (math.floor(-x / sz) + 1.0)
+    elif x > sz:
+        x -= n * math.floor(x / sz)
+    return clip(x, n)
+
+
+@jit
 def pad_pixel(x, n, padding, align_corners):
     """Apply the padding mode to a pixel coordinate ``x`` along an axis of ``n`` pixels.
 
@@ -143,6 +166,8 @@ def pad_pixel(x, n, padding, align_corners):
     if padding == REFLECTION:
         lo2, hi2 = reflect_bounds(n, align_corners)
         return clip(reflect(x, lo2, hi2), n)
+    if padding == TF_WRAP:
+        return tf_wrap(x, n)
     return x
 
 

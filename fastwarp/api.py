@@ -393,8 +393,14 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     fn = "perspective_warp"
     if wants_gpu(fn, device, images, theta, out):
         raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
-    src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    return _perspective(fn, images, theta, size, m, p, a, fill_value, out)
+
+
+def _perspective(fn, images, theta, size, m, p, a, fill_value, out=None):
+    """perspective_warp after the flags are codes (``p`` may be an internal padding such as
+    ``_coords.TF_WRAP``, which only fastwarp.tf.layers uses)."""
+    src, batched = check_images(fn, images)
     t = check_theta(fn, theta, src.shape[0], batched, rows=3)
     fill = fill_for(fn, fill_value, p, src.shape[3])
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))

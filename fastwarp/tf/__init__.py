@@ -41,9 +41,9 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     raise ImportError(
         f"fastwarp.tf needs TensorFlow 2.16+ with Keras 3: pip install 'fastwarp[tf]' ({e})") from e
 
-from . import api as _api
-from . import transforms as _transforms
-from ._validate import check_flags, check_size
+from .. import api as _api
+from .. import transforms as _transforms
+from .._validate import check_flags, check_size
 
 __all__ = [
     "affine_warp",
@@ -204,7 +204,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
             return _api.affine_warp(im, th, size, **flags)
 
         def backward(g, im, th):
-            from . import grad as _grad
+            from .. import grad as _grad
             return _grad.affine_warp_backward(g, im, th, size, **flags)
 
         return _differentiable(images, theta, forward, backward, _out_shape(images, spatial), "affine_warp")
@@ -245,7 +245,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
             return _api.grid_sample(im, gr, **flags)
 
         def backward(gout, im, gr):
-            from . import grad as _grad
+            from .. import grad as _grad
             return _grad.grid_sample_backward(gout, im, gr, **flags)
 
         return _differentiable(images, grid, forward, backward, _out_shape(images, spatial), "grid_sample")
@@ -287,7 +287,7 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
             return _api.perspective_warp(im, th, size, **flags)
 
         def backward(g, im, th):
-            from . import grad as _grad
+            from .. import grad as _grad
             return _grad.perspective_warp_backward(g, im, th, size, **flags)
 
         return _differentiable(images, theta, forward, backward, _out_shape(images, spatial),
