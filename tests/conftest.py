@@ -16,3 +16,33 @@ def rng(request):
     seed = int(os.environ.get("FASTWARP_TEST_SEED", np.random.SeedSequence().entropy % 2**63))
     print(f"[{request.node.name}] FASTWARP_TEST_SEED={seed}")
     return np.random.default_rng(seed)
+
+
+def pytest_sessionstart(session):
+    """Under pytest-xdist, split the compilation of the tuned kernels between the workers.
+
+    The suite is compile-bound and every worker needs the same kernels: without
+    this, two workers compile the same kernel at the same time.  Worker k of n
+    compiles every n-th kernel of ``fastwarp precompile`` into Numba's on-disk
+    cache, then waits until the others are done; tests then load all kernels
+    from the cache.  Plain (non-xdist) runs compile lazily, as users do.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker or count < 2:
+        return
+    import tempfile
+    import time
+
+    from fastwarp.commands.precompile import DTYPES, PARTS, _tasks
+
+    index = int(worker.removeprefix("gw"))
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID", "run")
+    marks = os.path.join(tempfile.gettempdir(), f"fastwarp-precompile-{run_id}")
+    os.makedirs(marks, exist_ok=True)
+    for _label, fn in _tasks(DTYPES, PARTS)[index::count]:
+        fn()
+    open(os.path.join(marks, worker), "w").close()
+    deadline = time.monotonic() + 1200
+    while time.monotonic() < deadline and len(os.listdir(marks)) < count:
+        time.sleep(0.5)
