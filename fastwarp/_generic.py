@@ -25,9 +25,9 @@ rounded to the output dtype once (``_store.to_output``).
 
 Parallelism: the kernels are plain ``nogil`` functions over a range of output
 rows (forward) or of (image, row chunk) tasks (backward), which
-``_runtime.call_rows`` splits across a thread pool.  Numba's parallel
-lowering would cost 2-3 s of compilation per combination; these compile in
-1.5-3 s.  The forward writes disjoint rows; the backward scatters each task
+``_runtime.call_rows`` splits across a thread pool: Numba's parallel
+lowering would more than double each combination's compilation.  The forward
+writes disjoint rows; the backward scatters each task
 into its own buffer (``_backward.row_chunks``) and reduces in a fixed order,
 so results never depend on the thread count.
 """
