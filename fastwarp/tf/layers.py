@@ -27,6 +27,8 @@ exact half-pixel tie may pick the other neighbour.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -183,6 +185,48 @@ def _to_3x3(t: tf.Tensor) -> tf.Tensor:
     return tf.reshape(tf.concat([t, tf.ones_like(t[:, :1])], axis=1), (-1, 3, 3))
 
 
+def chain_matrix(angle, zooms, translations, shear, start, end, h: int, w: int,
+                 perspective: bool) -> np.ndarray:
+    """The 8 transform entries of Keras's chain RandomRotation, RandomZoom, RandomTranslation,
+    RandomShear (and RandomPerspective) for one image, in float64.
+
+    Each layer maps output pixels to input pixels (centres at integers):
+    rotation by ``angle`` degrees about the centre c = ((w - 1) / 2, (h - 1) / 2),
+    [[cos, -sin, .], [sin, cos, .]] with c fixed; zoom (zx, zy) about c; translation
+    x - tx, y - ty; shear [[1, sx], [sy, 1]]; perspective the homography taking the moved
+    corners ``end`` back to ``start``.  Applied in that order to the image, the chain's
+    output -> input map is the product R Z T S P, normalized to m22 = 1.
+    """
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    a = float(angle) * math.pi / 180.0
+    c, s = math.cos(a), math.sin(a)
+    zx, zy = (float(v) for v in zooms)
+    tx, ty = (float(v) for v in translations)
+    sx, sy = (float(v) for v in shear)
+    # R Z = [[c zx, -s zy, r02 + c cx (1 - zx) - s cy (1 - zy)], [s zx, c zy, ...]], with R's
+    # offsets r02 = cx - cx c + cy s, r12 = cy - cx s - cy c; then times T, then S (plain floats:
+    # this runs once per image)
+    r02 = cx - cx * c + cy * s
+    r12 = cy - cx * s - cy * c
+    ox, oy = cx * (1.0 - zx), cy * (1.0 - zy)
+    m00, m01, m02 = c * zx, -s * zy, c * ox - s * oy + r02
+    m10, m11, m12 = s * zx, c * zy, s * ox + c * oy + r12
+    m02, m12 = m02 - m00 * tx - m01 * ty, m12 - m10 * tx - m11 * ty  # @ T
+    m00, m01 = m00 + m01 * sy, m00 * sx + m01  # @ S (left columns)
+    m10, m11 = m10 + m11 * sy, m10 * sx + m11
+    m = np.array([[m00, m01, m02], [m10, m11, m12], [0.0, 0.0, 1.0]])
+    if perspective:
+        # solve for the 8 entries mapping each end corner (output) to its start corner (input)
+        rows, rhs = [], []
+        for (xs, ys), (xe, ye) in zip(np.asarray(start, np.float64), np.asarray(end, np.float64)):
+            rows.append([xe, ye, 1.0, 0.0, 0.0, 0.0, -xs * xe, -xs * ye])
+            rows.append([0.0, 0.0, 0.0, xe, ye, 1.0, -ys * xe, -ys * ye])
+            rhs += [xs, ys]
+        hom = np.append(np.linalg.solve(np.array(rows), np.array(rhs)), 1.0).reshape(3, 3)
+        m = m @ hom
+    return (m / m[2, 2]).reshape(-1)[:8]
+
+
 @keras.saving.register_keras_serializable(package="fastwarp")
 class RandomAffine(keras.layers.Layer):
     """Rotation, zoom, translation, shear and perspective drawn per image, applied as one warp.
@@ -204,7 +248,7 @@ class RandomAffine(keras.layers.Layer):
         As in Keras's layers: ``"reflect"``, ``"wrap"``, ``"nearest"``,
         ``"constant"``; ``"bilinear"`` or ``"nearest"``.
     seed : int, optional
-        Base seed.  Each image's parameters are drawn from a stateless
+        Base seed.  Each image's parameters are drawn from a counter-based
         generator keyed by the seed and a fingerprint of the image's bytes, so
         the same dataset and seed give the same augmentations whatever the
         order or parallelism of the pipeline (equal images get equal draws).
@@ -243,14 +287,24 @@ class RandomAffine(keras.layers.Layer):
         if not (_number(perspective) and 0 <= perspective <= 1):
             raise ValueError(f"RandomAffine: perspective must be a number in [0, 1]; got {perspective!r}")
 
-    def _seeds(self, images: tf.Tensor) -> tf.Tensor:
-        """(N, 2) stateless seeds: the base seed folded with each image's 64-bit fingerprint."""
+    def _uniforms(self, images: tf.Tensor, count: int) -> tf.Tensor:
+        """(N, count) uniforms in [0, 1), a pure function of the seed and each image's bytes.
+
+        A counter-based generator (SplitMix64's finalizer) over key = seed ^ fingerprint and
+        the counter k, vectorized over the batch: no per-image op, no state.
+        """
         n = tf.shape(images)[0]
-        fp = tf.fingerprint(tf.reshape(images, (n, -1)))  # (N, 8) uint8
-        keys = tf.bitcast(fp, tf.int64)
-        base = tf.constant([self._base_seed & 0x7FFFFFFF, (self._base_seed >> 31) & 0x7FFFFFFF], tf.int64)
-        return tf.map_fn(lambda k: tf.random.experimental.stateless_fold_in(base, k), keys,
-                         fn_output_signature=tf.TensorSpec((2,), tf.int64))
+        fp = tf.bitcast(tf.fingerprint(tf.reshape(images, (n, -1))), tf.uint64)  # (N,)
+        key = tf.bitwise.bitwise_xor(fp, tf.constant(self._base_seed, tf.uint64))
+        k = tf.cast(tf.range(1, count + 1, dtype=tf.int64), tf.uint64)
+        z = key[:, None] + k[None, :] * tf.constant(0x9E3779B97F4A7C15, tf.uint64)
+        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(30, tf.uint64)))
+        z = z * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
+        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(27, tf.uint64)))
+        z = z * tf.constant(0x94D049BB133111EB, tf.uint64)
+        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(31, tf.uint64)))
+        top = tf.bitwise.right_shift(z, tf.constant(40, tf.uint64))  # 24 bits: exact in float32
+        return tf.cast(top, tf.float32) * (1.0 / 2**24)
 
     def draw(self, images) -> dict:
         """The parameters drawn for a batch (N, H, W, C), in the form Keras's layers take them:
@@ -259,8 +313,7 @@ class RandomAffine(keras.layers.Layer):
         images = tf.convert_to_tensor(images)
         h, w = images.shape[1], images.shape[2]
         n = tf.shape(images)[0]
-        u = tf.map_fn(lambda s: tf.random.stateless_uniform((16,), s), self._seeds(images),
-                      fn_output_signature=tf.TensorSpec((16,), tf.float32))
+        u = self._uniforms(images, 16)
 
         def draw(k, lo, hi):
             return lo + (hi - lo) * u[:, k:k + 1]
@@ -286,26 +339,28 @@ class RandomAffine(keras.layers.Layer):
 
     def transforms(self, images, params: dict | None = None) -> tf.Tensor:
         """(N, 8) Keras-style transform (output -> input pixels) of the whole chain, for the
-        parameters :meth:`draw` gives (drawn here when ``params`` is None)."""
-        images = tf.convert_to_tensor(images)
-        h, w = images.shape[1], images.shape[2]
-        p = self.draw(images) if params is None else params
-        n = tf.shape(p["angle"])[0]
-        zeros, ones = tf.zeros((n,)), tf.ones((n,))
-        rot = self._rot._compute_affine_matrix(center_x=0.5, center_y=0.5, angle=p["angle"],
-                                               translate_x=zeros, translate_y=zeros, scale=ones,
-                                               shear_x=zeros, shear_y=zeros, height=h, width=w)
-        # the chain rotation -> zoom -> translation -> shear -> perspective composes its
-        # output -> input maps in that order: M = R Z T S P
-        total = (_to_3x3(rot) @ _to_3x3(self._zoom._get_zoom_matrix(p["zooms"], h, w))
-                 @ _to_3x3(self._trans._get_translation_matrix(p["translations"]))
-                 @ _to_3x3(self._shear._get_shear_matrix(p["shear_factor"])))
-        if self.perspective:
-            from keras.src.backend.tensorflow.image import compute_homography_matrix
+        parameters :meth:`draw` gives (drawn here when ``params`` is None).
 
-            total = total @ _to_3x3(compute_homography_matrix(p["start_points"], p["end_points"]))
-        total = total / total[:, 2:3, 2:3]
-        return tf.reshape(total, (-1, 9))[:, :8]
+        Each image's matrix is computed on its own in float64 (:func:`chain_matrix`), so it
+        does not depend on the other images of the batch (TensorFlow's vectorized cos and
+        sin round differently from their scalar tails)."""
+        images = tf.convert_to_tensor(images)
+        h, w = int(images.shape[1]), int(images.shape[2])
+        p = self.draw(images) if params is None else params
+        keys = ("angle", "zooms", "translations", "shear_factor", "start_points", "end_points")
+        perspective = bool(self.perspective)
+
+        def matrices(*arrays):
+            n = arrays[0].shape[0]
+            out = np.empty((n, 8))
+            for i in range(n):
+                out[i] = chain_matrix(*(a[i] for a in arrays), h, w, perspective)
+            return out
+
+        t = tf.numpy_function(matrices, [tf.convert_to_tensor(p[k]) for k in keys], tf.float64,
+                              stateful=False)
+        t.set_shape((None, 8))
+        return t
 
     def build(self, input_shape):
         for layer in (self._rot, self._zoom, self._trans, self._shear):  # parameter holders, no weights
