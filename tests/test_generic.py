@@ -196,7 +196,7 @@ def test_wrap_is_sampling_the_tiled_image(rng):
     with the tiling on some pixels, so the tiling is the reference here)."""
     h, w = int(rng.integers(5, 20)), int(rng.integers(5, 20))
     img = random_images(rng, (2, h, w, 3), np.float64)
-    theta = random_perspective(rng, 2, strength=0.15)
+    theta = random_perspective(rng, 2, strength=0.05)
     theta[:, :2, 2] += rng.uniform(-2.5, 2.5, (2, 2))  # shifts of more than a period
     tiled = np.tile(img, (1, 5, 5, 1))
     g = fw.perspective_grid(theta, (h + 3, w + 2))
@@ -233,6 +233,7 @@ def test_perspective_with_affine_last_row_is_affine_warp(rng):
 
 def test_perspective_grid_and_behind_the_viewer(rng):
     theta = random_perspective(rng, 4, strength=0.8)
+    theta[0, 2] = [1.5, rng.uniform(-0.3, 0.3), 0.2]  # w = 1.5 x + ... + 0.2: the left part is behind
     for align in (False, True):
         got = fw.perspective_grid(theta, (6, 9), align_corners=align)
         want = ref.perspective_grid(theta, (6, 9), align)
