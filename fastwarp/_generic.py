@@ -110,6 +110,16 @@ def tap_index(k, n, padding, align_corners):
 
 
 @jit
+def nearest_pair(x, y, W, H, padding, align_corners):
+    """(column, row) read by nearest mode at pixel point (x, y): the padded point rounded half
+    to even, each -1 where it falls outside and reads the fill."""
+    px = pad_pixel(x, W, padding, align_corners)
+    py = pad_pixel(y, H, padding, align_corners)
+    return (tap_index(round_half_even(px), W, padding, align_corners),
+            tap_index(round_half_even(py), H, padding, align_corners))
+
+
+@jit
 def cubic_weights(t):
     """Cubic convolution (a = -0.75) weights of the taps at -1, 0, 1, 2 for the fraction t."""
     a = CUBIC_A
@@ -310,10 +320,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                     else:
                         x = unnormalize(gx, W, align_corners)
                         y = unnormalize(gy, H, align_corners)
-                    x = pad_pixel(x, W, padding, align_corners)
-                    y = pad_pixel(y, H, padding, align_corners)
-                    xi = tap_index(round_half_even(x), W, padding, align_corners)
-                    yi = tap_index(round_half_even(y), H, padding, align_corners)
+                    xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
                     if xi >= 0 and yi >= 0:
                         b = ((n * H + yi) * W + xi) * C
                         for c in range(C):
@@ -445,10 +452,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         else:
                             x = unnormalize(gx, W, align_corners)
                             y = unnormalize(gy, H, align_corners)
-                        x = pad_pixel(x, W, padding, align_corners)
-                        y = pad_pixel(y, H, padding, align_corners)
-                        xi = tap_index(round_half_even(x), W, padding, align_corners)
-                        yi = tap_index(round_half_even(y), H, padding, align_corners)
+                        xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
                         if xi >= 0 and yi >= 0:
                             touch(gimg, seen, yi)
                             for c in range(C):
@@ -557,13 +561,10 @@ def theta_grad(rows: np.ndarray, ybs: np.ndarray, nrows: int) -> np.ndarray:
 
 @njit(parallel=True, nogil=True, cache=True)
 def grid_kernel(theta, out, align_corners):
-    """out[n, i, j] = (u / w, v / w) for (u, v, w) = theta[n] @ (x_j, y_i, 1); NaN where w <= 0."""
+    """out[n, i, j] = (u / w, v / w) for (u, v, w) = theta[n] @ (x_j, y_i, 1); NaN where w <= 0:
+    the points the fused perspective warp samples (:func:`row_points`), bit for bit."""
     N, Ho, Wo, _ = out.shape
     for r in prange(N * Ho):
         n = r // Ho
         i = r - n * Ho
-        yb = base_coord(i, Ho, align_corners)
-        for j in range(Wo):
-            x, y, _w = project(theta, n, base_coord(j, Wo, align_corners), yb, True)
-            out[n, i, j, 0] = x
-            out[n, i, j, 1] = y
+        row_points(out, theta, n, i, Ho, Wo, PERSPECTIVE, align_corners, out[n, i, :, 0], out[n, i, :, 1])

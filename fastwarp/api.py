@@ -190,16 +190,21 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
     fn = "affine_grid"
     if wants_gpu(fn, device, theta, out):
         return gpu_backend(fn).affine_grid(theta, size, align_corners=align_corners, out=out)
+    return _matrix_grid(fn, K.affine_grid_kernel, 2, theta, size, align_corners, out)
+
+
+def _matrix_grid(fn, kernel, rows, theta, size, align_corners, out):
+    """affine_grid (rows 2) and perspective_grid (rows 3) on the CPU: checks, output, kernel."""
     batched = np.ndim(theta) == 3
     n = len(theta) if batched else 1
-    t = check_theta(fn, theta, n, batched)
+    t = check_theta(fn, theta, n, batched, rows=rows)
     check_flags(fn, "bilinear", "zeros", align_corners)
     if size is None:
         raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
     ho, wo = check_size(fn, size, (0, 0))
     res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
     if n:
-        call(K.affine_grid_kernel, *readonly(t), res, bool(align_corners), work=res.size)
+        call(kernel, *readonly(t), res, bool(align_corners), work=res.size)
     return user if user is not None else (res if batched else res[0])
 
 
@@ -343,18 +348,7 @@ def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarra
     array([[-1.,  0.],
            [ 1.,  0.]])
     """
-    fn = "perspective_grid"
-    batched = np.ndim(theta) == 3
-    n = len(theta) if batched else 1
-    t = check_theta(fn, theta, n, batched, rows=3)
-    check_flags(fn, "bilinear", "zeros", align_corners)
-    if size is None:
-        raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
-    ho, wo = check_size(fn, size, (0, 0))
-    res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
-    if n:
-        call(G.grid_kernel, *readonly(t), res, bool(align_corners), work=res.size)
-    return user if user is not None else (res if batched else res[0])
+    return _matrix_grid("perspective_grid", G.grid_kernel, 3, theta, size, align_corners, out)
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",

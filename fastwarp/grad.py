@@ -127,11 +127,6 @@ def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return out
 
 
-def _in_compute_dtype(src: np.ndarray, gout_fn) -> tuple[np.ndarray, np.ndarray]:
-    cdt = compute_dtype(src.dtype)
-    return src.astype(cdt, copy=False), gout_fn(cdt)
-
-
 def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
                          padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
                          device: str | None = None):
@@ -176,8 +171,9 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     g = check_grid(fn, grid, src0.shape[0], batched)
     fill = fill_for(fn, fill_value, p, src0.shape[3])
     n, ho, wo = g.shape[:3]
-    src, gout = _in_compute_dtype(
-        src0, lambda dt: _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, dt))
+    cdt = compute_dtype(src0.dtype)  # float16 images are differentiated in float32
+    src = src0.astype(cdt, copy=False)
+    gout = _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, cdt)
     if tuned(m, p, src.dtype) and not (m == NEAREST and g.dtype == np.float32):
         buf, seen = _image_grad_buffers(src, ho)
         # one specialization per image dtype: the grid is read in float64 anyway
@@ -205,8 +201,9 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
     fill = fill_for(fn, fill_value, p, src0.shape[3])
     ho, wo = check_size(fn, size, (src0.shape[1], src0.shape[2]))
     n = src0.shape[0]
-    src, gout = _in_compute_dtype(
-        src0, lambda dt: _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, dt))
+    cdt = compute_dtype(src0.dtype)
+    src = src0.astype(cdt, copy=False)
+    gout = _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, cdt)
     # a projective theta always takes the generic kernels: even with the last row
     # (0, 0, 1) that row has a gradient, dL/dw = -(dL/dx x + dL/dy y)
     if rows == 2 and tuned(m, p, src.dtype):

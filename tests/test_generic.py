@@ -240,6 +240,11 @@ def test_perspective_grid_and_behind_the_viewer(rng):
         # u / w is ill-conditioned where w is near 0: compare relatively
         np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-13)
     assert np.isnan(got).any() and np.isfinite(got).any()  # some points behind, some in front
+    # the grid holds the very points the fused warp samples
+    img = random_images(rng, (4, 7, 8, 3), np.float64)
+    kw = dict(mode="bicubic", padding_mode="wrap", align_corners=align)
+    np.testing.assert_array_equal(fw.grid_sample(img, got, **kw),
+                                  fw.perspective_warp(img, theta, (6, 9), **kw))
     # a plane seen edge-on: w = x, so the left half of the output is behind the viewer
     t = np.array([[0.0, 0.0, 0.5], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
     img = random_images(rng, (5, 6, 2), np.float64)

@@ -190,24 +190,32 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         message: as ``ValueError`` eagerly, as
         ``tf.errors.InvalidArgumentError`` inside a graph.
     """
-    fn = "affine_warp"
-    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
+    return _matrix_warp("affine_warp", 2, images, theta, size, name,
+                        _flags("affine_warp", mode, padding_mode, align_corners, fill_value))
+
+
+def _matrix_warp(fn: str, rows: int, images, theta, size, name, flags: dict) -> tf.Tensor:
+    """The affine (rows 2) and projective (rows 3) warp ops: checks, static shape, gradient."""
+    from .. import grad as _grad
+
+    warp = _api.affine_warp if rows == 2 else _api.perspective_warp
+    warp_backward = _grad.affine_warp_backward if rows == 2 else _grad.perspective_warp_backward
     if size is not None:
         size = check_size(fn, size, (1, 1))
-    with tf.name_scope(name or "fastwarp_affine_warp"):
+    with tf.name_scope(name or f"fastwarp_{fn}"):
         images = _check_images(fn, images)
-        theta = _check_coords(fn, "theta", theta, images, (2, 3), (2, 3), "(N, 2, 3) or (2, 3)")
+        theta = _check_coords(fn, "theta", theta, images, (rows, 3), (2, 3),
+                              f"(N, {rows}, 3) or ({rows}, 3)")
         s = images.shape
         spatial = size if size is not None else ((s[-3], s[-2]) if s.rank is not None else (None, None))
 
         def forward(im, th):
-            return _api.affine_warp(im, th, size, **flags)
+            return warp(im, th, size, **flags)
 
         def backward(g, im, th):
-            from .. import grad as _grad
-            return _grad.affine_warp_backward(g, im, th, size, **flags)
+            return warp_backward(g, im, th, size, **flags)
 
-        return _differentiable(images, theta, forward, backward, _out_shape(images, spatial), "affine_warp")
+        return _differentiable(images, theta, forward, backward, _out_shape(images, spatial), fn)
 
 
 def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -273,25 +281,8 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     Gradients flow to ``images`` and to all nine entries of ``theta``
     (:func:`fastwarp.grad.perspective_warp_backward`).
     """
-    fn = "perspective_warp"
-    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
-    if size is not None:
-        size = check_size(fn, size, (1, 1))
-    with tf.name_scope(name or "fastwarp_perspective_warp"):
-        images = _check_images(fn, images)
-        theta = _check_coords(fn, "theta", theta, images, (3, 3), (2, 3), "(N, 3, 3) or (3, 3)")
-        s = images.shape
-        spatial = size if size is not None else ((s[-3], s[-2]) if s.rank is not None else (None, None))
-
-        def forward(im, th):
-            return _api.perspective_warp(im, th, size, **flags)
-
-        def backward(g, im, th):
-            from .. import grad as _grad
-            return _grad.perspective_warp_backward(g, im, th, size, **flags)
-
-        return _differentiable(images, theta, forward, backward, _out_shape(images, spatial),
-                               "perspective_warp")
+    return _matrix_warp("perspective_warp", 3, images, theta, size, name,
+                        _flags("perspective_warp", mode, padding_mode, align_corners, fill_value))
 
 
 # ---------------------------------------------------------------------------
