@@ -145,6 +145,15 @@ def check_flags(fn: str, mode: str, padding_mode: str, align_corners, *,
     return MODES[mode], PADDINGS[padding_mode], bool(align_corners)
 
 
+def check_antialias(fn: str, antialias, mode: int) -> bool:
+    """``antialias`` as a bool; it needs a filtering mode (bilinear or bicubic)."""
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise TypeError(f"{fn}: antialias must be a bool; got {antialias!r}")
+    if antialias and mode == MODES["nearest"]:
+        raise ValueError(f"{fn}: antialias=True needs mode 'bilinear' or 'bicubic'; got mode 'nearest'")
+    return bool(antialias)
+
+
 def check_fill(fn: str, fill_value, channels: int) -> np.ndarray:
     """Return fill_value as a float64 array of one value per channel (a scalar is repeated)."""
     if isinstance(fill_value, (str, bytes)):

@@ -71,12 +71,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _antialias as AA
 from . import _generic as G
 from . import _kernels as K
-from ._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, ZEROS
+from ._coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, ZEROS
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call, call_rows
 from ._validate import (
+    check_antialias,
     check_fill,
     check_flags,
     check_grid,
@@ -110,9 +112,26 @@ def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
     return f if padding == CONSTANT else np.zeros(channels)
 
 
-def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False):
+def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False,
+         antialias=False):
     """Sample ``src`` into ``res`` (both in the compute dtype): the tuned kernels where they
-    apply, the per-combination kernels otherwise."""
+    apply, the per-combination kernels otherwise; with ``antialias``, then the footprint
+    filter over the pixels where the warp shrinks."""
+    _plain(src, res, mode, padding, align, fill, grid=grid, theta=theta, projective=projective)
+    if antialias:
+        _antialias(src, res, mode, padding, align, fill, theta, projective)
+
+
+def _antialias(src, res, mode, padding, align, fill, theta, projective):
+    """Overwrite the shrinking pixels of the plain result ``res`` (``fastwarp._antialias``)."""
+    hpx = AA.pixel_homographies(theta, src.shape[1:3], res.shape[1:3], align)
+    if not projective and not (AA.largest_stretch(hpx) > 1.0).any():
+        return  # no image shrinks anywhere: the plain result stands (nothing to compile)
+    call_rows(AA.forward_kernel, *readonly(src, hpx, fill), res, mode == BICUBIC, padding, align,
+              rows=res.shape[0] * res.shape[1], work=4 * res.size)
+
+
+def _plain(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False):
     f32_nearest = grid is not None and mode == NEAREST and grid.dtype == np.float32
     if tuned(mode, padding, src.dtype) and not projective and not f32_nearest:
         if grid is not None:
@@ -266,8 +285,8 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, fill_value=0.0, out: np.ndarray | None = None,
-                device: str | None = None):
+                align_corners: bool = False, fill_value=0.0, antialias: bool = False,
+                out: np.ndarray | None = None, device: str | None = None):
     """Warp images by affine matrices in one pass, without materializing the grid.
 
     Equal to ``grid_sample(images, affine_grid(theta, size), ...)`` up to float
@@ -284,6 +303,13 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         Output size (Ho, Wo); defaults to the input's (H, W).
     mode, padding_mode, align_corners, fill_value, out, device
         As in :func:`grid_sample`.
+    antialias : bool, default False
+        Where the warp shrinks (the output -> input pixel map's Jacobian has
+        a singular value above 1), read the output pixel's whole footprint:
+        the bilinear tent (or bicubic kernel) stretched along the footprint,
+        normalized (``fastwarp._antialias`` documents the filter).  Pixels
+        that do not shrink are exactly the ``antialias=False`` result.  Needs
+        mode "bilinear" or "bicubic"; CPU only.
 
     Returns
     -------
@@ -293,19 +319,23 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     ------
     TypeError, ValueError
         As in :func:`grid_sample`; also for a wrong theta shape, a batch
-        mismatch or a non-finite theta.
+        mismatch, a non-finite theta, a non-bool ``antialias`` or
+        ``antialias`` with mode "nearest" or on the CUDA path.
     """
     fn = "affine_warp"
     if wants_gpu(fn, device, images, theta, out):
+        if antialias is not False:
+            raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
         return gpu_backend(fn).affine_warp(images, theta, size, mode=mode, padding_mode=padding_mode,
                                            align_corners=align_corners, out=out)
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    aa = check_antialias(fn, antialias, m)
     t = check_theta(fn, theta, src.shape[0], batched)
     fill = fill_for(fn, fill_value, p, src.shape[3])
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
     shape = (src.shape[0], ho, wo, src.shape[3])
-    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t)
+    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t, antialias=aa)
 
 
 def _affine_rows(t: np.ndarray) -> bool:
@@ -352,8 +382,8 @@ def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarra
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                     align_corners: bool = False, fill_value=0.0, out: np.ndarray | None = None,
-                     device: str | None = None):
+                     align_corners: bool = False, fill_value=0.0, antialias: bool = False,
+                     out: np.ndarray | None = None, device: str | None = None):
     """Warp images by projective (homography) matrices in one pass.
 
     Equal to ``grid_sample(images, perspective_grid(theta, size), ...)`` up to
@@ -370,6 +400,9 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
         Output size (Ho, Wo); defaults to the input's (H, W).
     mode, padding_mode, align_corners, fill_value, out
         As in :func:`grid_sample`.
+    antialias : bool, default False
+        As in :func:`affine_warp`; the footprint is taken per output pixel,
+        so a shrink that grows across the image is filtered where it occurs.
     device : {None, "cpu"}
         The CUDA path does not implement projective warps yet: "cuda" or GPU
         arrays raise ValueError.
@@ -388,10 +421,11 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     if wants_gpu(fn, device, images, theta, out):
         raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
-    return _perspective(fn, images, theta, size, m, p, a, fill_value, out)
+    aa = check_antialias(fn, antialias, m)
+    return _perspective(fn, images, theta, size, m, p, a, fill_value, out, antialias=aa)
 
 
-def _perspective(fn, images, theta, size, m, p, a, fill_value, out=None):
+def _perspective(fn, images, theta, size, m, p, a, fill_value, out=None, antialias=False):
     """perspective_warp after the flags are codes (``p`` may be an internal padding such as
     ``_coords.TF_WRAP``, which only fastwarp.tf.layers uses)."""
     src, batched = check_images(fn, images)
@@ -400,5 +434,7 @@ def _perspective(fn, images, theta, size, m, p, a, fill_value, out=None):
     ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
     shape = (src.shape[0], ho, wo, src.shape[3])
     if _affine_rows(t):
-        return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=np.ascontiguousarray(t[:, :2]))
-    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t, projective=True)
+        return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=np.ascontiguousarray(t[:, :2]),
+                       antialias=antialias)
+    return _sample(fn, src, batched, out, shape, m, p, a, fill, theta=t, projective=True,
+                   antialias=antialias)

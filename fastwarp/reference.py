@@ -29,8 +29,11 @@ import numpy as np
 
 __all__ = [
     "affine_grid", "grid_sample", "affine_warp", "blog_affine_warp", "perspective_grid", "perspective_warp",
-    "grid_sample_backward", "affine_warp_backward", "perspective_warp_backward",
+    "grid_sample_backward", "affine_warp_backward", "perspective_warp_backward", "supersampled_warp",
 ]
+
+# the antialias filter's widest footprint, in input pixels (``fastwarp._antialias.CAP``)
+AA_CAP = 16.0
 
 
 def _linspace(n: int, align_corners: bool) -> np.ndarray:
@@ -231,13 +234,18 @@ def grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corne
 
 
 def affine_warp(images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                align_corners=False, fill_value=0.0):
-    """grid_sample(images, affine_grid(theta, size)); size defaults to the input's."""
+                align_corners=False, fill_value=0.0, antialias=False):
+    """grid_sample(images, affine_grid(theta, size)); size defaults to the input's.
+    With ``antialias``, the pixels where the warp shrinks are the footprint filter's
+    (:func:`antialias_sample`)."""
     if size is None:
         size = images.shape[1:3]
     theta = np.broadcast_to(np.asarray(theta, np.float64), (images.shape[0], 2, 3))
     grid = affine_grid(theta, size, align_corners)
-    return grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
+    out = grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
+    if antialias:
+        _antialias_into(out, images, theta, size, mode, padding_mode, align_corners, fill_value)
+    return out
 
 
 def perspective_grid(theta, size, align_corners=False) -> np.ndarray:
@@ -254,13 +262,189 @@ def perspective_grid(theta, size, align_corners=False) -> np.ndarray:
 
 
 def perspective_warp(images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                     align_corners=False, fill_value=0.0):
-    """grid_sample(images, perspective_grid(theta, size)); size defaults to the input's."""
+                     align_corners=False, fill_value=0.0, antialias=False):
+    """grid_sample(images, perspective_grid(theta, size)); size defaults to the input's.
+    ``antialias`` as in :func:`affine_warp`."""
     if size is None:
         size = images.shape[1:3]
     theta = np.broadcast_to(np.asarray(theta, np.float64), (images.shape[0], 3, 3))
     grid = perspective_grid(theta, size, align_corners)
-    return grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
+    out = grid_sample(images, grid, mode, padding_mode, align_corners, fill_value)
+    if antialias:
+        _antialias_into(out, images, theta, size, mode, padding_mode, align_corners, fill_value)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Antialias: the footprint filter where the warp shrinks
+# ---------------------------------------------------------------------------
+#
+# Output pixel (j, i) reads the input pixel point p = dehom(H (j, i, 1)), with
+# H = N_in theta P_out (output pixels -> normalized -> input pixels), and
+# J = dp/d(j, i).  Where J's largest singular value exceeds 1, the output is
+#   v = sum_q k((M d)_x) k((M d)_y) value(q) / sum_q k(.) k(.),   d = q - p,
+# with M = U diag(1 / clip(s, 1, AA_CAP)) U^T from J = U diag(s) V^T, and k the
+# tent (bilinear) or the cubic-convolution kernel (bicubic); value(q) as a
+# bicubic tap reads it (per-tap padding).  Elsewhere the plain sample stands.
+
+
+def _pixel_homography(theta, in_size, out_size, align_corners):
+    (hi, wi), (ho, wo) = in_size, out_size
+    t = np.asarray(theta)
+    if t.shape[-2] == 2:
+        t = np.concatenate([t, np.broadcast_to(np.array([0.0, 0.0, 1.0], t.dtype), t.shape[:-2] + (1, 3))],
+                           axis=-2)
+
+    def to_pixel(n):
+        return ((n - 1) / 2.0, (n - 1) / 2.0) if align_corners else (n / 2.0, (n - 1) / 2.0)
+
+    def from_pixel(n):
+        if align_corners:
+            return (2.0 / (n - 1), -1.0) if n > 1 else (0.0, 0.0)
+        return 2.0 / n, 1.0 / n - 1.0
+
+    (sx, ox), (sy, oy) = to_pixel(wi), to_pixel(hi)
+    (tx, px), (ty, py) = from_pixel(wo), from_pixel(ho)
+    n_in = np.array([[sx, 0, ox], [0, sy, oy], [0, 0, 1.0]])
+    p_out = np.array([[tx, 0, px], [0, ty, py], [0, 0, 1.0]])
+    return n_in @ t @ p_out, n_in, p_out
+
+
+def _point_and_jacobian(h, ho, wo):
+    """p (N, Ho, Wo, 2), J (N, Ho, Wo, 2, 2) and w (N, Ho, Wo) of the pixel homographies h (N, 3, 3);
+    complex h gives complex results (complex-step derivatives)."""
+    jj, ii = np.meshgrid(np.arange(wo, dtype=np.float64), np.arange(ho, dtype=np.float64))
+    mesh = np.stack([jj, ii, np.ones_like(jj)], -1)  # (Ho, Wo, 3)
+    uvw = np.einsum("nkl,hwl->nhwk", h, mesh)
+    w = uvw[..., 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = uvw[..., :2] / w[..., None]
+        last = h[:, None, None, None, 2, :2]
+        jac = (h[:, None, None, :2, :2] - p[..., :, None] * last) / w[..., None, None]
+    return p, jac, w
+
+
+def _filter_matrix(jac):
+    """M = U diag(1 / clip(s, 1, AA_CAP)) U^T and the largest singular value, from the SVD of J."""
+    u, s, _ = np.linalg.svd(jac)
+    f = 1.0 / np.clip(s, 1.0, AA_CAP)
+    return u @ (f[..., :, None] * np.swapaxes(u, -1, -2)), s[..., 0]
+
+
+def _kernel(t, mode):
+    """k(t) and k'(t) of the tent or the cubic convolution (a = -0.75)."""
+    d = np.abs(t)
+    sign = np.where(t >= 0, 1.0, -1.0)
+    if mode == "bilinear":
+        inside = d < 1
+        return np.where(inside, 1 - d, 0.0), np.where(inside, -sign, 0.0)
+    a = -0.75
+    near = d <= 1
+    far = (d > 1) & (d < 2)
+    k = np.where(near, ((a + 2) * d - (a + 3)) * d * d + 1,
+                 np.where(far, ((a * d - 5 * a) * d + 8 * a) * d - 4 * a, 0.0))
+    dk = np.where(near, (3 * (a + 2) * d - 2 * (a + 3)) * d,
+                  np.where(far, (3 * a * d - 10 * a) * d + 8 * a, 0.0))
+    return k, sign * dk
+
+
+def _aa_setup(images, theta, size, align_corners):
+    h, _, _ = _pixel_homography(np.asarray(theta, np.float64), images.shape[1:3], size, align_corners)
+    p, jac, w = _point_and_jacobian(h, *size)
+    with np.errstate(invalid="ignore"):
+        ok = (w > 0) & np.isfinite(p).all(-1) & (np.abs(p) < 2.0**40 * max(images.shape[1:3])).all(-1)
+        ok &= np.isfinite(jac).all((-1, -2))
+    jac = np.where(ok[..., None, None], jac, np.eye(2))
+    m, smax = _filter_matrix(jac)
+    mask = ok & (smax > 1.0 + 1e-9)
+    return p, m, mask
+
+
+def _aa_taps(images, p, m, mask, mode, padding_mode, align_corners, fill_value):
+    """For the masked pixels: a list of (b, row, col, inside, value, weight, ka, da, kb, db, d) taps."""
+    n, hi, wi, c = images.shape
+    r = 1.0 if mode == "bilinear" else 2.0
+    pm = p[mask]
+    mm = m[mask]
+    b = np.nonzero(mask)[0]
+    sinv = np.linalg.inv(mm)
+    ex = np.ceil(r * np.abs(sinv[:, 0]).sum(-1).max(initial=0)) + 1
+    ey = np.ceil(r * np.abs(sinv[:, 1]).sum(-1).max(initial=0)) + 1
+    outside = _fill(fill_value, c) if padding_mode == "constant" else np.zeros(c)
+    fx, fy = np.floor(pm[:, 0]), np.floor(pm[:, 1])
+    taps = []
+    for oy in np.arange(-ey, ey + 1):
+        for ox in np.arange(-ex, ex + 1):
+            qx, qy = fx + ox, fy + oy
+            d = np.stack([qx - pm[:, 0], qy - pm[:, 1]], -1)
+            ka, da = _kernel(mm[:, 0, 0] * d[:, 0] + mm[:, 0, 1] * d[:, 1], mode)
+            kb, db = _kernel(mm[:, 1, 0] * d[:, 0] + mm[:, 1, 1] * d[:, 1], mode)
+            xi, xin = _tap_index(qx, wi, padding_mode, align_corners)
+            yi, yin = _tap_index(qy, hi, padding_mode, align_corners)
+            inside = xin & yin
+            ys = np.where(inside, yi, 0).astype(np.int64)
+            xs = np.where(inside, xi, 0).astype(np.int64)
+            val = np.where(inside[:, None], images[b, ys, xs], outside)
+            taps.append((b, ys, xs, inside, val, ka * kb, ka, da, kb, db, d))
+    return taps
+
+
+def _antialias_values(img, p, m, mask, mode, padding_mode, align_corners, fill_value):
+    taps = _aa_taps(img, p, m, mask, mode, padding_mode, align_corners, fill_value)
+    acc = sum(t[5][:, None] * t[4] for t in taps)
+    wsum = sum(t[5] for t in taps)
+    return acc / wsum[:, None], taps, wsum
+
+
+def _antialias_into(out, images, theta, size, mode, padding_mode, align_corners, fill_value):
+    img = np.asarray(images, np.float64)
+    p, m, mask = _aa_setup(img, theta, size, align_corners)
+    if mask.any():
+        v, _, _ = _antialias_values(img, p, m, mask, mode, padding_mode, align_corners, fill_value)
+        out[mask] = _finish(v, out.dtype)
+
+
+def antialias_mask(images, theta, size, align_corners=False) -> np.ndarray:
+    """(N, Ho, Wo) bool: the output pixels where ``antialias=True`` replaces the plain sample."""
+    return _aa_setup(np.asarray(images), theta, size, align_corners)[2]
+
+
+def supersampled_warp(images, theta, size=None, samples=8, weights="box", align_corners=False,
+                      padding_mode="zeros"):
+    """A quality reference for antialiasing: each output pixel averages ``samples`` x ``samples``
+    bilinear samples of the exact warp, placed on a grid over the pixel.
+
+    ``weights``: "box" (the pixel's square, equal weights: area averaging) or
+    "gauss" (a Gaussian of sigma 0.5 output pixels, sampled over a 3 x 3 pixel
+    window).  theta may be (N, 2, 3) affine or (N, 3, 3) projective.  float64 out.
+    """
+    img = np.asarray(images, np.float64)
+    if size is None:
+        size = img.shape[1:3]
+    ho, wo = size
+    t = np.broadcast_to(np.asarray(theta, np.float64), (img.shape[0],) + np.shape(theta)[-2:])
+    h, _, _ = _pixel_homography(t, img.shape[1:3], size, align_corners)
+    span = 1.0 if weights == "box" else 3.0
+    offs = ((np.arange(samples) + 0.5) / samples - 0.5) * span
+    jj, ii = np.meshgrid(np.arange(wo, dtype=np.float64), np.arange(ho, dtype=np.float64))
+    acc = 0.0
+    total = 0.0
+    hi, wi = img.shape[1:3]
+    for oy in offs:
+        for ox in offs:
+            wgt = 1.0 if weights == "box" else np.exp(-(ox * ox + oy * oy) / (2 * 0.25))
+            mesh = np.stack([jj + ox, ii + oy, np.ones_like(jj)], -1)
+            uvw = np.einsum("nkl,hwl->nhwk", h, mesh)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                px = np.where(uvw[..., 2] > 0, uvw[..., 0] / uvw[..., 2], np.nan)
+                py = np.where(uvw[..., 2] > 0, uvw[..., 1] / uvw[..., 2], np.nan)
+            # pixel point -> normalized, then the plain bilinear sampler
+            gx = (2 * px + 1) / wi - 1 if not align_corners else (2 * px / max(wi - 1, 1) - 1)
+            gy = (2 * py + 1) / hi - 1 if not align_corners else (2 * py / max(hi - 1, 1) - 1)
+            grid = np.stack([gx, gy], -1)
+            acc = acc + wgt * grid_sample(img, grid, "bilinear", padding_mode, align_corners)
+            total += wgt
+    return acc / total
 
 
 def blog_affine_warp(images, theta):

@@ -1,0 +1,403 @@
+"""Antialiased sampling where a warp shrinks (``antialias=True``): CPU kernels.
+
+The filter
+----------
+Let ``p(o)`` be the input pixel point that output pixel ``o`` reads (pixel
+units, :func:`pixel_homographies`) and ``J = dp/do`` its 2 x 2 Jacobian:
+constant for an affine warp, per pixel for a projective one.  The singular
+values of ``J`` are how many input pixels one output pixel spans along the
+principal directions of its footprint.  With ``C = J J^T`` and
+``C'`` = ``C`` with its eigenvalues clamped into ``[1, CAP**2]``, the filter
+matrix is ``M = C'^(-1/2)`` (symmetric) and the output is
+
+    v(o) = sum_q k((M d)_x) k((M d)_y) I[q] / sum_q k((M d)_x) k((M d)_y),   d = q - p,
+
+over the integer taps ``q`` where the weight is non-zero: the interpolation
+kernel ``k`` (the tent of bilinear, or PyTorch's cubic convolution for
+bicubic) stretched along the footprint, so its support covers the input
+pixels the output pixel spans (``M = I``: exactly the 2 x 2 bilinear or
+4 x 4 bicubic taps).  Anisotropic and rotated footprints come out right,
+because ``M`` stretches along the footprint's own axes; directions that do
+not shrink keep the unstretched kernel.  Taps outside the image follow the
+padding mode per tap index (zeros and constant read the fill, border
+clamps, reflection mirrors, wrap takes the index modulo the size).
+
+Where the largest singular value is at most 1 (up to ``SHRINK_TOL``), the
+pixel is left as the plain warp wrote it, bit for bit.  Footprints wider
+than ``CAP`` input pixels are clamped to ``CAP`` (bounding the cost near a
+perspective horizon); points the plain warp reads as no image (non-finite,
+huge, behind the viewer) are left as it wrote them too.
+
+Cost per shrinking output pixel: about ``(2 R s1 + 1) (2 R s2 + 1)`` taps
+for singular values s1, s2 (R = 1 bilinear, 2 bicubic), each a few
+multiply-adds per channel; the output has ``1 / (s1 s2)`` as many pixels as
+the input covers, so the total is about ``4 R**2`` tap reads per covered
+input pixel.
+
+Gradients: the output is a normalized weighted sum, so
+``dv/dI[q] = w_q / W`` and ``dv/dw_q = (I[q] - v) / W``.  The weights
+depend on ``p`` (through ``d``) and on ``M``; ``dM/dJ`` and ``dJ/dH`` of the
+closed-form 2 x 2 functions are taken by complex-step differentiation
+(:func:`footprint` and :func:`pixel_map` run on complex numbers), which is
+exact to rounding (no subtraction), and chained by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ._backward import touch
+from ._coords import BORDER, HUGE, REFLECTION, TF_WRAP, WRAP, pad_pixel
+from ._generic import CUBIC_A, bound_index, wrap_index
+from ._store import to_output
+
+__all__ = ["CAP", "SHRINK_TOL", "pixel_homographies", "largest_stretch"]
+
+# widest footprint, in input pixels per output pixel, along either axis
+CAP = 16.0
+# a largest singular value within this of 1 counts as no shrink
+SHRINK_TOL = 1e-9
+_LIMIT = (1.0 + SHRINK_TOL) ** 2
+# complex-step size: the derivative is Im f(x + i h) / h, exact to rounding for any tiny h
+_STEP = 1e-30
+_MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
+
+jit = njit(cache=True, nogil=True)
+
+
+# ---------------------------------------------------------------------------
+# Geometry (host side)
+# ---------------------------------------------------------------------------
+
+def _to_pixel(n: int, align_corners: bool) -> tuple[float, float]:
+    """(scale, offset) of normalized -> pixel coordinates along an axis of n pixels."""
+    if align_corners:
+        return (n - 1) / 2.0, (n - 1) / 2.0
+    return n / 2.0, (n - 1) / 2.0
+
+
+def _from_pixel(n: int, align_corners: bool) -> tuple[float, float]:
+    """(scale, offset) of output pixel index -> normalized coordinate (0 for one pixel, aligned)."""
+    if align_corners:
+        return (2.0 / (n - 1), -1.0) if n > 1 else (0.0, 0.0)
+    return 2.0 / n, 1.0 / n - 1.0
+
+
+def normalizers(in_size, out_size, align_corners: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(N_in, P_out): 3 x 3 maps normalized input -> input pixels and output pixels -> normalized."""
+    (hi, wi), (ho, wo) = in_size, out_size
+    (sx, ox), (sy, oy) = _to_pixel(wi, align_corners), _to_pixel(hi, align_corners)
+    (tx, px), (ty, py) = _from_pixel(wo, align_corners), _from_pixel(ho, align_corners)
+    n_in = np.array([[sx, 0.0, ox], [0.0, sy, oy], [0.0, 0.0, 1.0]])
+    p_out = np.array([[tx, 0.0, px], [0.0, ty, py], [0.0, 0.0, 1.0]])
+    return n_in, p_out
+
+
+def pixel_homographies(theta: np.ndarray, in_size, out_size, align_corners: bool) -> np.ndarray:
+    """(N, 3, 3) float64 ``H = N_in T P_out``: output pixel (j, i, 1) -> input pixel point, for
+    (N, 2, 3) affine or (N, 3, 3) projective normalized thetas T."""
+    t = np.asarray(theta, np.float64)
+    if t.shape[1] == 2:
+        t = np.concatenate([t, np.broadcast_to([[[0.0, 0.0, 1.0]]], (t.shape[0], 1, 3))], axis=1)
+    n_in, p_out = normalizers(in_size, out_size, align_corners)
+    return np.ascontiguousarray(n_in @ t @ p_out)
+
+
+def largest_stretch(hpx: np.ndarray) -> np.ndarray:
+    """Largest squared singular value of each affine H's 2 x 2 linear part (one per image)."""
+    j = hpx[:, :2, :2]
+    return np.linalg.svd(j, compute_uv=False)[:, 0] ** 2
+
+
+# ---------------------------------------------------------------------------
+# Scalar math (real, or complex for the complex-step derivatives)
+# ---------------------------------------------------------------------------
+
+@jit
+def pixel_map(h, n, j, i):
+    """(w, px, py, J00, J01, J10, J11) at output pixel (j, i): the point p = (u / w, v / w) of
+    (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w."""
+    u = h[n, 0, 0] * j + h[n, 0, 1] * i + h[n, 0, 2]
+    v = h[n, 1, 0] * j + h[n, 1, 1] * i + h[n, 1, 2]
+    w = h[n, 2, 0] * j + h[n, 2, 1] * i + h[n, 2, 2]
+    px = u / w
+    py = v / w
+    return (w, px, py, (h[n, 0, 0] - px * h[n, 2, 0]) / w, (h[n, 0, 1] - px * h[n, 2, 1]) / w,
+            (h[n, 1, 0] - py * h[n, 2, 0]) / w, (h[n, 1, 1] - py * h[n, 2, 1]) / w)
+
+
+@jit
+def stretch(j00, j01, j10, j11):
+    """Largest eigenvalue of C = J J^T (the squared largest singular value of J)."""
+    a = j00 * j00 + j01 * j01
+    b = j00 * j10 + j01 * j11
+    c = j10 * j10 + j11 * j11
+    return 0.5 * (a + c) + math.sqrt(0.25 * (a - c) * (a - c) + b * b)
+
+
+@jit
+def footprint(j00, j01, j10, j11):
+    """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues clamped into [1, CAP^2].
+
+    The branch is chosen on the real parts, so a complex J (complex step) follows
+    the same closed form.  No clamp active: M = sqrtm(C^-1), with
+    sqrtm(A) = (A + sqrt(det A) I) / sqrt(tr A + 2 sqrt(det A)) for a 2 x 2 SPD A.
+    A clamp active: M = f2 I + (f1 - f2) / (l1 - l2) (C - l2 I), f = clamp(l)^(-1/2),
+    the spectral form through the projector (C - l2 I) / (l1 - l2).
+    """
+    a = j00 * j00 + j01 * j01
+    b = j00 * j10 + j01 * j11
+    c = j10 * j10 + j11 * j11
+    ar, br, cr = a.real, b.real, c.real
+    disc = math.sqrt(0.25 * (ar - cr) * (ar - cr) + br * br)
+    l1r = 0.5 * (ar + cr) + disc
+    l2r = 0.5 * (ar + cr) - disc
+    cap2 = CAP * CAP
+    zero = 0.0 * a
+    if l2r >= cap2:
+        return zero + 1.0 / CAP, zero, zero + 1.0 / CAP
+    if l2r >= 1.0 and l1r <= cap2:
+        det = a * c - b * b
+        ia = c / det
+        ib = -b / det
+        ic = a / det
+        s = np.sqrt(ia * ic - ib * ib)
+        t = np.sqrt(ia + ic + 2.0 * s)
+        return (ia + s) / t, ib / t, (ic + s) / t
+    root = np.sqrt(0.25 * (a - c) * (a - c) + b * b)
+    l1 = 0.5 * (a + c) + root
+    l2 = 0.5 * (a + c) - root
+    f1 = zero + 1.0 / CAP if l1r >= cap2 else 1.0 / np.sqrt(l1)
+    f2 = zero + 1.0 if l2r <= 1.0 else 1.0 / np.sqrt(l2)
+    q = (f1 - f2) / (l1 - l2)
+    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+
+
+@jit
+def kernel_weight(t, cubic):
+    """k(t) and k'(t): the tent 1 - |t| (bilinear) or cubic convolution with a = -0.75."""
+    s = 1.0 if t >= 0.0 else -1.0
+    d = abs(t)
+    if not cubic:
+        if d >= 1.0:
+            return 0.0, 0.0
+        return 1.0 - d, -s
+    a = CUBIC_A
+    if d <= 1.0:
+        return ((a + 2.0) * d - (a + 3.0)) * d * d + 1.0, s * (3.0 * (a + 2.0) * d - 2.0 * (a + 3.0)) * d
+    if d < 2.0:
+        return ((a * d - 5.0 * a) * d + 8.0 * a) * d - 4.0 * a, s * ((3.0 * a * d - 10.0 * a) * d + 8.0 * a)
+    return 0.0, 0.0
+
+
+@jit
+def aa_tap(k, n, padding, align_corners):
+    """Index read by integer tap coordinate k, -1 where it reads the fill."""
+    if padding == WRAP:
+        return wrap_index(k, n)
+    if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+        return bound_index(pad_pixel(k, n, padding, align_corners), n)
+    return bound_index(k, n)
+
+
+@jit
+def shrinking(h, n, j, i):
+    """(shrinks, w, px, py, J...) of output pixel (j, i): whether the filter replaces the plain
+    sample there (a finite point in front of the viewer whose footprint exceeds one pixel)."""
+    w, px, py, j00, j01, j10, j11 = pixel_map(h, n, float(j), float(i))
+    ok = w > 0.0 and abs(px) < HUGE and abs(py) < HUGE
+    ok = ok and math.isfinite(j00) and math.isfinite(j01) and math.isfinite(j10) and math.isfinite(j11)
+    ok = ok and stretch(j00, j01, j10, j11) > _LIMIT
+    return ok, px, py, j00, j01, j10, j11
+
+
+@jit
+def tap_range(p, e):
+    return int(math.ceil(p - e)), int(math.floor(p + e))
+
+
+@jit
+def support(m00, m01, m11, cubic):
+    """Half-widths (ex, ey) of the box holding the stretched kernel: R * row sums of |M^-1|."""
+    r = 2.0 if cubic else 1.0
+    det = m00 * m11 - m01 * m01
+    return r * (abs(m11) + abs(m01)) / det, r * (abs(m00) + abs(m01)) / det
+
+
+# ---------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------
+
+@jit
+def mask_kernel(hpx, mask, r0, r1):
+    """mask[n, i, j] = 1 where the filter replaces the plain sample."""
+    Ho = mask.shape[1]
+    Wo = mask.shape[2]
+    for r in range(r0, r1):
+        n = r // Ho
+        i = r - n * Ho
+        for j in range(Wo):
+            mask[n, i, j] = shrinking(hpx, n, j, i)[0]
+
+
+@jit
+def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
+    """Overwrite the shrinking pixels of out (rows r0..r1 of the flattened (N, Ho)) with the filter."""
+    _, H, W, C = src.shape
+    Ho = out.shape[1]
+    Wo = out.shape[2]
+    acc = np.empty(C)
+    cols = np.empty(_MAX_TAPS, np.int64)
+    for r in range(r0, r1):
+        n = r // Ho
+        i = r - n * Ho
+        for j in range(Wo):
+            ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+            if not ok:
+                continue
+            m00, m01, m11 = footprint(j00, j01, j10, j11)
+            ex, ey = support(m00, m01, m11, cubic)
+            x0, x1 = tap_range(px, ex)
+            y0, y1 = tap_range(py, ey)
+            for q in range(x0, x1 + 1):
+                cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
+            for c in range(C):
+                acc[c] = 0.0
+            wsum = 0.0
+            for qy in range(y0, y1 + 1):
+                dy = qy - py
+                row = aa_tap(float(qy), H, padding, align_corners)
+                for qx in range(x0, x1 + 1):
+                    dx = qx - px
+                    # w = k((M d)_x) k((M d)_y)
+                    ka = kernel_weight(m00 * dx + m01 * dy, cubic)[0]
+                    if ka == 0.0:
+                        continue
+                    wq = ka * kernel_weight(m01 * dx + m11 * dy, cubic)[0]
+                    if wq == 0.0:
+                        continue
+                    wsum += wq
+                    col = cols[qx - x0]
+                    if row >= 0 and col >= 0:
+                        for c in range(C):
+                            acc[c] += wq * src[n, row, col, c]
+                    else:
+                        for c in range(C):
+                            acc[c] += wq * fill[c]
+            for c in range(C):
+                out[n, i, j, c] = to_output(acc[c] / wsum, out)
+
+
+@jit
+def _m_derivative(hpx, n, jf, i_f, k, hc):
+    """d(m00, m01, m11) / dH[n, k // 3, k % 3] at output pixel (jf, i_f), by complex step
+    (``hc``: a (1, 3, 3) complex scratch)."""
+    for a in range(3):
+        for b in range(3):
+            hc[0, a, b] = hpx[n, a, b]
+    hc[0, k // 3, k % 3] += 1j * _STEP
+    _, _, _, j00, j01, j10, j11 = pixel_map(hc, 0, jf, i_f)
+    m00, m01, m11 = footprint(j00, j01, j10, j11)
+    return m00.imag / _STEP, m01.imag / _STEP, m11.imag / _STEP
+
+
+@jit
+def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding, align_corners,
+                    projective, t0, t1):
+    """Gradients of the shrinking pixels: image gradient into chunk buffers (as the generic
+    backward), dL/dH into ghrows[n, i] (one row of 9 per output row, summed on the host)."""
+    N, Ho, Wo, C = gout.shape
+    H = src.shape[1]
+    W = src.shape[2]
+    K = buf.shape[1]
+    acc = np.empty(C)
+    cols = np.empty(_MAX_TAPS, np.int64)
+    hc = np.empty((1, 3, 3), np.complex128)
+    nk = 9 if projective else 6
+    for t in range(t0, t1):
+        n = t // K
+        k = t - n * K
+        gimg = buf[n, k]
+        seen = rows_seen[n, k]
+        for i in range(k * Ho // K, (k + 1) * Ho // K):
+            for j in range(Wo):
+                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+                if not ok:
+                    continue
+                m00, m01, m11 = footprint(j00, j01, j10, j11)
+                ex, ey = support(m00, m01, m11, cubic)
+                x0, x1 = tap_range(px, ex)
+                y0, y1 = tap_range(py, ey)
+                for q in range(x0, x1 + 1):
+                    cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
+                # pass 1: v = sum w I / W
+                for c in range(C):
+                    acc[c] = 0.0
+                wsum = 0.0
+                for qy in range(y0, y1 + 1):
+                    dy = qy - py
+                    row = aa_tap(float(qy), H, padding, align_corners)
+                    for qx in range(x0, x1 + 1):
+                        dx = qx - px
+                        wq = (kernel_weight(m00 * dx + m01 * dy, cubic)[0]
+                              * kernel_weight(m01 * dx + m11 * dy, cubic)[0])
+                        if wq == 0.0:
+                            continue
+                        wsum += wq
+                        col = cols[qx - x0]
+                        for c in range(C):
+                            acc[c] += wq * (src[n, row, col, c] if row >= 0 and col >= 0 else fill[c])
+                for c in range(C):
+                    acc[c] /= wsum
+                # pass 2: dL/dI[q] += g w / W; dL/dw_q = g . (I[q] - v) / W, chained to p and M
+                gpx = 0.0
+                gpy = 0.0
+                g00 = 0.0
+                g01 = 0.0
+                g11 = 0.0
+                for qy in range(y0, y1 + 1):
+                    dy = qy - py
+                    row = aa_tap(float(qy), H, padding, align_corners)
+                    if row >= 0:
+                        touch(gimg, seen, row)
+                    for qx in range(x0, x1 + 1):
+                        dx = qx - px
+                        ka, da = kernel_weight(m00 * dx + m01 * dy, cubic)
+                        kb, db = kernel_weight(m01 * dx + m11 * dy, cubic)
+                        if ka * kb == 0.0 and da * kb == 0.0 and ka * db == 0.0:
+                            continue  # neither the weight nor its slope (the cubic's zeros have one)
+                        col = cols[qx - x0]
+                        inside = row >= 0 and col >= 0
+                        wq = ka * kb
+                        gw = 0.0
+                        for c in range(C):
+                            g = gout[n, i, j, c]
+                            v = src[n, row, col, c] if inside else fill[c]
+                            gw += g * (v - acc[c])
+                            if inside and wq != 0.0:
+                                gimg[row, col, c] += g * wq / wsum
+                        gw /= wsum
+                        ga = gw * da * kb  # dL/d(M d)_x
+                        gb = gw * ka * db  # dL/d(M d)_y
+                        gpx -= ga * m00 + gb * m01
+                        gpy -= ga * m01 + gb * m11
+                        g00 += ga * dx
+                        g01 += ga * dy + gb * dx
+                        g11 += gb * dy
+                # dL/dH: p = (u / w, v / w) with (u, v, w) = H (j, i, 1); M = footprint(J(H))
+                w = hpx[n, 2, 0] * j + hpx[n, 2, 1] * i + hpx[n, 2, 2]
+                base = (float(j), float(i), 1.0)
+                for b in range(3):
+                    ghrows[n, i, b] += gpx * base[b] / w
+                    ghrows[n, i, 3 + b] += gpy * base[b] / w
+                    if projective:
+                        ghrows[n, i, 6 + b] -= (gpx * px + gpy * py) * base[b] / w
+                for kk in range(nk):
+                    if not projective and kk % 3 == 2:
+                        continue  # J of an affine map does not depend on the translation
+                    d00, d01, d11 = _m_derivative(hpx, n, float(j), float(i), kk, hc)
+                    ghrows[n, i, kk] += g00 * d00 + g01 * d01 + g11 * d11
+
