@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _antialias as AA
 from . import _backward as B
 from . import _generic as G
-from ._coords import NEAREST
+from ._coords import BICUBIC, NEAREST
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call, call_rows
 from ._validate import (
@@ -32,6 +33,7 @@ from ._validate import (
     GRAD_DTYPES,
     _asarray,
     as_native,
+    check_antialias,
     check_flags,
     check_grid,
     check_images,
@@ -192,10 +194,11 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
 
 
 def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
-                   rows):
+                   rows, antialias=False):
     """Shared body of the affine (rows 2) and projective (rows 3) warp backward."""
     src0, batched = _float_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    aa = check_antialias(fn, antialias, m)
     shared = np.shape(theta) == (rows, 3)
     t = check_theta(fn, theta, src0.shape[0], batched, rows=rows)
     fill = fill_for(fn, fill_value, p, src0.shape[3])
@@ -204,6 +207,15 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
     cdt = compute_dtype(src0.dtype)
     src = src0.astype(cdt, copy=False)
     gout = _check_grad_out(fn, grad_out, (n, ho, wo, src0.shape[3]), batched, cdt)
+    hpx = AA.pixel_homographies(t, src.shape[1:3], (ho, wo), a) if aa else None
+    if aa and rows == 2 and not (AA.largest_stretch(hpx) > 1.0).any():
+        aa = False  # nothing shrinks: the plain gradient is the whole gradient
+    full = gout
+    if aa and n:
+        # the plain gradient of the pixels that keep the plain sample, the filter's of the others
+        mask = np.empty((n, ho, wo), np.uint8)
+        call_rows(AA.mask_kernel, *readonly(hpx), mask, rows=n * ho, work=mask.size)
+        gout = np.where(mask[..., None].astype(bool), gout.dtype.type(0), gout)
     # a projective theta always takes the generic kernels: even with the last row
     # (0, 0, 1) that row has a gradient, dL/dw = -(dL/dx x + dL/dy y)
     if rows == 2 and tuned(m, p, src.dtype):
@@ -216,15 +228,33 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
         gimg = _sum_chunks(buf, seen)
     else:
         gimg, _, gtheta = _generic_backward(gout, src, m, p, a, fill, theta=t, projective=rows == 3)
+    if aa and n:
+        g_aa, gt_aa = _antialias_backward(full, src, hpx, fill, m, p, a, rows, (ho, wo))
+        gimg = gimg + g_aa
+        gtheta = gtheta + gt_aa
     gimg = gimg.astype(src0.dtype, copy=False)
     if shared:
         gtheta = gtheta.sum(axis=0)
     return (gimg if batched else gimg[0]), gtheta
 
 
+def _antialias_backward(gout, src, hpx, fill, mode, padding, align, rows, size):
+    """(grad_images, grad_theta) of the filtered pixels (``fastwarp._antialias``):
+    dL/dH summed per output row in the kernel, then in row order here, and
+    dL/dtheta = N_in^T dL/dH P_out^T for H = N_in theta P_out."""
+    n, ho = gout.shape[:2]
+    buf, seen = _image_grad_buffers(src, ho)
+    ghrows = np.zeros((n, ho, 9))
+    call_rows(AA.backward_kernel, *readonly(gout, src, hpx, fill), buf, seen, ghrows, mode == BICUBIC,
+              padding, align, rows == 3, rows=n * buf.shape[1], work=4 * gout.size)
+    n_in, p_out = AA.normalizers(src.shape[1:3], size, align)
+    gh = ghrows.sum(axis=1).reshape(n, 3, 3)
+    return _sum_chunks(buf, seen), (n_in.T @ gh @ p_out.T)[:, :rows]
+
+
 def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
                          padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
-                         device: str | None = None):
+                         antialias: bool = False, device: str | None = None):
     """Gradients of :func:`fastwarp.affine_warp` with respect to the images and theta.
 
     Fused: the sampling grid and its gradient are never materialized;
@@ -241,8 +271,9 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
         The forward call's normalized output -> input matrices.
     size : (int, int), optional
         The forward call's output size (Ho, Wo); defaults to (H, W).
-    mode, padding_mode, align_corners, fill_value, device
-        As in :func:`fastwarp.affine_warp`.
+    mode, padding_mode, align_corners, fill_value, antialias, device
+        As in :func:`fastwarp.affine_warp`.  With ``antialias`` the gradient
+        covers the filter, including how its footprint depends on theta.
 
     Returns
     -------
@@ -260,15 +291,18 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     """
     fn = "affine_warp_backward"
     if wants_gpu(fn, device, grad_out, images, theta):
+        if antialias is not False:
+            raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
         return gpu_backend(fn).affine_warp_backward(grad_out, images, theta, size, mode=mode,
                                                     padding_mode=padding_mode,
                                                     align_corners=align_corners)
-    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 2)
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 2,
+                          antialias)
 
 
 def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
                               padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
-                              device: str | None = None):
+                              antialias: bool = False, device: str | None = None):
     """Gradients of :func:`fastwarp.perspective_warp` with respect to the images and theta.
 
     With ``(u, v, w) = theta @ (x_j, y_i, 1)`` and the sample point
@@ -279,7 +313,7 @@ def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str =
 
     Parameters
     ----------
-    grad_out, images, size, mode, padding_mode, align_corners, fill_value
+    grad_out, images, size, mode, padding_mode, align_corners, fill_value, antialias
         As in :func:`affine_warp_backward`.
     theta : array_like, shape (N, 3, 3) or (3, 3)
         The forward call's normalized output -> input projective matrices.
@@ -300,4 +334,5 @@ def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str =
     fn = "perspective_warp_backward"
     if wants_gpu(fn, device, grad_out, images, theta):
         raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
-    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 3)
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 3,
+                          antialias)

@@ -535,11 +535,14 @@ def grid_sample_backward(grad_out, images, grid, mode="bilinear", padding_mode="
 
 
 def affine_warp_backward(grad_out, images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                         align_corners=False, fill_value=0.0):
+                         align_corners=False, fill_value=0.0, antialias=False):
     """(dL/dimages, dL/dtheta) of affine_warp; dL/dtheta has theta's shape (a (2, 3) theta
     shared by the batch gets the sum over the batch)."""
     if size is None:
         size = images.shape[1:3]
+    if antialias:
+        return _antialias_backward(grad_out, images, theta, size, mode, padding_mode, align_corners,
+                                   fill_value, affine_warp_backward)
     t = np.asarray(theta, np.float64)
     full = np.broadcast_to(t, (images.shape[0], 2, 3))
     grid = affine_grid(full, size, align_corners)
@@ -557,7 +560,7 @@ def affine_warp_backward(grad_out, images, theta, size=None, mode="bilinear", pa
 
 
 def perspective_warp_backward(grad_out, images, theta, size=None, mode="bilinear", padding_mode="zeros",
-                              align_corners=False, fill_value=0.0):
+                              align_corners=False, fill_value=0.0, antialias=False):
     """(dL/dimages, dL/dtheta) of perspective_warp; a (3, 3) theta gets the sum over the batch.
 
     grid = (u / w, v / w) with (u, v, w) = theta @ b, b = (x_j, y_i, 1):
@@ -566,6 +569,9 @@ def perspective_warp_backward(grad_out, images, theta, size=None, mode="bilinear
     """
     if size is None:
         size = images.shape[1:3]
+    if antialias:
+        return _antialias_backward(grad_out, images, theta, size, mode, padding_mode, align_corners,
+                                   fill_value, perspective_warp_backward)
     t = np.asarray(theta, np.float64)
     full = np.broadcast_to(t, (images.shape[0], 3, 3))
     grid = perspective_grid(full, size, align_corners)
@@ -586,3 +592,60 @@ def perspective_warp_backward(grad_out, images, theta, size=None, mode="bilinear
     if t.shape == (3, 3):
         gtheta = gtheta.sum(0)
     return gimg, gtheta
+
+
+# Antialias backward.  v = sum_q w_q value_q / W with w_q = k(a) k(b), (a, b) = M (q - p):
+#   dL/dvalue_q = g w_q / W (a scatter), dL/dw_q = g . (value_q - v) / W,
+#   dL/dp = -sum_q dL/dw_q (k'(a) k(b) M[0] + k(a) k'(b) M[1]),
+#   dL/dM[r] = sum_q dL/dw_q (k'(a) k(b), k(a) k'(b))[r] (q - p),
+# then dL/dJ through the SVD form of M (central differences of that smooth 2 x 2
+# function), and p, J -> H -> theta by complex-step derivatives of the pixel map.
+
+
+def _antialias_backward(grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                        plain_backward):
+    img = np.asarray(images, np.float64)
+    go = np.asarray(grad_out, np.float64)
+    t = np.asarray(theta, np.float64)
+    rows = t.shape[-2]
+    full = np.broadcast_to(t, (img.shape[0], rows, 3))
+    p, m, mask = _aa_setup(img, full, size, align_corners)
+    gimg, gtheta = plain_backward(np.where(mask[..., None], 0.0, go), img, full, size, mode, padding_mode,
+                                  align_corners, fill_value)
+    if mask.any():
+        v, taps, wsum = _antialias_values(img, p, m, mask, mode, padding_mode, align_corners, fill_value)
+        g = go[mask]
+        gp = np.zeros((len(g), 2))
+        gm = np.zeros((len(g), 2, 2))
+        mm = m[mask]
+        for b, ys, xs, inside, val, w, ka, da, kb, db, d in taps:
+            ok = inside & (w != 0)
+            np.add.at(gimg, (b[ok], ys[ok], xs[ok]), (g * (w / wsum)[:, None])[ok])
+            gw = (g * (val - v)).sum(-1) / wsum
+            ga, gb = gw * da * kb, gw * ka * db
+            gp -= ga[:, None] * mm[:, 0] + gb[:, None] * mm[:, 1]
+            gm[:, 0] += ga[:, None] * d
+            gm[:, 1] += gb[:, None] * d
+        h, n_in, p_out = _pixel_homography(full, img.shape[1:3], size, align_corners)
+        _, jac, _ = _point_and_jacobian(h, *size)
+        jm = jac[mask]
+        gj = np.zeros_like(jm)
+        eps = 1e-6
+        for r in range(2):
+            for c in range(2):
+                e = np.zeros((2, 2))
+                e[r, c] = eps
+                dm = (_filter_matrix(jm + e)[0] - _filter_matrix(jm - e)[0]) / (2 * eps)
+                gj[:, r, c] = (gm * dm).sum((-1, -2))
+        gh = np.zeros((img.shape[0], 3, 3))
+        bidx = np.nonzero(mask)[0]
+        for k in range(9):
+            e = np.zeros((3, 3), complex)
+            e[k // 3, k % 3] = 1e-30j
+            pc, jc, _ = _point_and_jacobian(h + e, *size)
+            dp = pc.imag[mask] / 1e-30
+            dj = jc.imag[mask] / 1e-30
+            contrib = (gp * dp).sum(-1) + (gj * dj).sum((-1, -2))
+            np.add.at(gh[:, k // 3, k % 3], bidx, contrib)
+        gtheta = gtheta + (n_in.T @ gh @ p_out.T)[:, :rows]
+    return gimg.astype(np.asarray(images).dtype), (gtheta.sum(0) if t.ndim == 2 else gtheta)
