@@ -227,6 +227,104 @@ def support(m00, m01, m11, cubic):
     return r * (abs(m11) + abs(m01)) / det, r * (abs(m00) + abs(m01)) / det
 
 
+@jit
+def weights_row(m00, m01, m11, px, dy, x0, nx, cubic, wrow):
+    """wrow[t] = k((M d)_x) k((M d)_y) for the taps (x0 + t, qy) of one row, d = (x0 + t - px, dy);
+    returns their sum.  The tent is branch-free, so the loop vectorizes."""
+    total = 0.0
+    a0 = m01 * dy + m00 * (x0 - px)
+    b0 = m11 * dy + m01 * (x0 - px)
+    if cubic:
+        for t in range(nx):
+            wt = kernel_weight(a0 + m00 * t, True)[0] * kernel_weight(b0 + m01 * t, True)[0]
+            wrow[t] = wt
+            total += wt
+    else:
+        for t in range(nx):
+            wt = max(0.0, 1.0 - abs(a0 + m00 * t)) * max(0.0, 1.0 - abs(b0 + m01 * t))
+            wrow[t] = wt
+            total += wt
+    return total
+
+
+@jit
+def interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow):
+    """acc += sum_q w_q src[n, q] over a tap box wholly inside the image; returns sum_q w_q.
+    1, 3 and 4 channels accumulate in registers (an array accumulator would serialize every tap
+    on a store and a reload)."""
+    C = src.shape[3]
+    nx = x1 - x0 + 1
+    wsum = 0.0
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    for qy in range(y0, y1 + 1):
+        s = weights_row(m00, m01, m11, px, qy - py, x0, nx, cubic, wrow)
+        if s == 0.0:
+            continue
+        wsum += s
+        if C == 3:
+            for t in range(nx):
+                wt = wrow[t]
+                s0 += wt * src[n, qy, x0 + t, 0]
+                s1 += wt * src[n, qy, x0 + t, 1]
+                s2 += wt * src[n, qy, x0 + t, 2]
+        elif C == 1:
+            for t in range(nx):
+                s0 += wrow[t] * src[n, qy, x0 + t, 0]
+        elif C == 4:
+            for t in range(nx):
+                wt = wrow[t]
+                s0 += wt * src[n, qy, x0 + t, 0]
+                s1 += wt * src[n, qy, x0 + t, 1]
+                s2 += wt * src[n, qy, x0 + t, 2]
+                s3 += wt * src[n, qy, x0 + t, 3]
+        else:
+            for t in range(nx):
+                wt = wrow[t]
+                for c in range(C):
+                    acc[c] += wt * src[n, qy, x0 + t, c]
+    if C == 1 or C == 3 or C == 4:
+        acc[0] += s0
+    if C == 3 or C == 4:
+        acc[1] += s1
+        acc[2] += s2
+    if C == 4:
+        acc[3] += s3
+    return wsum
+
+
+@jit
+def padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill, padding,
+               align_corners):
+    """As :func:`interior_sum` where taps may fall outside: each reads its padded index or the fill."""
+    C = src.shape[3]
+    H = src.shape[1]
+    wsum = 0.0
+    for qy in range(y0, y1 + 1):
+        dy = qy - py
+        row = aa_tap(float(qy), H, padding, align_corners)
+        for qx in range(x0, x1 + 1):
+            dx = qx - px
+            # w = k((M d)_x) k((M d)_y)
+            ka = kernel_weight(m00 * dx + m01 * dy, cubic)[0]
+            if ka == 0.0:
+                continue
+            wq = ka * kernel_weight(m01 * dx + m11 * dy, cubic)[0]
+            if wq == 0.0:
+                continue
+            wsum += wq
+            col = cols[qx - x0]
+            if row >= 0 and col >= 0:
+                for c in range(C):
+                    acc[c] += wq * src[n, row, col, c]
+            else:
+                for c in range(C):
+                    acc[c] += wq * fill[c]
+    return wsum
+
+
 # ---------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------
@@ -251,6 +349,7 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     Wo = out.shape[2]
     acc = np.empty(C)
     cols = np.empty(_MAX_TAPS, np.int64)
+    wrow = np.empty(_MAX_TAPS)
     for r in range(r0, r1):
         n = r // Ho
         i = r - n * Ho
@@ -262,31 +361,15 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
             ex, ey = support(m00, m01, m11, cubic)
             x0, x1 = tap_range(px, ex)
             y0, y1 = tap_range(py, ey)
-            for q in range(x0, x1 + 1):
-                cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
             for c in range(C):
                 acc[c] = 0.0
-            wsum = 0.0
-            for qy in range(y0, y1 + 1):
-                dy = qy - py
-                row = aa_tap(float(qy), H, padding, align_corners)
-                for qx in range(x0, x1 + 1):
-                    dx = qx - px
-                    # w = k((M d)_x) k((M d)_y)
-                    ka = kernel_weight(m00 * dx + m01 * dy, cubic)[0]
-                    if ka == 0.0:
-                        continue
-                    wq = ka * kernel_weight(m01 * dx + m11 * dy, cubic)[0]
-                    if wq == 0.0:
-                        continue
-                    wsum += wq
-                    col = cols[qx - x0]
-                    if row >= 0 and col >= 0:
-                        for c in range(C):
-                            acc[c] += wq * src[n, row, col, c]
-                    else:
-                        for c in range(C):
-                            acc[c] += wq * fill[c]
+            if x0 >= 0 and x1 < W and y0 >= 0 and y1 < H:
+                wsum = interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow)
+            else:
+                for q in range(x0, x1 + 1):
+                    cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
+                wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
+                                  padding, align_corners)
             for c in range(C):
                 out[n, i, j, c] = to_output(acc[c] / wsum, out)
 
