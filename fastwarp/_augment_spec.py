@@ -71,7 +71,8 @@ class TransformSpec:
     fill_value: float | tuple[float, ...]
 
     def __init__(self, rotation=None, scale=None, shear=None, translation=None, perspective=None, *,
-                 matrix=None, inverse_map: bool = False, size=None, resize: bool = True, mode: str = "bilinear",
+                 matrix=None, inverse_map: bool = False, size=None, resize: bool = True,
+                 mode: str = "bilinear",
                  padding_mode: str = "zeros", align_corners: bool = False, seed: int = 0,
                  fill_value: float | tuple[float, ...] = 0.0, augment: AugmentSpec | None = None,
                  rotate=None, shift_x=None, shift_y=None):

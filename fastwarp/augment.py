@@ -221,7 +221,8 @@ def parse_range(name: str, value, *, symmetric: bool, fn: str = "AugmentSpec", p
     return lo, hi
 
 
-def parse_translation(name: str, value, *, symmetric: bool = True, fn: str = "AugmentSpec") -> tuple[Range, Range]:
+def parse_translation(name: str, value, *, symmetric: bool = True,
+                      fn: str = "AugmentSpec") -> tuple[Range, Range]:
     """``((x_low, x_high), (y_low, y_high))`` from a number (both axes), ``(x, y)`` or a pair of ranges.
 
     Each axis follows :func:`parse_range` (a number ``t`` is ``[-t, t]`` when ``symmetric``).
@@ -451,7 +452,8 @@ class AugmentSpec:
         if self.convention == "keras":
             sx = sy if self.scale_x is None else _pick(self.scale_x, u[:, 2])
             sign = np.where(u[:, 5] > 0.5, -1.0, 1.0)
-            shear = np.stack([_pick(self.shear, u[:, 7]), _pick(self.shear_y, u[:, 6])], axis=1) * sign[:, None]
+            shear = np.stack([_pick(self.shear, u[:, 7]), _pick(self.shear_y, u[:, 6])], axis=1)
+            shear = shear * sign[:, None]
             tx, ty = tx * w, ty * h
             start = _corners(h, w)
         else:
@@ -474,7 +476,13 @@ class AugmentSpec:
         where P takes the moved output corners back to the corners.  The Keras
         convention is :func:`keras_chain_matrix` through ``theta_from_homography``.
         """
-        from .transforms import _homogeneous, affine_matrix, affine_theta, invert_affine, theta_from_homography
+        from .transforms import (
+            _homogeneous,
+            affine_matrix,
+            affine_theta,
+            invert_affine,
+            theta_from_homography,
+        )
 
         h, w = (int(v) for v in in_size[:2])
         out = (h, w) if out_size is None else tuple(int(v) for v in out_size[:2])
@@ -488,7 +496,8 @@ class AugmentSpec:
                 m = keras_chain_matrix(rot[i], sc[i], tr[i], sh[i], start[i], end[i], h, w,
                                        self.perspective > 0)
                 m = np.append(m, 1.0).reshape(3, 3)
-                thetas[i] = theta_from_homography(m, (h, w), out, align_corners=align_corners, inverse_map=True)
+                thetas[i] = theta_from_homography(m, (h, w), out, align_corners=align_corners,
+                                                  inverse_map=True)
                 continue
             kw = {"rotation": float(rot[i]), "scale": float(sc[i, 0]), "shear": float(sh[i, 0]),
                   "translation": (float(tr[i, 0]), float(tr[i, 1]))}

@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .augment import AugmentSpec, element_key
 from ._prefetch import prefetch_map
 from ._threads import cpu_count, set_kernel_threads
+from .augment import AugmentSpec, element_key
 
 __all__ = ["prefetch_map", "warp_batches", "RandomAffine"]
 
