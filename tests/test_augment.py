@@ -195,3 +195,22 @@ def test_pipeline_perspective_warps_by_the_spec(rng):
         want = fastwarp.perspective_warp(images, spec.theta((9, 10), (9, 10), keys), (9, 10))
         np.testing.assert_array_equal(warped, want)
         assert warped.shape == (len(images), 9, 10, 3)
+
+
+def test_cli_warps_by_the_spec_of_its_flags(rng, tmp_path):
+    from PIL import Image
+
+    from fastwarp.cli import main
+
+    img = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    Image.fromarray(img).save(tmp_path / "in" / "sub" / "a.png")
+    seed = int(rng.integers(2**31))
+    assert main(["warp", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--random-rotation", "-25", "25",
+                 "--random-scale", "0.8", "1.2", "--random-translation", "3", "2", "--perspective", "0.15",
+                 "--copies", "2", "--seed", str(seed), "-q"]) == 0
+    spec = AugmentSpec(rotation=25, scale=(0.8, 1.2), translation=(3, 2), perspective=0.15, seed=seed)
+    for k in range(2):
+        want = fastwarp.perspective_warp(img, spec.theta((13, 17), None, element_key("sub/a.png", k)))
+        got = np.asarray(Image.open(tmp_path / "out" / "sub" / f"a_{k}.png"))
+        np.testing.assert_array_equal(got, want)
