@@ -1,22 +1,27 @@
-"""What to do to every image of a batch run: :class:`TransformSpec` (geometry, random ranges, flags).
+"""What to do to every image of a batch run: :class:`TransformSpec` (an
+:class:`~fastwarp.augment.AugmentSpec` or a fixed matrix, the output size, the flags).
 
-A leaf module shared by :mod:`fastwarp.folder` (``fastwarp warp``, Dask) and
-:mod:`fastwarp.pipeline` (:class:`~fastwarp.pipeline.RandomAffine`).
+A leaf module used by :mod:`fastwarp.folder` (``fastwarp warp``, Dask).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 from dataclasses import dataclass
 
 import numpy as np
+
+from .augment import AugmentSpec, element_key
 
 __all__ = ["TransformSpec", "as_range"]
 
 
 def as_range(name: str, value) -> tuple[float, float]:
-    """A number or a (lo, hi) pair as a (lo, hi) tuple of floats."""
+    """A number (a constant) or a (lo, hi) pair as a (lo, hi) tuple of floats.
+
+    The reading of the old names (``rotate=``, ``shift=``); the canonical
+    parser is :func:`fastwarp.augment.parse_range`.
+    """
     if np.ndim(value) == 0:
         v = float(value)
         return v, v
@@ -26,71 +31,99 @@ def as_range(name: str, value) -> tuple[float, float]:
     return lo, hi
 
 
-def _key_words(key: str) -> list[int]:
-    digest = hashlib.sha256(key.encode("utf-8")).digest()
-    return [int.from_bytes(digest[i:i + 4], "little") for i in range(0, 16, 4)]
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class TransformSpec:
-    """What to do to every image: geometry (fixed values or random ranges) and kernel flags.
+    """What to do to every image: an :class:`~fastwarp.augment.AugmentSpec` (fixed values or random
+    ranges), or a fixed matrix, plus the output size and kernel flags.
 
-    Ranges are ``(lo, hi)``; ``lo == hi`` is a fixed value.  The geometric
-    transform is the one of :func:`fastwarp.transforms.affine_matrix` (about
+    Ranges are ``(lo, hi)``; ``lo == hi`` is a fixed value (a single number
+    follows :class:`~fastwarp.augment.AugmentSpec`'s rule: ``[-a, a]`` for
+    ``rotation``, ``shear`` and ``translation``, constant for ``scale``).  The
+    geometric transform is :meth:`fastwarp.augment.AugmentSpec.compose` (about
     the image centre: scale, shear, rotation counter-clockwise in degrees,
-    shift in output pixels).  ``matrix`` (6 numbers, OpenCV's source ->
-    destination pixel matrix, or destination -> source with ``inverse_map``;
-    9 numbers: a homography as ``cv2.warpPerspective`` takes it) replaces the
-    geometric parameters.  ``fill_value`` (a number or one per channel) is
-    what ``padding_mode="constant"`` reads outside the image.
+    translation in output pixels, then the ``perspective`` corner moves).
+    ``rotate``, ``shift_x`` and ``shift_y`` are the old names of ``rotation``
+    and ``translation`` (as constructor keywords and read-only attributes).
+    ``matrix`` (6 numbers, OpenCV's source -> destination pixel matrix, or
+    destination -> source with ``inverse_map``; 9 numbers: a homography as
+    ``cv2.warpPerspective`` takes it) replaces the geometric parameters.
+    ``fill_value`` (a number or one per channel) is what
+    ``padding_mode="constant"`` reads outside the image.
 
     ``size`` is the output (H, W) (default: the input's).  With ``resize``
     (default) the whole input is mapped onto the output before the geometric
     transform (a resize, which may change the aspect ratio); without it the
     output is a window of that size centred on the input's centre.  With
     ``matrix``, ``size`` is the output canvas (as OpenCV's ``dsize``).
+
+    Random draws are keyed by ``element_key(relative path, copy index)``
+    (:func:`fastwarp.augment.element_key`) and the seed.
     """
 
-    rotate: tuple[float, float] = (0.0, 0.0)
-    scale: tuple[float, float] = (1.0, 1.0)
-    shear: tuple[float, float] = (0.0, 0.0)
-    shift_x: tuple[float, float] = (0.0, 0.0)
-    shift_y: tuple[float, float] = (0.0, 0.0)
-    matrix: tuple[float, ...] | None = None
-    inverse_map: bool = False
-    size: tuple[int, int] | None = None
-    resize: bool = True
-    mode: str = "bilinear"
-    padding_mode: str = "zeros"
-    align_corners: bool = False
-    seed: int = 0
-    fill_value: float | tuple[float, ...] = 0.0
+    augment: AugmentSpec
+    matrix: tuple[float, ...] | None
+    inverse_map: bool
+    size: tuple[int, int] | None
+    resize: bool
+    mode: str
+    padding_mode: str
+    align_corners: bool
+    fill_value: float | tuple[float, ...]
+
+    def __init__(self, rotation=None, scale=None, shear=None, translation=None, perspective=None, *,
+                 matrix=None, inverse_map: bool = False, size=None, resize: bool = True,
+                 mode: str = "bilinear",
+                 padding_mode: str = "zeros", align_corners: bool = False, seed: int = 0,
+                 fill_value: float | tuple[float, ...] = 0.0, augment: AugmentSpec | None = None,
+                 rotate=None, shift_x=None, shift_y=None):
+        geometry = (rotation, scale, shear, translation, perspective, rotate, shift_x, shift_y)
+        if augment is None:
+            augment = AugmentSpec.create("TransformSpec", rotation=rotation, scale=scale, shear=shear,
+                                         translation=translation, perspective=perspective, seed=seed,
+                                         rotate=rotate, shift_x=shift_x, shift_y=shift_y)
+        elif any(v is not None for v in geometry):
+            raise ValueError("TransformSpec: give augment= or the geometric parameters, not both")
+        set_ = object.__setattr__
+        set_(self, "augment", augment)
+        set_(self, "matrix", None if matrix is None else tuple(float(v) for v in matrix))
+        set_(self, "inverse_map", bool(inverse_map))
+        set_(self, "size", None if size is None else (int(size[0]), int(size[1])))
+        set_(self, "resize", bool(resize))
+        set_(self, "mode", mode)
+        set_(self, "padding_mode", padding_mode)
+        set_(self, "align_corners", bool(align_corners))
+        set_(self, "fill_value", fill_value)
+
+    # canonical names, and the old ones as read-only aliases
+    rotation = property(lambda self: self.augment.rotation, doc="Rotation range, degrees.")
+    scale = property(lambda self: self.augment.scale, doc="Scale range.")
+    shear = property(lambda self: self.augment.shear, doc="Shear range, degrees.")
+    translation = property(lambda self: self.augment.translation, doc="(x, y) translation ranges, pixels.")
+    perspective = property(lambda self: self.augment.perspective, doc="Corner displacement fraction.")
+    seed = property(lambda self: self.augment.seed, doc="Seed of the random draws.")
+    rotate = property(lambda self: self.augment.rotation, doc="Alias of :attr:`rotation`.")
+    shift_x = property(lambda self: self.augment.translation[0], doc="Alias of ``translation[0]``.")
+    shift_y = property(lambda self: self.augment.translation[1], doc="Alias of ``translation[1]``.")
 
     @property
     def is_random(self) -> bool:
-        return self.matrix is None and any(
-            lo != hi for lo, hi in (self.rotate, self.scale, self.shear, self.shift_x, self.shift_y))
+        return self.matrix is None and self.augment.is_random
 
     def out_size(self, in_size) -> tuple[int, int]:
         return tuple(int(v) for v in (self.size or in_size[:2]))
 
     def params(self, key: str, copy: int) -> dict:
-        """Geometric parameters for the file with relative path ``key`` and copy index ``copy``.
+        """Geometric parameters for the file with relative path ``key`` and copy index ``copy``:
+        ``rotation``, ``scale``, ``shear`` (floats) and ``translation`` (x, y) in pixels (the
+        keywords of :func:`fastwarp.transforms.affine_theta`).
 
-        Five uniforms are always drawn, in a fixed order, from a generator
-        seeded by ``(seed, sha256(key), copy)``.
+        Drawn by :meth:`fastwarp.augment.AugmentSpec.draw` for
+        ``element_key(key, copy)``; the warp itself is :meth:`theta`.
         """
-        u = np.random.default_rng(np.random.SeedSequence([self.seed, *_key_words(key), copy])).random(5)
-
-        def pick(r, x):
-            return r[0] + (r[1] - r[0]) * x
-
-        return {
-            "rotation": pick(self.rotate, u[0]),
-            "scale": pick(self.scale, u[1]),
-            "shear": pick(self.shear, u[2]),
-            "translation": (pick(self.shift_x, u[3]), pick(self.shift_y, u[4])),
-        }
+        p = self.augment.draw([element_key(key, copy)], (2, 2))
+        return {"rotation": float(p["rotation"][0]), "scale": float(p["scale"][0, 0]),
+                "shear": float(p["shear"][0, 0]),
+                "translation": (float(p["translation"][0, 0]), float(p["translation"][0, 1]))}
 
     @property
     def flags(self) -> dict:
@@ -107,7 +140,7 @@ class TransformSpec:
         return self._theta(in_size, key, copy)
 
     def _theta(self, in_size, key: str, copy: int) -> np.ndarray:
-        from .transforms import affine_theta, theta_from_cv2, theta_from_homography
+        from .transforms import theta_from_cv2, theta_from_homography
 
         out = self.out_size(in_size)
         if self.matrix is not None and len(self.matrix) == 9:
@@ -119,7 +152,7 @@ class TransformSpec:
             return theta_from_cv2(m, in_size, out, align_corners=self.align_corners,
                                   inverse_map=self.inverse_map)
         frame = out if (self.resize and self.size is not None) else in_size
-        return affine_theta(frame, out, align_corners=self.align_corners, **self.params(key, copy))
+        return self.augment.theta(frame, out, element_key(key, copy), align_corners=self.align_corners)
 
 
 @functools.lru_cache(maxsize=256)

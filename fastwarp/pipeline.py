@@ -13,7 +13,7 @@ Example
 >>> def batches():
 ...     for _ in range(3):
 ...         yield np.zeros((8, 32, 32, 3), np.uint8), np.arange(8)
->>> aug = RandomAffine(seed=0, rotate=(-20, 20), scale=(0.9, 1.1), size=(24, 24))
+>>> aug = RandomAffine(seed=0, rotation=20, scale=(0.9, 1.1), perspective=0.1, size=(24, 24))
 >>> for images, labels in warp_batches(batches(), aug, size=(24, 24), padding_mode="border"):
 ...     assert images.shape == (8, 24, 24, 3)
 
@@ -30,28 +30,42 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ._augment_spec import TransformSpec, as_range
 from ._prefetch import prefetch_map
 from ._threads import cpu_count, set_kernel_threads
+from .augment import AugmentSpec, element_key
 
 __all__ = ["prefetch_map", "warp_batches", "RandomAffine"]
 
 class RandomAffine:
-    """Random affine thetas per batch, reproducible from ``(seed, batch index, position)``.
+    """Random augmentation thetas per batch, drawn and composed by :class:`fastwarp.augment.AugmentSpec`.
 
-    Each image gets a rotation, scale, shear and shift drawn uniformly from the
-    given ranges, composed about the image centre as
-    :func:`fastwarp.transforms.affine_matrix` does (scale, shear, rotation
-    counter-clockwise, shift in output pixels).  A range is ``(lo, hi)`` or a
-    single number (fixed).  Use it as the ``theta`` of :func:`warp_batches`.
+    Each image gets a rotation, scale, shear, translation (and perspective)
+    drawn uniformly from the given ranges, composed about the image centre
+    (scale, shear, rotation counter-clockwise, translation in output pixels,
+    then the corner moves), from the seed and a per-image key.  Use it as the
+    ``theta`` of :func:`warp_batches` (thetas are 3 x 3 with a perspective,
+    which :func:`warp_batches` warps with :func:`fastwarp.perspective_warp`).
 
     Parameters
     ----------
-    seed : int
-    rotate, scale, shear : float or (float, float)
-        Degrees, zoom factor, degrees.
-    shift : ((dx_lo, dx_hi), (dy_lo, dy_hi)) or (dx, dy)
-        Output pixels.
+    seed : int, default 0
+    rotation : float or (low, high), default 0
+        Degrees; a number a means [-a, a].
+    scale : float or (low, high), default 1
+        Zoom factor (> 1 enlarges); a number is a constant.
+    shear : float or (low, high), default 0
+        Horizontal shear angle, degrees; a number a means [-a, a].
+    translation : float, (x, y) or ((x_lo, x_hi), (y_lo, y_hi)), default 0
+        Output pixels; a number t means [-t, t].
+    perspective : float in [0, 1], default 0
+        Corner displacement, as ``keras.layers.RandomPerspective``'s ``scale``.
+    spec : AugmentSpec, optional
+        The whole augmentation at once (instead of the parameters above and ``seed``).
+    key : {"position", "content"} or callable, default "position"
+        The per-image key.  ``"position"``: (batch index, position in the
+        batch).  ``"content"``: the SHA-256 of the image's bytes, so an image
+        gets the same augmentation however the stream is batched.  A callable
+        ``key(index, images)`` returns one key (int, str or bytes) per image.
     size : (Ho, Wo), optional
         The output size the thetas are for (the ``size`` given to warp_batches).
     resize : bool, default True
@@ -59,22 +73,50 @@ class RandomAffine:
         (True) or the output is a window of that size about the input's centre.
     align_corners : bool, default False
         The flag the thetas are used with.
+    rotate, shift
+        Old names of ``rotation`` and ``translation`` (aliases).  They read a
+        single number, or ``shift=(dx, dy)``, as a constant, as before.
     """
 
-    def __init__(self, seed: int = 0, *, rotate=0.0, scale=1.0, shear=0.0, shift=(0.0, 0.0),
-                 size=None, resize: bool = True, align_corners: bool = False):
-        sx, sy = shift
-        self.spec = TransformSpec(
-            rotate=as_range("rotate", rotate), scale=as_range("scale", scale),
-            shear=as_range("shear", shear), shift_x=as_range("shift", sx), shift_y=as_range("shift", sy),
-            size=None if size is None else (int(size[0]), int(size[1])), resize=resize,
-            align_corners=align_corners, seed=int(seed))
+    def __init__(self, seed: int | None = None, *, rotation=None, scale=None, shear=None, translation=None,
+                 perspective=None, spec: AugmentSpec | None = None, key="position", size=None,
+                 resize: bool = True, align_corners: bool = False, rotate=None, shift=None):
+        geometry = (rotation, scale, shear, translation, perspective, rotate, shift, seed)
+        if spec is None:
+            spec = AugmentSpec.create("RandomAffine", rotation=rotation, scale=scale, shear=shear,
+                                      translation=translation, perspective=perspective,
+                                      seed=0 if seed is None else seed, rotate=rotate, shift=shift)
+        elif any(v is not None for v in geometry):
+            raise ValueError("RandomAffine: give spec= or the parameters and seed, not both")
+        if not (key in ("position", "content") or callable(key)):
+            raise ValueError(f"RandomAffine: key must be 'position', 'content' or a callable; got {key!r}")
+        self.spec = spec
+        self.key = key
+        self.size = None if size is None else (int(size[0]), int(size[1]))
+        self.resize = bool(resize)
+        self.align_corners = bool(align_corners)
+
+    def keys(self, index: int, images: np.ndarray) -> list:
+        """The element keys of batch number ``index`` of (N, H, W, C) ``images``."""
+        if self.key == "position":
+            return [element_key(index, i) for i in range(len(images))]
+        if self.key == "content":
+            return [element_key(np.ascontiguousarray(im).tobytes()) for im in images]
+        keys = list(self.key(index, images))
+        if len(keys) != len(images):
+            raise ValueError(f"RandomAffine: key() gave {len(keys)} keys for {len(images)} images")
+        return [element_key(k) for k in keys]
 
     def __call__(self, index: int, images: np.ndarray) -> np.ndarray:
-        """thetas (N, 2, 3) for batch number ``index`` of (N, H, W, C) ``images``."""
-        in_size = images.shape[1:3] if images.ndim == 4 else images.shape[:2]
-        n = images.shape[0] if images.ndim == 4 else 1
-        t = np.stack([self.spec.theta(in_size, f"batch{index}", i) for i in range(n)])
+        """thetas (N, 2, 3) (or (N, 3, 3) with a perspective) for batch number ``index`` of
+        (N, H, W, C) ``images``; one theta for one (H, W, C) image."""
+        images = np.asarray(images)
+        batch = images if images.ndim == 4 else images[None]
+        in_size = batch.shape[1:3]
+        out = self.size or in_size
+        frame = out if (self.resize and self.size is not None) else in_size
+        t = self.spec.theta(frame, out, np.array(self.keys(index, batch), np.uint64),
+                            align_corners=self.align_corners)
         return t if images.ndim == 4 else t[0]
 
 

@@ -15,6 +15,7 @@ OPTIONAL = ("matplotlib", "tensorflow", "cv2", "torch", "dask", "distributed", "
 CHECK = f"""
 import sys
 import fastwarp, fastwarp.reference, fastwarp.transforms, fastwarp.folder, fastwarp.pipeline, fastwarp.io
+import fastwarp.augment
 import fastwarp.cli
 fastwarp.cli.build_parser()
 print(",".join(m for m in {OPTIONAL!r} if m in sys.modules))

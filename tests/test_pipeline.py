@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastwarp
+from fastwarp.augment import element_key
 from fastwarp.pipeline import RandomAffine, prefetch_map, warp_batches
 from fastwarp.transforms import affine_theta
 
@@ -66,7 +67,9 @@ def test_random_affine_reproducible_per_batch(rng):
     assert a.shape == (5, 2, 3)
     assert not np.allclose(aug(1, x), a)
     assert len({tuple(t.ravel()) for t in a}) == 5  # each image its own draw
-    params = aug.spec.params("batch0", 2)
+    p = aug.spec.draw([element_key(0, 2)], (9, 13))
+    params = {"rotation": p["rotation"][0], "scale": p["scale"][0, 0], "shear": p["shear"][0, 0],
+              "translation": p["translation"][0]}
     assert -30 <= params["rotation"] <= 30 and 0.8 <= params["scale"] <= 1.2
     np.testing.assert_allclose(a[2], affine_theta((9, 13), **params))
     data = _batches(rng, [5, 5])

@@ -190,3 +190,39 @@ def test_bad_arguments():
         L.RandomAffine(perspective=2.0)
     with pytest.raises(ValueError):  # Keras's own check of the factor
         L.RandomRotation(factor=(0.1, 0.2, 0.3))
+
+
+def test_one_spec_for_the_tf_map_the_keras_layer_the_pipeline_and_the_cli(rng):
+    """Same AugmentSpec, seed and element key: the same theta and the same pixels from every front end."""
+    import fastwarp
+    import fastwarp.tf as ftf
+    from fastwarp.augment import AugmentSpec, element_key
+    from fastwarp.folder import TransformSpec
+    from fastwarp.pipeline import RandomAffine as Stage
+
+    h, w = (int(v) for v in rng.integers(9, 26, 2) | 1)
+    x = (rng.random((3, h, w, 3)) * 255).astype(np.uint8)
+    spec = AugmentSpec(rotation=25, scale=(0.8, 1.2), shear=8, translation=(3, 2), perspective=0.15,
+                       seed=int(rng.integers(2**62)))
+    keys = [4, 9, 2**40 + 3]
+    want = spec.theta((h, w), None, keys)
+    # tf.data map keyed by index
+    aug = ftf.random_affine(spec=spec, by_index=True)
+    for k, img, t in zip(keys, x, want):
+        np.testing.assert_array_equal(aug.thetas(img, k).numpy(), t)
+        np.testing.assert_array_equal(aug(k, img).numpy(), fastwarp.perspective_warp(img, t))
+    # the pipeline stage given the same keys; the CLI's spec keyed by (relative path, copy)
+    np.testing.assert_array_equal(Stage(spec=spec, key=lambda index, images: keys)(0, x), want)
+    np.testing.assert_array_equal(TransformSpec(augment=spec).theta((h, w), "a/b.png", 1),
+                                  spec.theta((h, w), None, element_key("a/b.png", 1)))
+    # the Keras layer: its factors in the spec's Keras convention, keyed by the images' fingerprints,
+    # which is tf.random_affine's content key as well
+    layer = L.RandomAffine(rotation=0.05, zoom=0.1, translation=0.1, shear=0.1, perspective=0.2,
+                           seed=int(rng.integers(2**31)), fill_mode="constant")
+    got = layer(x).numpy()
+    assert got.dtype == np.uint8
+    theta = layer.spec.theta((h, w), None, layer.element_keys(x).numpy())
+    np.testing.assert_array_equal(got, fastwarp.perspective_warp(x, theta, padding_mode="constant"))
+    np.testing.assert_array_equal(ftf.random_affine(spec=layer.spec, padding_mode="constant")(x).numpy(), got)
+    np.testing.assert_array_equal(Stage(spec=layer.spec, key=lambda i, ims: layer.element_keys(ims).numpy())(
+        0, x), theta)

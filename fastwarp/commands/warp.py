@@ -14,14 +14,19 @@ HELP = "warp image files (files, folders, globs) into an output folder"
 
 EPILOG = """\
 transforms are about the image centre, in pixels: scale, then shear, then a
-counter-clockwise rotation, then a shift.  --random-* draw a value per image and
-copy, uniformly in [LO, HI] (shift: in [-DX, DX] x [-DY, DY]), from --seed, the
-file's path relative to its input folder and the copy index: the same command
-writes the same files however it is batched or distributed.
+counter-clockwise rotation, then a translation, then the perspective's corner
+moves (fastwarp.augment.AugmentSpec, the vocabulary of every fastwarp front end).
+--random-* draw a value per image and copy, uniformly in [LO, HI] (translation:
+in [-DX, DX] x [-DY, DY]), from --seed, the file's path relative to its input
+folder and the copy index: the same command writes the same files however it is
+batched or distributed.  --rotate, --shift, --random-rotate and --random-shift
+are the old spellings of --rotation, --translation, --random-rotation and
+--random-translation.
 
 examples:
-  fastwarp warp photos -o out --rotate 15 --scale 1.2
-  fastwarp warp 'data/**/*.png' -o aug --random-rotate -20 20 --random-scale 0.9 1.1 --copies 5
+  fastwarp warp photos -o out --rotation 15 --scale 1.2
+  fastwarp warp 'data/**/*.png' -o aug --random-rotation -20 20 --random-scale 0.9 1.1 --copies 5
+  fastwarp warp scans -o aug --perspective 0.2 --random-rotation -5 5 --copies 3 --padding border
   fastwarp warp img.jpg -o out --matrix 1 0 10 0 1 -5 --padding border
   fastwarp warp scans -o flat --matrix 1 0.1 0 0 1 0 0.0005 0 1 --mode bicubic --padding constant --fill 255
   fastwarp warp photos -o small --size 128 128 --format png --skip-existing
@@ -40,11 +45,12 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="output folder; outputs mirror the inputs' relative paths")
 
     g = p.add_argument_group("transform (fixed)")
-    g.add_argument("--rotate", type=float, metavar="DEG", help="rotation, counter-clockwise, degrees")
+    g.add_argument("--rotation", "--rotate", dest="rotate", type=float, metavar="DEG",
+                   help="rotation, counter-clockwise, degrees (--rotate: the old spelling)")
     g.add_argument("--scale", type=float, metavar="S", help="zoom factor (>1 enlarges)")
     g.add_argument("--shear", type=float, metavar="DEG", help="horizontal shear angle, degrees")
-    g.add_argument("--shift", type=float, nargs=2, metavar=("DX", "DY"),
-                   help="translation in output pixels (x right, y down)")
+    g.add_argument("--translation", "--shift", dest="shift", type=float, nargs=2, metavar=("DX", "DY"),
+                   help="translation in output pixels (x right, y down; --shift: the old spelling)")
     g.add_argument("--matrix", type=float, nargs="+", metavar="M",
                    help="6 numbers: OpenCV warpAffine matrix [[A B C] [D E F]]; 9 numbers: a "
                         "warpPerspective homography (row by row); source to destination pixels "
@@ -53,11 +59,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="--matrix maps destination to source pixels (cv2.WARP_INVERSE_MAP)")
 
     r = p.add_argument_group("transform (random, per image and copy)")
-    r.add_argument("--random-rotate", type=float, nargs=2, metavar=("LO", "HI"))
+    r.add_argument("--random-rotation", "--random-rotate", dest="random_rotate", type=float, nargs=2,
+                   metavar=("LO", "HI"), help="rotation drawn in [LO, HI] degrees")
     r.add_argument("--random-scale", type=float, nargs=2, metavar=("LO", "HI"))
     r.add_argument("--random-shear", type=float, nargs=2, metavar=("LO", "HI"))
-    r.add_argument("--random-shift", type=float, nargs=2, metavar=("DX", "DY"),
-                   help="uniform shift in [-DX, DX] x [-DY, DY] output pixels")
+    r.add_argument("--random-translation", "--random-shift", dest="random_shift", type=float, nargs=2,
+                   metavar=("DX", "DY"), help="uniform translation in [-DX, DX] x [-DY, DY] output pixels")
+    r.add_argument("--perspective", "--random-perspective", dest="perspective", type=float, metavar="S",
+                   help="random perspective: each output corner p moves to p + p * f, f's coordinates "
+                        "uniform in [-S/2, S/2] (keras.layers.RandomPerspective's scale; 0..1)")
     r.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the random transforms (default 0)")
     r.add_argument("--copies", type=int, default=1, metavar="K",
@@ -111,14 +121,18 @@ def build_spec(args):
     from ..folder import OutputOptions, TransformSpec
     from ..io import check_format
 
-    fixed = {"rotate": args.rotate, "scale": args.scale, "shear": args.shear, "shift": args.shift}
-    rand = {"rotate": args.random_rotate, "scale": args.random_scale, "shear": args.random_shear,
-            "shift": args.random_shift}
+    fixed = {"rotation": args.rotate, "scale": args.scale, "shear": args.shear, "translation": args.shift}
+    rand = {"rotation": args.random_rotate, "scale": args.random_scale, "shear": args.random_shear,
+            "translation": args.random_shift}
     for name in fixed:
         if fixed[name] is not None and rand[name] is not None:
             raise ValueError(f"--{name} and --random-{name} are exclusive")
-    if args.matrix is not None and any(v is not None for v in (*fixed.values(), *rand.values())):
-        raise ValueError("--matrix replaces --rotate/--scale/--shear/--shift and their --random- forms")
+    if args.matrix is not None and (any(v is not None for v in (*fixed.values(), *rand.values()))
+                                    or args.perspective is not None):
+        raise ValueError("--matrix replaces --rotation/--scale/--shear/--translation/--perspective and "
+                         "their --random- forms")
+    if args.perspective is not None and not 0 <= args.perspective <= 1:
+        raise ValueError(f"--perspective must be in 0..1; got {args.perspective}")
     if args.inverse_map and args.matrix is None:
         raise ValueError("--inverse-map needs --matrix")
     if args.matrix is not None and len(args.matrix) not in (6, 9):
@@ -156,12 +170,16 @@ def build_spec(args):
         raise ValueError(f"scale must be positive; got {scale[0]}")
     if args.random_shift is not None:
         dx, dy = (abs(v) for v in args.random_shift)
-        shift_x, shift_y = (-dx, dx), (-dy, dy)
+        translation = ((-dx, dx), (-dy, dy))
     else:
         dx, dy = args.shift or (0.0, 0.0)
-        shift_x, shift_y = (dx, dx), (dy, dy)
+        translation = ((dx, dx), (dy, dy))
+    shear = rng("shear", 0.0)
+    if not -90 < shear[0] <= shear[1] < 90:
+        raise ValueError(f"shear must lie inside (-90, 90) degrees; got {shear[0]} {shear[1]}")
     spec = TransformSpec(
-        rotate=rng("rotate", 0.0), scale=scale, shear=rng("shear", 0.0), shift_x=shift_x, shift_y=shift_y,
+        rotation=rng("rotation", 0.0), scale=scale, shear=shear, translation=translation,
+        perspective=args.perspective or 0.0,
         matrix=None if args.matrix is None else tuple(args.matrix), inverse_map=args.inverse_map,
         size=None if args.size is None else tuple(args.size), resize=not args.no_resize,
         mode=args.mode, padding_mode=args.padding, align_corners=args.align_corners, seed=args.seed,

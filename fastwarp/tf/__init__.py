@@ -44,6 +44,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 from .. import api as _api
 from .. import transforms as _transforms
 from .._validate import check_flags, check_size
+from ..augment import AugmentSpec, element_key
 
 __all__ = [
     "affine_warp",
@@ -440,122 +441,100 @@ class SpatialTransformer(keras.layers.Layer):
 # tf.data augmentation
 # ---------------------------------------------------------------------------
 
-def _range(name: str, value, symmetric: bool) -> tuple[float, float]:
-    """A (low, high) sampling range: a number a means [-a, a] (symmetric) or the constant a."""
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        v = float(value)
-        if symmetric:
-            if v < 0:
-                raise ValueError(f"random_affine: {name} must be >= 0 or a (low, high) pair; got {value!r}")
-            return (-v, v)
-        return (v, v)
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise TypeError(
-            f"random_affine: {name} must be a number or a (low, high) pair; got {value!r}") from None
-    if not lo <= hi or not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError(f"random_affine: {name} needs finite low <= high; got {value!r}")
-    return (lo, hi)
-
-
 def affine_theta(in_size, out_size, rotation, scale, shear, tx, ty, align_corners: bool = False) -> tf.Tensor:
-    """TF version of :func:`fastwarp.transforms.affine_theta` (float64, batched over the parameters).
+    """:func:`fastwarp.transforms.affine_theta` as a TF op (float64, batched over the parameters).
 
     ``rotation``, ``scale``, ``shear`` (degrees, factor, degrees) and ``tx``,
-    ``ty`` (output pixels) are float64 tensors of one shape S; returns theta
-    of shape S + (2, 3): scale, shear, then rotate (counter-clockwise on
-    screen) about the input's centre, which lands on the output's centre plus
-    (tx, ty).
+    ``ty`` (output pixels) are float64 tensors (or numbers) broadcasting to
+    one shape S; returns theta of shape S + (2, 3): scale, shear, then rotate
+    (counter-clockwise on screen) about the input's centre, which lands on the
+    output's centre plus (tx, ty).  The NumPy function itself runs (through
+    ``tf.numpy_function``), so the two cannot drift apart.
     """
+    params = [tf.cast(tf.convert_to_tensor(v), tf.float64) for v in (rotation, scale, shear, tx, ty)]
+    static = params[0].shape
+    for v in params[1:]:
+        static = tf.broadcast_static_shape(static, v.shape)
     (hi, wi), (ho, wo) = in_size, out_size
-    rad = rotation * (math.pi / 180.0)
-    cos, sin = tf.cos(rad), tf.sin(rad)
-    k = tf.tan(shear * (math.pi / 180.0))
-    # linear part L = R . Shear . S (source -> destination pixels)
-    l00, l01 = cos * scale, (cos * k + sin) * scale
-    l10, l11 = -sin * scale, (-sin * k + cos) * scale
-    det = l00 * l11 - l01 * l10
-    # destination -> source: x_src = L^-1 (x_dst - (c_out + t)) + c_in
-    i00, i01, i10, i11 = l11 / det, -l01 / det, -l10 / det, l00 / det
-    cxi, cyi = (wi - 1) / 2.0, (hi - 1) / 2.0
-    dx = -((wo - 1) / 2.0 + tx)
-    dy = -((ho - 1) / 2.0 + ty)
-    b0 = i00 * dx + i01 * dy + cxi
-    b1 = i10 * dx + i11 * dy + cyi
-    # theta = N_in . [L^-1 | b] . P_out with P (normalized -> pixel) = diag(s) + offset (n - 1) / 2
-    p_out = _transforms._to_pixel((ho, wo), align_corners)
-    n_in = _transforms._to_normalized((hi, wi), align_corners)
-    sxo, oxo, syo, oyo = p_out[0, 0], p_out[0, 2], p_out[1, 1], p_out[1, 2]
-    nx, mx, ny, my = n_in[0, 0], n_in[0, 2], n_in[1, 1], n_in[1, 2]
-    row0 = [nx * i00 * sxo, nx * i01 * syo, nx * (i00 * oxo + i01 * oyo + b0) + mx]
-    row1 = [ny * i10 * sxo, ny * i11 * syo, ny * (i10 * oxo + i11 * oyo + b1) + my]
-    return tf.stack([tf.stack(row0, axis=-1), tf.stack(row1, axis=-1)], axis=-2)
+
+    def theta(r, s, sh, x, y):
+        r, s, sh, x, y = np.broadcast_arrays(r, s, sh, x, y)
+        t = _transforms.affine_theta((hi, wi), (ho, wo), rotation=r.ravel(), scale=s.ravel(),
+                                     shear=sh.ravel(), translation=np.stack([x.ravel(), y.ravel()], -1),
+                                     align_corners=align_corners)
+        return t.reshape(r.shape + (2, 3))
+
+    return _numpy_op(theta, params, tf.float64, [static.concatenate((2, 3))], "affine_theta")
 
 
 class RandomAffine:
-    """Random affine augmentation for ``tf.data``; build it with :func:`random_affine`."""
+    """Random augmentation for ``tf.data``, drawn and composed by
+    :class:`fastwarp.augment.AugmentSpec`; build it with :func:`random_affine`."""
 
     def __init__(self, rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                 align_corners, by_index, fill_value=0.0):
-        self.rotation = _range("rotation", rotation, True)
-        self.scale = _range("scale", scale, False)
-        if self.scale[0] <= 0:
-            raise ValueError(f"random_affine: scale must be positive; got {scale!r}")
-        self.shear = _range("shear", shear, True)
-        if not -90 < self.shear[0] <= self.shear[1] < 90:
-            raise ValueError(f"random_affine: shear must lie inside (-90, 90) degrees; got {shear!r}")
-        if isinstance(translation, (int, float, np.integer, np.floating)):
-            translation = (translation, translation)
-        try:
-            tx, ty = translation
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"random_affine: translation must be a number, (tx, ty) or ((lo, hi), (lo, hi)); "
-                f"got {translation!r}") from None
-        self.translation = (_range("translation x", tx, True), _range("translation y", ty, True))
-        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"random_affine: seed must be an int; got {seed!r}")
-        self.seed = int(seed)
+                 align_corners, by_index, fill_value=0.0, perspective=0.0, spec: AugmentSpec | None = None):
+        if spec is None:
+            spec = AugmentSpec.create("random_affine", rotation=rotation, scale=scale, shear=shear,
+                                      translation=translation, perspective=perspective, seed=seed)
+        elif not isinstance(spec, AugmentSpec):
+            raise TypeError(f"random_affine: spec must be an AugmentSpec; got {type(spec).__name__}")
+        self.spec = spec
+        self.seed = spec.seed
         self.output_size = None if output_size is None else check_size("random_affine", output_size, (1, 1))
         self.flags = _flags("random_affine", mode, padding_mode, align_corners, fill_value)
         self.by_index = bool(by_index)
 
-    def _element_seed(self, image: tf.Tensor, index) -> tf.Tensor:
-        base = tf.constant([self.seed & 0x7FFFFFFF, (self.seed >> 31) & 0x7FFFFFFF], tf.int64)
-        if index is not None:
-            return tf.random.experimental.stateless_fold_in(base, tf.cast(index, tf.int64))
-        # content seed: a 64-bit fingerprint of the image bytes
-        fp = tf.fingerprint(tf.reshape(image, (1, -1)))[0]
-        return tf.random.experimental.stateless_fold_in(base, tf.bitcast(fp, tf.int64))
+    def _keys(self, image: tf.Tensor, index) -> tf.Tensor:
+        """int64 (N,) element keys (their bits are the uint64 keys) of an image or a batch."""
+        batch = image if image.shape.rank == 4 else image[None]
+        n = tf.shape(batch)[0]
+        if index is None:  # content key: a 64-bit fingerprint of each image's bytes
+            fp = tf.bitcast(tf.fingerprint(tf.reshape(batch, (n, -1))), tf.uint64)
+            return tf.bitcast(fp, tf.int64)
+        index = tf.cast(index, tf.int64)
+        if image.shape.rank == 3:
+            return index[None]
 
-    def _uniform(self, seed, shape, bounds):
-        lo, hi = bounds
-        if lo == hi:
-            return tf.fill(shape, tf.constant(lo, tf.float64))
-        return tf.random.stateless_uniform(shape, seed, minval=lo, maxval=hi, dtype=tf.float64)
+        def keys(i, count):  # a batch under one index: (index, position)
+            return np.array([element_key(int(i), k) for k in range(int(count))], np.uint64).view(np.int64)
+
+        return _numpy_op(keys, [index, n], tf.int64, [tf.TensorShape([image.shape[0]])], "element_keys")
+
+    def _size(self, image: tf.Tensor) -> tuple[int, int]:
+        if image.shape.rank is None or None in image.shape[-3:-1]:
+            raise ValueError(f"random_affine: images need a static rank and (H, W); got shape {image.shape}")
+        return int(image.shape[-3]), int(image.shape[-2])
+
+    def thetas(self, image, index=None) -> tf.Tensor:
+        """The thetas (N, 2, 3) (or (N, 3, 3) with a perspective) of a batch (N, H, W, C); for one
+        image (H, W, C), its (2, 3) or (3, 3) theta (float64)."""
+        image = _check_images("random_affine", image)
+        in_size = self._size(image)
+        out = self.output_size or in_size
+        rows = 3 if self.spec.projective else 2
+        align = self.flags["align_corners"]
+
+        def theta(keys):
+            return self.spec.theta(in_size, out, keys, align_corners=align)
+
+        keys = self._keys(image, index)
+        t = _numpy_op(theta, [keys], tf.float64, [keys.shape.concatenate((rows, 3))], "augment_theta")
+        return t if image.shape.rank == 4 else t[0]
 
     def warp(self, image, index=None) -> tf.Tensor:
-        """Warp one image (H, W, C) or a batch (N, H, W, C) by freshly drawn transforms."""
+        """Warp one image (H, W, C) or a batch (N, H, W, C) by its drawn transforms."""
         image = _check_images("random_affine", image)
-        rank = image.shape.rank
-        if rank is None or None in image.shape[-3:-1]:
-            raise ValueError(f"random_affine: images need a static rank and (H, W); got shape {image.shape}")
-        h, w = image.shape[-3], image.shape[-2]
-        out = self.output_size or (h, w)
-        shape = tf.shape(image)[:1] if rank == 4 else tf.constant([], tf.int32)
-        seeds = tf.random.experimental.stateless_split(self._element_seed(image, index), 5)
-        rot, sc, sh = (self._uniform(seeds[k], shape, b) for k, b in
-                       enumerate((self.rotation, self.scale, self.shear)))
-        tx = self._uniform(seeds[3], shape, self.translation[0])
-        ty = self._uniform(seeds[4], shape, self.translation[1])
-        theta = affine_theta((h, w), out, rot, sc, sh, tx, ty, self.flags["align_corners"])
-        size = self.output_size
+        in_size = self._size(image)
+        out = self.output_size or in_size
+        size, flags, spec = self.output_size, self.flags, self.spec
+        warp = _api.perspective_warp if spec.projective else _api.affine_warp
 
-        def forward(im, th):
-            return _api.affine_warp(im, th, size, **self.flags)
+        def forward(im, keys):
+            theta = spec.theta(in_size, out, keys, align_corners=flags["align_corners"])
+            return warp(im, theta if im.ndim == 4 else theta[0], size, **flags)
 
-        return _numpy_op(forward, [image, theta], image.dtype, [_out_shape(image, out)], "random_affine")
+        return _numpy_op(forward, [image, self._keys(image, index)], image.dtype, [_out_shape(image, out)],
+                         "random_affine")
 
     def __call__(self, *element):
         if self.by_index:
@@ -573,15 +552,18 @@ class RandomAffine:
         return warped if len(rest) == 1 else (warped, *rest[1:])
 
 
-def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: int = 0,
-                  output_size=None, mode: str = "bilinear", padding_mode: str = "zeros",
-                  align_corners: bool = False, by_index: bool = False, fill_value=0.0) -> RandomAffine:
-    """A seeded random affine augmentation for ``dataset.map(fn, num_parallel_calls=AUTOTUNE)``.
+def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, perspective: float = 0.0,
+                  seed: int = 0, spec: AugmentSpec | None = None, output_size=None, mode: str = "bilinear",
+                  padding_mode: str = "zeros", align_corners: bool = False, by_index: bool = False,
+                  fill_value=0.0) -> RandomAffine:
+    """A seeded random augmentation for ``dataset.map(fn, num_parallel_calls=AUTOTUNE)``.
 
-    Each element gets a rotation, scale, shear and translation drawn
-    uniformly, composed about the image centre as
-    :func:`fastwarp.transforms.affine_theta` does, and is warped by
-    :func:`fastwarp.affine_warp` (host CPU, no gradient: this is for input
+    Each element gets a rotation, scale, shear, translation (and perspective)
+    drawn and composed by :class:`fastwarp.augment.AugmentSpec` (about the
+    image centre, as :func:`fastwarp.transforms.affine_theta` does: scale,
+    shear, rotation, translation; then the corner moves), and is warped by
+    :func:`fastwarp.affine_warp` (:func:`fastwarp.perspective_warp` with a
+    perspective) in float64 thetas (host CPU, no gradient: this is for input
     pipelines).
 
     Parameters
@@ -594,9 +576,14 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: 
         Horizontal shear angle in degrees; a number a means [-a, a].
     translation : float, (tx, ty) or ((lo, hi), (lo, hi)), default 0
         Shift in output pixels; a number t means [-t, t].
+    perspective : float in [0, 1], default 0
+        Corner displacement, as ``keras.layers.RandomPerspective``'s ``scale``.
     seed : int
         Base seed.  The transform of an element depends only on the seed and a
         per-element key, never on the order or parallelism of the map.
+    spec : AugmentSpec, optional
+        The augmentation as one object (instead of the five parameters and
+        ``seed``), e.g. a Keras layer's ``RandomAffine(...).spec``.
     output_size : (int, int), optional
         (Ho, Wo) of the result; defaults to the input's (H, W).
     mode, padding_mode, align_corners, fill_value
@@ -609,6 +596,7 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: 
         (elements ``(index, image[, label...])`` as made by
         ``dataset.enumerate()``; put ``.repeat()`` before ``.enumerate()`` to
         get fresh transforms each epoch); the index is dropped from the output.
+        A batch under one index keys its images by ``(index, position)``.
 
     Returns
     -------
@@ -617,7 +605,10 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, seed: 
         ``(warped, label, ...)`` (labels passed through unchanged).  Images are
         (H, W, C) or batches (N, H, W, C) with static H and W, dtype float32,
         float64, float16, uint8 or uint16 (integers are interpolated in floating
-        point and rounded).
+        point and rounded).  ``fn.thetas(image)`` gives the thetas it warps by.
     """
+    if spec is not None and (rotation, scale, shear, translation, perspective, seed) != (0.0, 1.0, 0.0, 0.0,
+                                                                                         0.0, 0):
+        raise ValueError("random_affine: give spec= or the parameters and seed, not both")
     return RandomAffine(rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                        align_corners, by_index, fill_value)
+                        align_corners, by_index, fill_value, perspective, spec)

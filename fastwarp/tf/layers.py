@@ -27,14 +27,13 @@ exact half-pixel tie may pick the other neighbour.
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
 
 from .. import api as _api
 from .._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, TF_WRAP
+from ..augment import AugmentSpec, keras_chain_matrix
 from ..transforms import theta_from_homography
 from . import _numpy_op
 
@@ -63,10 +62,15 @@ def _warp_numpy(images, transform, interpolation, padding, fill_value):
     theta = keras_transform_to_theta(transform, x.shape[1:3])
     if theta.shape[0] == 1 and x.shape[0] != 1:
         theta = np.repeat(theta, x.shape[0], axis=0)
-    codes = {"bilinear": BILINEAR, "nearest": NEAREST}
-    out = _api._perspective("fastwarp.tf.layers", x, theta, None, codes[interpolation], padding, False,
-                            float(fill_value))
+    out = _warp_theta(x, theta, interpolation, padding, fill_value)
     return out if batched else out[0]
+
+
+def _warp_theta(x, theta, interpolation, padding, fill_value):
+    """The projective warp of (N, H, W, C) images by (N, 3, 3) thetas with Keras's flags."""
+    codes = {"bilinear": BILINEAR, "nearest": NEAREST}
+    return _api._perspective("fastwarp.tf.layers", x, theta, None, codes[interpolation], padding, False,
+                             float(fill_value))
 
 
 class _Image:
@@ -179,52 +183,9 @@ def _zoom_factors(zoom):
     return a, b
 
 
-def _to_3x3(t: tf.Tensor) -> tf.Tensor:
-    """(N, 8) Keras transforms -> (N, 3, 3) matrices (the last entry 1)."""
-    t = tf.cast(t, tf.float64)
-    return tf.reshape(tf.concat([t, tf.ones_like(t[:, :1])], axis=1), (-1, 3, 3))
-
-
-def chain_matrix(angle, zooms, translations, shear, start, end, h: int, w: int,
-                 perspective: bool) -> np.ndarray:
-    """The 8 transform entries of Keras's chain RandomRotation, RandomZoom, RandomTranslation,
-    RandomShear (and RandomPerspective) for one image, in float64.
-
-    Each layer maps output pixels to input pixels (centres at integers):
-    rotation by ``angle`` degrees about the centre c = ((w - 1) / 2, (h - 1) / 2),
-    [[cos, -sin, .], [sin, cos, .]] with c fixed; zoom (zx, zy) about c; translation
-    x - tx, y - ty; shear [[1, sx], [sy, 1]]; perspective the homography taking the moved
-    corners ``end`` back to ``start``.  Applied in that order to the image, the chain's
-    output -> input map is the product R Z T S P, normalized to m22 = 1.
-    """
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    a = float(angle) * math.pi / 180.0
-    c, s = math.cos(a), math.sin(a)
-    zx, zy = (float(v) for v in zooms)
-    tx, ty = (float(v) for v in translations)
-    sx, sy = (float(v) for v in shear)
-    # R Z = [[c zx, -s zy, r02 + c cx (1 - zx) - s cy (1 - zy)], [s zx, c zy, ...]], with R's
-    # offsets r02 = cx - cx c + cy s, r12 = cy - cx s - cy c; then times T, then S (plain floats:
-    # this runs once per image)
-    r02 = cx - cx * c + cy * s
-    r12 = cy - cx * s - cy * c
-    ox, oy = cx * (1.0 - zx), cy * (1.0 - zy)
-    m00, m01, m02 = c * zx, -s * zy, c * ox - s * oy + r02
-    m10, m11, m12 = s * zx, c * zy, s * ox + c * oy + r12
-    m02, m12 = m02 - m00 * tx - m01 * ty, m12 - m10 * tx - m11 * ty  # @ T
-    m00, m01 = m00 + m01 * sy, m00 * sx + m01  # @ S (left columns)
-    m10, m11 = m10 + m11 * sy, m10 * sx + m11
-    m = np.array([[m00, m01, m02], [m10, m11, m12], [0.0, 0.0, 1.0]])
-    if perspective:
-        # solve for the 8 entries mapping each end corner (output) to its start corner (input)
-        rows, rhs = [], []
-        for (xs, ys), (xe, ye) in zip(np.asarray(start, np.float64), np.asarray(end, np.float64)):
-            rows.append([xe, ye, 1.0, 0.0, 0.0, 0.0, -xs * xe, -xs * ye])
-            rows.append([0.0, 0.0, 0.0, xe, ye, 1.0, -ys * xe, -ys * ye])
-            rhs += [xs, ys]
-        hom = np.append(np.linalg.solve(np.array(rows), np.array(rhs)), 1.0).reshape(3, 3)
-        m = m @ hom
-    return (m / m[2, 2]).reshape(-1)[:8]
+#: Keras's chain as one matrix (:func:`fastwarp.augment.keras_chain_matrix`, the composition of
+#: ``AugmentSpec(convention="keras")``); the old name, kept as an alias.
+chain_matrix = keras_chain_matrix
 
 
 @keras.saving.register_keras_serializable(package="fastwarp")
@@ -252,6 +213,14 @@ class RandomAffine(keras.layers.Layer):
         generator keyed by the seed and a fingerprint of the image's bytes, so
         the same dataset and seed give the same augmentations whatever the
         order or parallelism of the pipeline (equal images get equal draws).
+
+    Attributes
+    ----------
+    spec : fastwarp.augment.AugmentSpec
+        The factors in the shared spec's ``convention="keras"``: the layer
+        draws, composes and seeds through it, as the other front ends do
+        (``fastwarp.tf.random_affine(spec=layer.spec, padding_mode="constant")``
+        warps like the layer with ``fill_mode="constant"``).
 
     The geometry is that of the chain RandomRotation, RandomZoom,
     RandomTranslation, RandomShear, RandomPerspective (in that order) with the
@@ -286,81 +255,75 @@ class RandomAffine(keras.layers.Layer):
         self._shear = keras.layers.RandomShear(x_factor=sx, y_factor=sy)
         if not (_number(perspective) and 0 <= perspective <= 1):
             raise ValueError(f"RandomAffine: perspective must be a number in [0, 1]; got {perspective!r}")
+        z, t, s = self._zoom, self._trans, self._shear
+        rl, rh = self._rot.factor
+        # the factors in the shared spec's Keras convention: one code path draws, composes and seeds
+        self.spec = AugmentSpec(
+            convention="keras", rotation=(rl * 360.0, rh * 360.0),
+            scale=(1.0 + z.height_lower, 1.0 + z.height_upper),
+            scale_x=None if z.width_factor is None else (1.0 + z.width_lower, 1.0 + z.width_upper),
+            translation=((t.width_lower, t.width_upper), (t.height_lower, t.height_upper)),
+            shear=tuple(s.x_factor), shear_y=tuple(s.y_factor), perspective=perspective, seed=self._base_seed)
 
-    def _uniforms(self, images: tf.Tensor, count: int) -> tf.Tensor:
-        """(N, count) uniforms in [0, 1), a pure function of the seed and each image's bytes.
-
-        A counter-based generator (SplitMix64's finalizer) over key = seed ^ fingerprint and
-        the counter k, vectorized over the batch: no per-image op, no state.
-        """
+    @staticmethod
+    def element_keys(images) -> tf.Tensor:
+        """int64 (N,) element keys of a batch: the bits of each image's 64-bit ``tf.fingerprint``
+        (the content key of :func:`fastwarp.tf.random_affine` too)."""
+        images = tf.convert_to_tensor(images)
         n = tf.shape(images)[0]
-        fp = tf.bitcast(tf.fingerprint(tf.reshape(images, (n, -1))), tf.uint64)  # (N,)
-        key = tf.bitwise.bitwise_xor(fp, tf.constant(self._base_seed, tf.uint64))
-        k = tf.cast(tf.range(1, count + 1, dtype=tf.int64), tf.uint64)
-        z = key[:, None] + k[None, :] * tf.constant(0x9E3779B97F4A7C15, tf.uint64)
-        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(30, tf.uint64)))
-        z = z * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
-        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(27, tf.uint64)))
-        z = z * tf.constant(0x94D049BB133111EB, tf.uint64)
-        z = tf.bitwise.bitwise_xor(z, tf.bitwise.right_shift(z, tf.constant(31, tf.uint64)))
-        top = tf.bitwise.right_shift(z, tf.constant(40, tf.uint64))  # 24 bits: exact in float32
-        return tf.cast(top, tf.float32) * (1.0 / 2**24)
+        fp = tf.bitcast(tf.fingerprint(tf.reshape(images, (n, -1))), tf.uint64)
+        return tf.bitcast(fp, tf.int64)
 
     def draw(self, images) -> dict:
-        """The parameters drawn for a batch (N, H, W, C), in the form Keras's layers take them:
-        ``angle`` (N,) degrees, ``zooms`` (N, 2) (width, height), ``translations`` (N, 2) pixels
-        (x, y), ``shear_factor`` (N, 2) (x, y), and ``start_points``/``end_points`` (N, 4, 2)."""
+        """The parameters drawn for a batch (N, H, W, C), in the form Keras's layers take them
+        (float32): ``angle`` (N,) degrees, ``zooms`` (N, 2) (width, height), ``translations``
+        (N, 2) pixels (x, y), ``shear_factor`` (N, 2) (x, y), and ``start_points``/``end_points``
+        (N, 4, 2).  Drawn by :meth:`fastwarp.augment.AugmentSpec.draw` for the images' keys
+        (:meth:`element_keys`); the layer itself warps by the float64 values."""
         images = tf.convert_to_tensor(images)
-        h, w = images.shape[1], images.shape[2]
-        n = tf.shape(images)[0]
-        u = self._uniforms(images, 16)
+        h, w = int(images.shape[1]), int(images.shape[2])
+        names = ("rotation", "scale", "translation", "shear", "start", "end")
+        keras_names = ("angle", "zooms", "translations", "shear_factor", "start_points", "end_points")
 
-        def draw(k, lo, hi):
-            return lo + (hi - lo) * u[:, k:k + 1]
+        def draw(keys):
+            p = self.spec.draw(keys, (h, w))
+            return [p[k].astype(np.float32) for k in names]
 
-        rl, rh = self._rot.factor
-        z, t, s = self._zoom, self._trans, self._shear
-        hz = draw(1, 1.0 + z.height_lower, 1.0 + z.height_upper)
-        wz = draw(2, 1.0 + z.width_lower, 1.0 + z.width_upper) if z.width_factor is not None else hz
-        invert = tf.where(u[:, 5:6] > 0.5, -1.0, 1.0)
-        corners = tf.constant([[0.0, 0.0], [w - 1.0, 0.0], [0.0, h - 1.0], [w - 1.0, h - 1.0]])
-        start = tf.repeat(corners[None], n, axis=0)
-        factor = tf.reshape(-0.5 * self.perspective + self.perspective * u[:, 8:16], (-1, 4, 2))
-        return {
-            "angle": draw(0, rl * 360.0, rh * 360.0)[:, 0],
-            "zooms": tf.concat([wz, hz], axis=1),
-            "translations": tf.concat([draw(4, t.width_lower, t.width_upper) * w,
-                                       draw(3, t.height_lower, t.height_upper) * h], axis=1),
-            "shear_factor": tf.concat([draw(7, s.x_factor[0], s.x_factor[1]),
-                                       draw(6, s.y_factor[0], s.y_factor[1])], axis=1) * invert,
-            "start_points": start,
-            "end_points": start + start * factor,
-        }
+        shapes = [(None,), (None, 2), (None, 2), (None, 2), (None, 4, 2), (None, 4, 2)]
+        out = _numpy_op(draw, [self.element_keys(images)], [tf.float32] * 6, shapes, "augment_draw")
+        return dict(zip(keras_names, out))
 
     def transforms(self, images, params: dict | None = None) -> tf.Tensor:
         """(N, 8) Keras-style transform (output -> input pixels) of the whole chain, for the
-        parameters :meth:`draw` gives (drawn here when ``params`` is None).
+        parameters :meth:`draw` gives (drawn here, in float64, when ``params`` is None).
 
-        Each image's matrix is computed on its own in float64 (:func:`chain_matrix`), so it
-        does not depend on the other images of the batch (TensorFlow's vectorized cos and
-        sin round differently from their scalar tails)."""
+        Each image's matrix is computed on its own in float64
+        (:func:`fastwarp.augment.keras_chain_matrix`), so it does not depend on the other
+        images of the batch (TensorFlow's vectorized cos and sin round differently from
+        their scalar tails)."""
         images = tf.convert_to_tensor(images)
         h, w = int(images.shape[1]), int(images.shape[2])
-        p = self.draw(images) if params is None else params
+        perspective = self.spec.perspective > 0
+        if params is None:
+            def drawn(keys):
+                p = self.spec.draw(keys, (h, w))
+                return np.stack([keras_chain_matrix(p["rotation"][i], p["scale"][i], p["translation"][i],
+                                                    p["shear"][i], p["start"][i], p["end"][i], h, w,
+                                                    perspective) for i in range(len(keys))]).reshape(-1, 8)
+
+            return _numpy_op(drawn, [self.element_keys(images)], tf.float64, [(None, 8)],
+                             "augment_transforms")
         keys = ("angle", "zooms", "translations", "shear_factor", "start_points", "end_points")
-        perspective = bool(self.perspective)
 
         def matrices(*arrays):
             n = arrays[0].shape[0]
             out = np.empty((n, 8))
             for i in range(n):
-                out[i] = chain_matrix(*(a[i] for a in arrays), h, w, perspective)
+                out[i] = keras_chain_matrix(*(a[i] for a in arrays), h, w, perspective)
             return out
 
-        t = tf.numpy_function(matrices, [tf.convert_to_tensor(p[k]) for k in keys], tf.float64,
-                              stateful=False)
-        t.set_shape((None, 8))
-        return t
+        return _numpy_op(matrices, [tf.convert_to_tensor(params[k]) for k in keys], tf.float64, [(None, 8)],
+                         "augment_transforms")
 
     def build(self, input_shape):
         for layer in (self._rot, self._zoom, self._trans, self._shear):  # parameter holders, no weights
@@ -375,8 +338,14 @@ class RandomAffine(keras.layers.Layer):
         x = images if batched else images[None]
         if not x.dtype.is_integer:
             x = tf.cast(x, self.compute_dtype)
-        out = _Image(None).affine_transform(x, self.transforms(x), self.interpolation, self.fill_mode,
-                                            self.fill_value)
+        h, w = int(x.shape[1]), int(x.shape[2])
+        padding, spec = FILL_MODES[self.fill_mode], self.spec
+        interpolation, fill_value = self.interpolation, self.fill_value
+
+        def warp(im, keys):
+            return _warp_theta(im, spec.theta((h, w), (h, w), keys), interpolation, padding, fill_value)
+
+        out = _numpy_op(warp, [x, self.element_keys(x)], x.dtype, [x.shape], "keras_random_affine")
         return out if batched else out[0]
 
     def __call__(self, inputs, **kwargs):
