@@ -64,6 +64,8 @@ _LIMIT = (1.0 + SHRINK_TOL) ** 2
 # complex-step size: the derivative is Im f(x + i h) / h, exact to rounding for any tiny h
 _STEP = 1e-30
 _MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
+# |m01| below this fraction of the diagonal counts as 0 (the separable path)
+DIAGONAL = 1e-12
 
 jit = njit(cache=True, nogil=True)
 
@@ -296,6 +298,93 @@ def interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow
 
 
 @jit
+def axis_weights(m, p, q0, nq, cubic, wq):
+    """wq[t] = k(m (q0 + t - p)) for t < nq; returns their sum."""
+    total = 0.0
+    for t in range(nq):
+        d = m * (q0 + t - p)
+        wt = kernel_weight(d, True)[0] if cubic else max(0.0, 1.0 - abs(d))
+        wq[t] = wt
+        total += wt
+    return total
+
+
+@jit
+def axpy(y, x, a):
+    """y += a x over two contiguous 1-D runs (a plain loop the vectorizer takes)."""
+    for k in range(x.size):
+        y[k] += a * x[k]
+
+
+@jit
+def separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol, colsum, C):
+    """:func:`interior_sum` for a diagonal M (axis-aligned or isotropic footprints), where
+    w = kx(m00 dx) ky(m11 dy): per row, colsum += ky * the row's contiguous run of nx * C values,
+    then acc[c] = sum_t kx[t] colsum[t, c]; returns sum w = (sum kx) (sum ky)."""
+    nx = x1 - x0 + 1
+    ny = y1 - y0 + 1
+    sx = axis_weights(m00, px, x0, nx, cubic, wrow)
+    sy = axis_weights(m11, py, y0, ny, cubic, wcol)
+    run = nx * C
+    cs = colsum[:run]
+    cs[:] = 0.0
+    base = x0 * C
+    for u in range(ny):
+        if wcol[u] != 0.0:
+            axpy(cs, flat[n, y0 + u, base:base + run], wcol[u])
+    for t in range(nx):
+        wx = wrow[t]
+        for c in range(C):
+            acc[c] += wx * cs[t * C + c]
+    return sx * sy
+
+
+@jit
+def row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, acc, C, handled):
+    """One output row of an affine map whose input row does not vary along it (H[1, 0] = 0) and
+    whose footprint is diagonal: the vertical pass is shared by the whole row,
+    vrow = sum_u ky[u] * input row y0 + u over the columns the row reads, then each pixel sums
+    its horizontal taps of vrow.  handled[j] = 1 for the pixels written (those whose taps stay
+    inside the image; the caller filters the others)."""
+    W = flat.shape[2] // C
+    Wo = out.shape[2]
+    r = 2.0 if cubic else 1.0
+    ex = r / m00
+    py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
+    sy = axis_weights(m11, py, y0, y1 - y0 + 1, cubic, wcol)
+    # the columns this row reads: px is linear in j
+    pa = hpx[n, 0, 1] * i + hpx[n, 0, 2]
+    pb = hpx[n, 0, 0] * (Wo - 1) + pa
+    lo = max(0, int(math.ceil(min(pa, pb) - ex)))
+    hi = min(W - 1, int(math.floor(max(pa, pb) + ex)))
+    handled[:] = 0
+    if lo > hi:
+        return
+    run = (hi - lo + 1) * C
+    v = vrow[:run]
+    v[:] = 0.0
+    for u in range(y1 - y0 + 1):
+        if wcol[u] != 0.0:
+            axpy(v, flat[n, y0 + u, lo * C:lo * C + run], wcol[u])
+    for j in range(Wo):
+        px = hpx[n, 0, 0] * j + pa
+        x0, x1 = tap_range(px, ex)
+        if x0 < lo or x1 > hi:
+            continue
+        sx = axis_weights(m00, px, x0, x1 - x0 + 1, cubic, wrow)
+        for c in range(C):
+            acc[c] = 0.0
+        for t in range(x1 - x0 + 1):
+            wx = wrow[t]
+            k = (x0 - lo + t) * C
+            for c in range(C):
+                acc[c] += wx * v[k + c]
+        for c in range(C):
+            out[n, i, j, c] = to_output(acc[c] / (sx * sy), out)
+        handled[j] = 1
+
+
+@jit
 def padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill, padding,
                align_corners):
     """As :func:`interior_sum` where taps may fall outside: each reads its padded index or the fill."""
@@ -350,10 +439,26 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     acc = np.empty(C)
     cols = np.empty(_MAX_TAPS, np.int64)
     wrow = np.empty(_MAX_TAPS)
+    wcol = np.empty(_MAX_TAPS)
+    colsum = np.empty(_MAX_TAPS * C)
+    vrow = np.empty(W * C)
+    handled = np.zeros(Wo, np.uint8)
+    flat = src.reshape(src.shape[0], H, W * C)
     for r in range(r0, r1):
         n = r // Ho
         i = r - n * Ho
+        shared = hpx[n, 1, 0] == 0.0 and hpx[n, 2, 0] == 0.0 and hpx[n, 2, 1] == 0.0 and hpx[n, 2, 2] == 1.0
+        if shared:
+            # an unrotated affine row: if its footprint rows lie inside, share the vertical pass
+            ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, 0, i)
+            m00, m01, m11 = footprint(j00, j01, j10, j11)
+            y0, y1 = tap_range(py, (2.0 if cubic else 1.0) / m11)
+            shared = ok and m01 == 0.0 and y0 >= 0 and y1 < H
+            if shared:
+                row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, acc, C, handled)
         for j in range(Wo):
+            if shared and handled[j]:
+                continue  # row_filter wrote it
             ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
             if not ok:
                 continue
@@ -363,7 +468,12 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
             y0, y1 = tap_range(py, ey)
             for c in range(C):
                 acc[c] = 0.0
-            if x0 >= 0 and x1 < W and y0 >= 0 and y1 < H:
+            inside = x0 >= 0 and x1 < W and y0 >= 0 and y1 < H
+            if inside and abs(m01) <= DIAGONAL * (m00 + m11):
+                # a rotation of an isotropic footprint leaves m01 at rounding level: treat it as 0
+                wsum = separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol,
+                                     colsum, C)
+            elif inside:
                 wsum = interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow)
             else:
                 for q in range(x0, x1 + 1):

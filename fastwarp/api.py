@@ -127,7 +127,8 @@ def _antialias(src, res, mode, padding, align, fill, theta, projective):
     hpx = AA.pixel_homographies(theta, src.shape[1:3], res.shape[1:3], align)
     if not projective and not (AA.largest_stretch(hpx) > 1.0).any():
         return  # no image shrinks anywhere: the plain result stands (nothing to compile)
-    call_rows(AA.forward_kernel, *readonly(src, hpx, fill), res, mode == BICUBIC, padding, align,
+    call_rows(AA.forward_kernel, *readonly(np.ascontiguousarray(src), hpx, fill), res, mode == BICUBIC,
+              padding, align,
               rows=res.shape[0] * res.shape[1], work=4 * res.size)
 
 
