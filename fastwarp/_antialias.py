@@ -50,7 +50,7 @@ import numpy as np
 from numba import njit
 
 from ._backward import touch
-from ._coords import BORDER, HUGE, REFLECTION, TF_WRAP, WRAP, pad_pixel
+from ._coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
 from ._generic import CUBIC_A, bound_index, wrap_index
 from ._store import to_output
 
@@ -68,6 +68,8 @@ _MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
 DIAGONAL = 1e-12
 
 jit = njit(cache=True, nogil=True)
+# per-pixel helpers take many arrays (each passed as a dozen scalars): inline them at the call
+inline = njit(cache=True, nogil=True, inline="always")
 
 
 # ---------------------------------------------------------------------------
@@ -118,7 +120,7 @@ def largest_stretch(hpx: np.ndarray) -> np.ndarray:
 # Scalar math (real, or complex for the complex-step derivatives)
 # ---------------------------------------------------------------------------
 
-@jit
+@inline
 def pixel_map(h, n, j, i):
     """(w, px, py, J00, J01, J10, J11) at output pixel (j, i): the point p = (u / w, v / w) of
     (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w."""
@@ -131,7 +133,7 @@ def pixel_map(h, n, j, i):
             (h[n, 1, 0] - py * h[n, 2, 0]) / w, (h[n, 1, 1] - py * h[n, 2, 1]) / w)
 
 
-@jit
+@inline
 def stretch(j00, j01, j10, j11):
     """Largest eigenvalue of C = J J^T (the squared largest singular value of J)."""
     a = j00 * j00 + j01 * j01
@@ -140,7 +142,7 @@ def stretch(j00, j01, j10, j11):
     return 0.5 * (a + c) + math.sqrt(0.25 * (a - c) * (a - c) + b * b)
 
 
-@jit
+@inline
 def footprint(j00, j01, j10, j11):
     """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues clamped into [1, CAP^2].
 
@@ -178,7 +180,7 @@ def footprint(j00, j01, j10, j11):
     return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
 
 
-@jit
+@inline
 def kernel_weight(t, cubic):
     """k(t) and k'(t): the tent 1 - |t| (bilinear) or cubic convolution with a = -0.75."""
     s = 1.0 if t >= 0.0 else -1.0
@@ -195,7 +197,7 @@ def kernel_weight(t, cubic):
     return 0.0, 0.0
 
 
-@jit
+@inline
 def aa_tap(k, n, padding, align_corners):
     """Index read by integer tap coordinate k, -1 where it reads the fill."""
     if padding == WRAP:
@@ -205,7 +207,7 @@ def aa_tap(k, n, padding, align_corners):
     return bound_index(k, n)
 
 
-@jit
+@inline
 def shrinking(h, n, j, i):
     """(shrinks, w, px, py, J...) of output pixel (j, i): whether the filter replaces the plain
     sample there (a finite point in front of the viewer whose footprint exceeds one pixel)."""
@@ -216,12 +218,12 @@ def shrinking(h, n, j, i):
     return ok, px, py, j00, j01, j10, j11
 
 
-@jit
+@inline
 def tap_range(p, e):
     return int(math.ceil(p - e)), int(math.floor(p + e))
 
 
-@jit
+@inline
 def support(m00, m01, m11, cubic):
     """Half-widths (ex, ey) of the box holding the stretched kernel: R * row sums of |M^-1|."""
     r = 2.0 if cubic else 1.0
@@ -297,7 +299,7 @@ def interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow
     return wsum
 
 
-@jit
+@inline
 def axis_weights(m, p, q0, nq, cubic, wq):
     """wq[t] = k(m (q0 + t - p)) for t < nq; returns their sum."""
     total = 0.0
@@ -337,6 +339,71 @@ def separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, w
         for c in range(C):
             acc[c] += wx * cs[t * C + c]
     return sx * sy
+
+
+@inline
+def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol):
+    """:func:`separable_sum` for 1, 3 or 4 channels, over the part of the tap box inside the
+    image: each tap row's horizontal sum in registers, weighted by the row's vertical weight.
+    Returns (the weight of the whole box, the weight of its part inside the image); the caller
+    gives the part outside the fill (zeros and constant padding)."""
+    C = src.shape[3]
+    H = src.shape[1]
+    W = src.shape[2]
+    nx = x1 - x0 + 1
+    ny = y1 - y0 + 1
+    sx = axis_weights(m00, px, x0, nx, cubic, wrow)
+    sy = axis_weights(m11, py, y0, ny, cubic, wcol)
+    t0 = max(0, -x0)
+    t1 = min(nx, W - x0)
+    u0 = max(0, -y0)
+    u1 = min(ny, H - y0)
+    ix = 0.0
+    for t in range(t0, t1):
+        ix += wrow[t]
+    iy = 0.0
+    a0 = 0.0
+    a1 = 0.0
+    a2 = 0.0
+    a3 = 0.0
+    for u in range(u0, u1):
+        wy = wcol[u]
+        iy += wy
+        if wy == 0.0:
+            continue
+        q = y0 + u
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        s3 = 0.0
+        if C == 3:
+            for t in range(t0, t1):
+                wx = wrow[t]
+                s0 += wx * src[n, q, x0 + t, 0]
+                s1 += wx * src[n, q, x0 + t, 1]
+                s2 += wx * src[n, q, x0 + t, 2]
+        elif C == 1:
+            for t in range(t0, t1):
+                s0 += wrow[t] * src[n, q, x0 + t, 0]
+        else:
+            for t in range(t0, t1):
+                wx = wrow[t]
+                s0 += wx * src[n, q, x0 + t, 0]
+                s1 += wx * src[n, q, x0 + t, 1]
+                s2 += wx * src[n, q, x0 + t, 2]
+                s3 += wx * src[n, q, x0 + t, 3]
+        a0 += wy * s0
+        a1 += wy * s1
+        a2 += wy * s2
+        a3 += wy * s3
+    acc[0] += a0
+    if C >= 3:
+        acc[1] += a1
+        acc[2] += a2
+    if C == 4:
+        acc[3] += a3
+    inside = ix * iy if (t1 > t0 and u1 > u0) else 0.0
+    return sx * sy, inside
 
 
 @jit
@@ -430,6 +497,45 @@ def mask_kernel(hpx, mask, r0, r1):
             mask[n, i, j] = shrinking(hpx, n, j, i)[0]
 
 
+@inline
+def filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                 align_corners, acc, cols, wrow, wcol, colsum):
+    """out[n, i, j] = sum_q w_q I[q] / sum_q w_q for the footprint (M, box half-widths ex, ey) at p."""
+    H = src.shape[1]
+    W = src.shape[2]
+    C = src.shape[3]
+    x0, x1 = tap_range(px, ex)
+    y0, y1 = tap_range(py, ey)
+    for c in range(C):
+        acc[c] = 0.0
+    inside = x0 >= 0 and x1 < W and y0 >= 0 and y1 < H
+    # a rotation of an isotropic footprint leaves m01 at rounding level: treat it as 0
+    diagonal = abs(m01) <= DIAGONAL * (m00 + m11)
+    fills = padding == ZEROS or padding == CONSTANT
+    if diagonal and (C == 1 or C == 3 or C == 4) and (inside or fills):
+        wsum, win = separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol)
+        if wsum != win:  # the taps outside the image read the fill
+            for c in range(C):
+                acc[c] += (wsum - win) * fill[c]
+    elif inside and diagonal:
+        wsum = separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol, colsum, C)
+    elif inside:
+        wsum = interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow)
+    else:
+        for q in range(x0, x1 + 1):
+            cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
+        wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
+                          padding, align_corners)
+    for c in range(C):
+        out[n, i, j, c] = to_output(acc[c] / wsum, out)
+
+
+@jit
+def affine_rows(hpx, n):
+    """Whether image n's map is affine (H's last row is (0, 0, 1)): J is then H[:2, :2] everywhere."""
+    return hpx[n, 2, 0] == 0.0 and hpx[n, 2, 1] == 0.0 and hpx[n, 2, 2] == 1.0
+
+
 @jit
 def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     """Overwrite the shrinking pixels of out (rows r0..r1 of the flattened (N, Ho)) with the filter."""
@@ -444,44 +550,43 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     vrow = np.empty(W * C)
     handled = np.zeros(Wo, np.uint8)
     flat = src.reshape(src.shape[0], H, W * C)
-    for r in range(r0, r1):
-        n = r // Ho
-        i = r - n * Ho
-        shared = hpx[n, 1, 0] == 0.0 and hpx[n, 2, 0] == 0.0 and hpx[n, 2, 1] == 0.0 and hpx[n, 2, 2] == 1.0
-        if shared:
-            # an unrotated affine row: if its footprint rows lie inside, share the vertical pass
-            ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, 0, i)
-            m00, m01, m11 = footprint(j00, j01, j10, j11)
-            y0, y1 = tap_range(py, (2.0 if cubic else 1.0) / m11)
-            shared = ok and m01 == 0.0 and y0 >= 0 and y1 < H
+    r = 2.0 if cubic else 1.0
+    for row in range(r0, r1):
+        n = row // Ho
+        i = row - n * Ho
+        if not affine_rows(hpx, n):
+            # projective: the footprint changes from pixel to pixel
+            for j in range(Wo):
+                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+                if ok:
+                    m00, m01, m11 = footprint(j00, j01, j10, j11)
+                    ex, ey = support(m00, m01, m11, cubic)
+                    filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                                 align_corners, acc, cols, wrow, wcol, colsum)
+            continue
+        # affine: one footprint for the whole image
+        j00, j01, j10, j11 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 1, 0], hpx[n, 1, 1]
+        if not stretch(j00, j01, j10, j11) > _LIMIT:
+            continue
+        m00, m01, m11 = footprint(j00, j01, j10, j11)
+        ex, ey = support(m00, m01, m11, cubic)
+        shared = False
+        if j10 == 0.0 and m01 == 0.0:
+            # no rotation: the row reads the same input rows at every pixel; share the vertical pass
+            py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
+            y0, y1 = tap_range(py, r / m11)
+            shared = abs(py) < HUGE and y0 >= 0 and y1 < H
             if shared:
                 row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, acc, C, handled)
         for j in range(Wo):
             if shared and handled[j]:
                 continue  # row_filter wrote it
-            ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
-            if not ok:
-                continue
-            m00, m01, m11 = footprint(j00, j01, j10, j11)
-            ex, ey = support(m00, m01, m11, cubic)
-            x0, x1 = tap_range(px, ex)
-            y0, y1 = tap_range(py, ey)
-            for c in range(C):
-                acc[c] = 0.0
-            inside = x0 >= 0 and x1 < W and y0 >= 0 and y1 < H
-            if inside and abs(m01) <= DIAGONAL * (m00 + m11):
-                # a rotation of an isotropic footprint leaves m01 at rounding level: treat it as 0
-                wsum = separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol,
-                                     colsum, C)
-            elif inside:
-                wsum = interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow)
-            else:
-                for q in range(x0, x1 + 1):
-                    cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
-                wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
-                                  padding, align_corners)
-            for c in range(C):
-                out[n, i, j, c] = to_output(acc[c] / wsum, out)
+            # p = H (j, i, 1), as pixel_map computes it with w = 1
+            px = hpx[n, 0, 0] * j + hpx[n, 0, 1] * i + hpx[n, 0, 2]
+            py = hpx[n, 1, 0] * j + hpx[n, 1, 1] * i + hpx[n, 1, 2]
+            if abs(px) < HUGE and abs(py) < HUGE:
+                filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                             align_corners, acc, cols, wrow, wcol, colsum)
 
 
 @jit
