@@ -48,7 +48,9 @@ class TransformSpec:
     destination -> source with ``inverse_map``; 9 numbers: a homography as
     ``cv2.warpPerspective`` takes it) replaces the geometric parameters.
     ``fill_value`` (a number or one per channel) is what
-    ``padding_mode="constant"`` reads outside the image.
+    ``padding_mode="constant"`` reads outside the image.  ``antialias``
+    filters each output pixel's footprint where the warp shrinks (the
+    ``antialias`` of :func:`fastwarp.affine_warp`; mode bilinear or bicubic).
 
     ``size`` is the output (H, W) (default: the input's).  With ``resize``
     (default) the whole input is mapped onto the output before the geometric
@@ -69,13 +71,14 @@ class TransformSpec:
     padding_mode: str
     align_corners: bool
     fill_value: float | tuple[float, ...]
+    antialias: bool
 
     def __init__(self, rotation=None, scale=None, shear=None, translation=None, perspective=None, *,
                  matrix=None, inverse_map: bool = False, size=None, resize: bool = True,
                  mode: str = "bilinear",
                  padding_mode: str = "zeros", align_corners: bool = False, seed: int = 0,
                  fill_value: float | tuple[float, ...] = 0.0, augment: AugmentSpec | None = None,
-                 rotate=None, shift_x=None, shift_y=None):
+                 antialias: bool = False, rotate=None, shift_x=None, shift_y=None):
         geometry = (rotation, scale, shear, translation, perspective, rotate, shift_x, shift_y)
         if augment is None:
             augment = AugmentSpec.create("TransformSpec", rotation=rotation, scale=scale, shear=shear,
@@ -93,6 +96,7 @@ class TransformSpec:
         set_(self, "padding_mode", padding_mode)
         set_(self, "align_corners", bool(align_corners))
         set_(self, "fill_value", fill_value)
+        set_(self, "antialias", antialias)
 
     # canonical names, and the old ones as read-only aliases
     rotation = property(lambda self: self.augment.rotation, doc="Rotation range, degrees.")
@@ -129,7 +133,7 @@ class TransformSpec:
     def flags(self) -> dict:
         """The sampling keywords of :func:`fastwarp.affine_warp` / :func:`fastwarp.perspective_warp`."""
         return {"mode": self.mode, "padding_mode": self.padding_mode, "align_corners": self.align_corners,
-                "fill_value": self.fill_value}
+                "fill_value": self.fill_value, "antialias": self.antialias}
 
     def theta(self, in_size, key: str, copy: int) -> np.ndarray:
         """(2, 3) theta, or (3, 3) for a 9-number ``matrix``, for an input of (H, W) ``in_size``

@@ -32,7 +32,7 @@ def _warp_block(block, theta_block, size, flags):
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, fill_value=0.0):
+                align_corners: bool = False, fill_value=0.0, antialias: bool = False):
     """Lazy :func:`fastwarp.affine_warp` of a Dask array, one kernel call per batch chunk.
 
     Parameters
@@ -45,8 +45,10 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         to the images' batch chunks.
     size : (int, int), optional
         Output (Ho, Wo); defaults to (H, W).
-    mode, padding_mode, align_corners, fill_value
-        As in :func:`fastwarp.affine_warp`.
+    mode, padding_mode, align_corners, fill_value, antialias
+        As in :func:`fastwarp.affine_warp` (``antialias``: filter each output
+        pixel's footprint where the warp shrinks; per image, so chunking does
+        not change the result).
 
     Returns
     -------
@@ -61,21 +63,22 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         (shapes, dtypes, flags, size), except non-finite values in a Dask theta,
         which raise when computed.
     """
-    return _lazy_warp("affine_warp", 2, images, theta, size, mode, padding_mode, align_corners, fill_value)
+    return _lazy_warp("affine_warp", 2, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                      antialias)
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                     align_corners: bool = False, fill_value=0.0):
+                     align_corners: bool = False, fill_value=0.0, antialias: bool = False):
     """Lazy :func:`fastwarp.perspective_warp` of a Dask array: :func:`affine_warp` with
     (N, 3, 3) or (3, 3) matrices."""
     return _lazy_warp("perspective_warp", 3, images, theta, size, mode, padding_mode, align_corners,
-                      fill_value)
+                      fill_value, antialias)
 
 
-def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners, fill_value):
+def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners, fill_value, antialias=False):
     import dask.array as da
 
-    from ._validate import IMAGE_DTYPES, check_fill, check_flags, check_size, check_theta
+    from ._validate import IMAGE_DTYPES, check_antialias, check_fill, check_flags, check_size, check_theta
 
     x = images if isinstance(images, da.Array) else da.asarray(images)
     if x.dtype.newbyteorder("=") not in IMAGE_DTYPES:
@@ -93,7 +96,8 @@ def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners,
     n, h, w, c = (int(s) for s in x.shape)
     if min(h, w, c) < 1:
         raise ValueError(f"{fn}: images need H, W and C of at least 1; got shape {x.shape}")
-    check_flags(fn, mode, padding_mode, align_corners)
+    m, _, _ = check_flags(fn, mode, padding_mode, align_corners)
+    antialias = check_antialias(fn, antialias, m)
     check_fill(fn, fill_value, c)
     ho, wo = check_size(fn, size, (h, w))
     x = x.rechunk({1: -1, 2: -1, 3: -1})
@@ -114,7 +118,7 @@ def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners,
         t = da.from_array(check_theta(fn, theta, n, not single, rows=rows), chunks=(x.chunks[0],) + m)
 
     flags = {"mode": mode, "padding_mode": padding_mode, "align_corners": bool(align_corners),
-             "fill_value": fill_value}
+             "fill_value": fill_value, "antialias": antialias}
     # block n of the output = warp(block n of the images, block n of theta); the
     # matrix axes of theta are single chunks, concatenated into each call.
     out = da.blockwise(

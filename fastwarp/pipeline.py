@@ -122,7 +122,7 @@ class RandomAffine:
 
 def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
                  padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
-                 prefetch: int = 2, workers: int = 1) -> Iterator:
+                 antialias: bool = False, prefetch: int = 2, workers: int = 1) -> Iterator:
     """Warp every batch of an iterable with :func:`fastwarp.affine_warp` (or
     :func:`fastwarp.perspective_warp` for 3 x 3 matrices), ahead of the consumer.
 
@@ -140,8 +140,9 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
         rather than depend on call order.
     size : (Ho, Wo), optional
         Output size; defaults to each batch's input size.
-    mode, padding_mode, align_corners, fill_value
-        As in :func:`fastwarp.affine_warp`.
+    mode, padding_mode, align_corners, fill_value, antialias
+        As in :func:`fastwarp.affine_warp` (``antialias``: filter each output
+        pixel's footprint where the warp shrinks).
     prefetch : int, default 2
         Batches kept ready ahead of the consumer.
     workers : int, default 1
@@ -158,10 +159,11 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
     Whatever the source or :func:`fastwarp.affine_warp` raises (e.g. ValueError
     for a bad shape), at the position of the offending batch.
     """
-    from ._validate import check_flags
+    from ._validate import check_antialias, check_flags
     from .api import affine_warp, perspective_warp
 
-    check_flags("warp_batches", mode, padding_mode, align_corners)
+    m, _, _ = check_flags("warp_batches", mode, padding_mode, align_corners)
+    check_antialias("warp_batches", antialias, m)
     fixed = None if callable(theta) else np.asarray(theta, dtype=np.float64)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"warp_batches: workers must be an int >= 1; got {workers!r}")
@@ -180,7 +182,7 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
         t = theta(index, images) if fixed is None else fixed
         warp = perspective_warp if np.shape(t)[-2:] == (3, 3) else affine_warp
         warped = warp(images, t, size, mode=mode, padding_mode=padding_mode, align_corners=align_corners,
-                      fill_value=fill_value)
+                      fill_value=fill_value, antialias=antialias)
         return warped if rest is None else (warped, *rest)
 
     return prefetch_map(work, _indexed(batches), workers=workers, prefetch=prefetch)

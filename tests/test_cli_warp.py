@@ -125,6 +125,28 @@ def test_homography_bicubic_constant_fill_and_wrap(folder, tmp_path, capsys):
     assert rc == 1 and "--matrix takes 6 numbers (affine) or 9 (homography); got 3" in capsys.readouterr().err
 
 
+
+def test_antialias_zoom_out(tmp_path, rng, capsys):
+    """--antialias filters the footprint where the warp shrinks: fastwarp.affine_warp(..., antialias=True)."""
+    src_dir = tmp_path / "in"
+    src_dir.mkdir()
+    Image.fromarray(rng.integers(1, 256, (37, 45, 3), dtype=np.uint8)).save(src_dir / "big.png")
+    src = src_dir / "big.png"
+    out, plain = tmp_path / "out", tmp_path / "plain"
+    args = ["warp", str(src), "--scale", "0.25", "--rotation", "10", "-q"]
+    assert main([*args, "-o", str(out), "--antialias"]) == 0, capsys.readouterr()
+    assert main([*args, "-o", str(plain)]) == 0
+    theta = affine_theta((37, 45), rotation=10, scale=0.25)
+    got = _load(out / "big.png")[2]
+    np.testing.assert_array_equal(got, _expected(src, theta, antialias=True))
+    assert not np.array_equal(got, _load(plain / "big.png")[2])
+    capsys.readouterr()
+    rc = main([*args, "-o", str(tmp_path / "bad"), "--antialias", "--mode", "nearest"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "fastwarp warp: error: --antialias needs --mode bilinear or bicubic" in err
+    assert not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
 @pytest.mark.parametrize("padding", ["zeros", "reflection"])
 @pytest.mark.parametrize("align", [False, True])

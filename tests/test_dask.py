@@ -71,6 +71,23 @@ def test_dask_perspective_and_new_flags(rng):
     np.testing.assert_array_equal(got, fastwarp.affine_warp(x, t[:, :2], padding_mode="wrap"))
 
 
+
+def test_dask_antialias_is_passed_through(rng):
+    from fastwarp.transforms import affine_theta
+
+    x = rng.integers(1, 256, (5, 19, 23, 3)).astype(np.uint8)
+    t = np.repeat(affine_theta((19, 23), (7, 9), rotation=25, scale=1 / 3)[None], 5, 0)
+    dx = da.from_array(x, chunks=(2, 19, 23, 3))
+    want = fastwarp.affine_warp(x, t, (7, 9), antialias=True)
+    assert not np.array_equal(want, fastwarp.affine_warp(x, t, (7, 9)))
+    np.testing.assert_array_equal(affine_warp(dx, t, (7, 9), antialias=True).compute(), want)
+    p = np.concatenate([t, np.tile([[[0.1, -0.05, 1.0]]], (5, 1, 1))], 1)
+    np.testing.assert_array_equal(perspective_warp(dx, p, (7, 9), antialias=True).compute(),
+                                  fastwarp.perspective_warp(x, p, (7, 9), antialias=True))
+    with pytest.raises(ValueError, match="^affine_warp: antialias=True needs mode"):
+        affine_warp(dx, t, mode="nearest", antialias=True)
+
+
 # ---------------------------------------------------------------- cluster
 
 @pytest.fixture(scope="module")

@@ -78,6 +78,24 @@ def test_random_affine_reproducible_per_batch(rng):
         np.testing.assert_array_equal(w, fastwarp.affine_warp(images, aug(i, images)))
 
 
+
+def test_antialias_is_passed_through(rng):
+    data = _batches(rng, [3, 2], shape=(19, 23, 3))
+    t = affine_theta((19, 23), (7, 9), rotation=25, scale=1 / 3)
+    aug = RandomAffine(seed=2, rotation=30, scale=(0.3, 0.5), perspective=0.2)
+    for theta in (t, aug):
+        got = list(warp_batches(data, theta, (7, 9), antialias=True, workers=2))
+        for i, ((images, labels), (w, lab)) in enumerate(zip(data, got)):
+            ti = theta(i, images) if callable(theta) else t
+            warp = fastwarp.perspective_warp if ti.shape[-2:] == (3, 3) else fastwarp.affine_warp
+            want = warp(images, ti, (7, 9), antialias=True)
+            assert not np.array_equal(want, warp(images, ti, (7, 9)))
+            np.testing.assert_array_equal(w, want)
+            np.testing.assert_array_equal(lab, labels)
+    with pytest.raises(ValueError, match="^warp_batches: antialias=True needs mode"):
+        warp_batches(data, t, mode="nearest", antialias=True)
+
+
 def test_source_exception_reaches_consumer_in_position(rng):
     data = _batches(rng, [2, 2, 2])
 

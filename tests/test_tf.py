@@ -411,3 +411,60 @@ def test_random_affine_rejects_bad_arguments():
         ftf.random_affine(seed=1.5)
     with pytest.raises(ValueError, match="^random_affine: mode"):
         ftf.random_affine(mode="cubic")
+
+
+# ---------------------------------------------------------------------------
+# antialias
+# ---------------------------------------------------------------------------
+
+def _zoom_out(h, w, n):
+    """(n, 2, 3) thetas that shrink a (h, w) image onto (h // 3, w // 3), rotated, with a small jitter."""
+    t = transforms.affine_theta((h, w), (h // 3, w // 3), rotation=25, scale=1 / 3)
+    return np.repeat(t[None], n, 0) + np.linspace(0, 0.02, n)[:, None, None]
+
+
+def test_antialias_ops_and_gradients_equal_fastwarp(rng):
+    n, h, w = 2, 23, 29
+    size = (h // 3, w // 3)
+    x = rng.random((n, h, w, 3)).astype(np.float32) + 0.1
+    upstream = rng.normal(size=(n, *size, 3)).astype(np.float32)
+    for rows, op, warp, backward in (
+            (2, ftf.affine_warp, fastwarp.affine_warp, fastwarp.affine_warp_backward),
+            (3, ftf.perspective_warp, fastwarp.perspective_warp, fastwarp.perspective_warp_backward)):
+        theta = _zoom_out(h, w, n)
+        if rows == 3:  # a perspective whose shrink grows across the image
+            theta = np.concatenate([theta, np.tile([[[0.15, -0.1, 1.0]]], (n, 1, 1))], 1)
+        want = warp(x, theta, size, antialias=True)
+        assert np.abs(want - warp(x, theta, size)).max() > 0.05  # the filter did something
+        xt, tt = tf.constant(x), tf.constant(theta)
+        with tf.GradientTape() as tape:
+            tape.watch([xt, tt])
+            out = op(xt, tt, size, antialias=True)
+            loss = tf.reduce_sum(out * upstream)
+        np.testing.assert_array_equal(out.numpy(), want)
+        gx, gt = tape.gradient(loss, [xt, tt])
+        wx, wt = backward(upstream, x, theta, size, antialias=True)
+        np.testing.assert_allclose(gx.numpy(), wx, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(gt.numpy(), wt, rtol=1e-6, atol=1e-6)
+
+
+def test_antialias_random_affine_and_errors(rng):
+    h, w = 21, 19
+    x = (rng.random((3, h, w, 3)) * 254 + 1).astype(np.uint8)
+    kw = dict(rotation=20, scale=(0.3, 0.5), seed=int(rng.integers(2**40)))
+    aug = ftf.random_affine(**kw, antialias=True)
+    got = aug(tf.constant(x)).numpy()
+    theta = aug.thetas(tf.constant(x)).numpy()
+    np.testing.assert_array_equal(got, fastwarp.affine_warp(x, theta, antialias=True))
+    assert not np.array_equal(got, ftf.random_affine(**kw)(tf.constant(x)).numpy())
+    persp = ftf.random_affine(**kw, perspective=0.3, antialias=True)
+    theta = persp.thetas(tf.constant(x)).numpy()
+    assert theta.shape == (3, 3, 3)
+    np.testing.assert_array_equal(persp(tf.constant(x)).numpy(),
+                                  fastwarp.perspective_warp(x, theta, antialias=True))
+    with pytest.raises(ValueError, match="^affine_warp: antialias=True needs mode"):
+        ftf.affine_warp(x, theta[:, :2], mode="nearest", antialias=True)
+    with pytest.raises(TypeError, match="^perspective_warp: antialias must be a bool"):
+        ftf.perspective_warp(x, theta, antialias=1)
+    with pytest.raises(ValueError, match="^random_affine: antialias=True needs mode"):
+        ftf.random_affine(mode="nearest", antialias=True)

@@ -226,3 +226,47 @@ def test_one_spec_for_the_tf_map_the_keras_layer_the_pipeline_and_the_cli(rng):
     np.testing.assert_array_equal(ftf.random_affine(spec=layer.spec, padding_mode="constant")(x).numpy(), got)
     np.testing.assert_array_equal(Stage(spec=layer.spec, key=lambda i, ims: layer.element_keys(ims).numpy())(
         0, x), theta)
+
+
+def test_antialias_random_affine_equals_fastwarp_on_its_own_transforms(rng):
+    import fastwarp
+
+    h, w = (int(v) for v in rng.integers(15, 26, 2) | 1)
+    x = (rng.random((3, h, w, 3)) * 254 + 1).astype(np.float32)
+    seed = int(rng.integers(2**31))
+    for perspective in (0.0, 0.2):
+        kw = dict(rotation=0.05, zoom=(0.6, 0.9), perspective=perspective, seed=seed)
+        layer = L.RandomAffine(**kw, antialias=True)
+        got = layer(x).numpy()
+        theta = L.keras_transform_to_theta(layer.transforms(x).numpy(), (h, w))
+        want = fastwarp.perspective_warp(x, theta, padding_mode="reflection", antialias=True)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)
+        plain = L.RandomAffine(**kw)(x).numpy()
+        assert np.abs(got - plain).max() > 1  # a zoom out: the filter changed the pixels
+        back = L.RandomAffine.from_config(layer.get_config())
+        assert back.get_config()["antialias"] is True
+        np.testing.assert_array_equal(back(x).numpy(), got)
+    assert L.RandomAffine().get_config()["antialias"] is False
+
+
+def test_antialias_keras_subclass_layers(rng):
+    img = _images(rng, 2, 17, 21)
+    out_kw = dict(height_factor=(0.6, 0.8), seed=3)
+    plain, filtered = L.RandomZoom(**out_kw), L.RandomZoom(**out_kw, antialias=True)
+    tr = plain.get_random_transformation(img, training=True, seed=3)
+    diff = filtered.transform_images(img, tr).numpy() - plain.transform_images(img, tr).numpy()
+    assert np.abs(diff).max() > 1
+    # a zoom in does not shrink: exactly the plain warp
+    in_kw = dict(height_factor=(-0.4, -0.2), seed=3)
+    tr = L.RandomZoom(**in_kw).get_random_transformation(img, training=True, seed=3)
+    np.testing.assert_array_equal(L.RandomZoom(**in_kw, antialias=True).transform_images(img, tr).numpy(),
+                                  L.RandomZoom(**in_kw).transform_images(img, tr).numpy())
+    config = filtered.get_config()
+    assert config["antialias"] is True and L.RandomZoom.from_config(config).antialias is True
+    assert L.RandomRotation(0.1).get_config()["antialias"] is False
+    for make in (lambda **k: L.RandomAffine(zoom=0.3, **k), lambda **k: L.RandomRotation(0.1, **k),
+                 lambda **k: L.RandomPerspective(**k)):
+        with pytest.raises(ValueError, match="antialias=True needs interpolation='bilinear'"):
+            make(interpolation="nearest", antialias=True)
+        with pytest.raises(TypeError, match="antialias must be a bool"):
+            make(antialias="yes")

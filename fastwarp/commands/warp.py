@@ -30,6 +30,7 @@ examples:
   fastwarp warp img.jpg -o out --matrix 1 0 10 0 1 -5 --padding border
   fastwarp warp scans -o flat --matrix 1 0.1 0 0 1 0 0.0005 0 1 --mode bicubic --padding constant --fill 255
   fastwarp warp photos -o small --size 128 128 --format png --skip-existing
+  fastwarp warp photos -o thumbs --scale 0.25 --antialias
   fastwarp warp photos -o out --random-rotate -30 30 --scheduler tcp://10.0.0.1:8786
 
 exit status: 0 all written, 1 refused to start, 2 some files failed, 130 interrupted.
@@ -79,6 +80,9 @@ def configure(p: argparse.ArgumentParser) -> None:
     s.add_argument("--no-resize", action="store_true",
                    help="with --size, take an H x W window about the centre instead of resizing")
     s.add_argument("--mode", choices=("bilinear", "nearest", "bicubic"), default="bilinear")
+    s.add_argument("--antialias", action="store_true",
+                   help="filter each output pixel's footprint where the warp shrinks (no aliasing on "
+                        "zoom-outs and small --size); needs --mode bilinear or bicubic")
     s.add_argument("--padding", choices=("zeros", "border", "reflection", "constant", "wrap"),
                    default="zeros",
                    help="what is read outside the input (default zeros; constant reads --fill)")
@@ -137,6 +141,8 @@ def build_spec(args):
         raise ValueError("--inverse-map needs --matrix")
     if args.matrix is not None and len(args.matrix) not in (6, 9):
         raise ValueError(f"--matrix takes 6 numbers (affine) or 9 (homography); got {len(args.matrix)}")
+    if args.antialias and args.mode == "nearest":
+        raise ValueError("--antialias needs --mode bilinear or bicubic; got --mode nearest")
     if args.fill is not None and args.padding != "constant":
         raise ValueError("--fill needs --padding constant")
     if args.no_resize and args.size is None:
@@ -183,6 +189,7 @@ def build_spec(args):
         matrix=None if args.matrix is None else tuple(args.matrix), inverse_map=args.inverse_map,
         size=None if args.size is None else tuple(args.size), resize=not args.no_resize,
         mode=args.mode, padding_mode=args.padding, align_corners=args.align_corners, seed=args.seed,
+        antialias=args.antialias,
         fill_value=0.0 if args.fill is None else (args.fill[0] if len(args.fill) == 1 else tuple(args.fill)))
     opts = OutputOptions(format=None if args.format is None else check_format(args.format),
                          quality=args.quality, png_level=args.png_level, fsync=args.fsync)

@@ -43,7 +43,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from .. import api as _api
 from .. import transforms as _transforms
-from .._validate import check_flags, check_size
+from .._validate import check_antialias, check_flags, check_size
 from ..augment import AugmentSpec, element_key
 
 __all__ = [
@@ -102,6 +102,13 @@ def _flags(fn: str, mode: str, padding_mode: str, align_corners, fill_value=0.0)
             "fill_value": fill}
 
 
+def _warp_flags(fn: str, mode: str, padding_mode: str, align_corners, fill_value, antialias) -> dict:
+    """:func:`_flags` plus ``antialias`` (checked by fastwarp's own rule, at trace time)."""
+    flags = _flags(fn, mode, padding_mode, align_corners, fill_value)
+    m, _, _ = check_flags(fn, mode, padding_mode, align_corners)
+    return dict(flags, antialias=check_antialias(fn, antialias, m))
+
+
 def _out_shape(images: tf.Tensor, spatial) -> tf.TensorShape:
     """Static (N, Ho, Wo, C) (or (Ho, Wo, C)) from the images' shape and the output's (Ho, Wo)."""
     s = images.shape
@@ -152,7 +159,8 @@ def _differentiable(images: tf.Tensor, coords: tf.Tensor, forward, backward, out
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, fill_value=0.0, name: str | None = None) -> tf.Tensor:
+                align_corners: bool = False, fill_value=0.0, antialias: bool = False,
+                name: str | None = None) -> tf.Tensor:
     """Differentiable TF op: warp images by affine matrices (:func:`fastwarp.affine_warp`).
 
     Parameters
@@ -169,6 +177,11 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     align_corners : bool, default False
     fill_value : float or sequence of float, default 0.0
         As in :func:`fastwarp.affine_warp` (used with ``padding_mode="constant"``).
+    antialias : bool, default False
+        As in :func:`fastwarp.affine_warp`: where the warp shrinks, each output
+        pixel reads its whole footprint (mode "bilinear" or "bicubic").  The
+        gradient (:func:`fastwarp.grad.affine_warp_backward` with the same
+        flag) covers the filter, for images and theta.
     name : str, optional
         Name scope of the op.
 
@@ -192,7 +205,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         ``tf.errors.InvalidArgumentError`` inside a graph.
     """
     return _matrix_warp("affine_warp", 2, images, theta, size, name,
-                        _flags("affine_warp", mode, padding_mode, align_corners, fill_value))
+                        _warp_flags("affine_warp", mode, padding_mode, align_corners, fill_value, antialias))
 
 
 def _matrix_warp(fn: str, rows: int, images, theta, size, name, flags: dict) -> tf.Tensor:
@@ -261,7 +274,8 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                     align_corners: bool = False, fill_value=0.0, name: str | None = None) -> tf.Tensor:
+                     align_corners: bool = False, fill_value=0.0, antialias: bool = False,
+                     name: str | None = None) -> tf.Tensor:
     """Differentiable TF op: warp images by projective matrices (:func:`fastwarp.perspective_warp`).
 
     Parameters
@@ -270,8 +284,9 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
         float32, float64, float16, uint8 or uint16.
     theta : tf.Tensor or array_like, shape (N, 3, 3) or (3, 3)
         Normalized output -> input homographies (float32/float64; integers are cast).
-    size, mode, padding_mode, align_corners, fill_value, name
-        As in :func:`affine_warp`.
+    size, mode, padding_mode, align_corners, fill_value, antialias, name
+        As in :func:`affine_warp` (``antialias``: :func:`fastwarp.perspective_warp`'s,
+        the footprint taken per output pixel).
 
     Returns
     -------
@@ -283,7 +298,8 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     (:func:`fastwarp.grad.perspective_warp_backward`).
     """
     return _matrix_warp("perspective_warp", 3, images, theta, size, name,
-                        _flags("perspective_warp", mode, padding_mode, align_corners, fill_value))
+                        _warp_flags("perspective_warp", mode, padding_mode, align_corners, fill_value,
+                                    antialias))
 
 
 # ---------------------------------------------------------------------------
@@ -472,7 +488,8 @@ class RandomAffine:
     :class:`fastwarp.augment.AugmentSpec`; build it with :func:`random_affine`."""
 
     def __init__(self, rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                 align_corners, by_index, fill_value=0.0, perspective=0.0, spec: AugmentSpec | None = None):
+                 align_corners, by_index, fill_value=0.0, perspective=0.0, spec: AugmentSpec | None = None,
+                 antialias: bool = False):
         if spec is None:
             spec = AugmentSpec.create("random_affine", rotation=rotation, scale=scale, shear=shear,
                                       translation=translation, perspective=perspective, seed=seed)
@@ -481,7 +498,7 @@ class RandomAffine:
         self.spec = spec
         self.seed = spec.seed
         self.output_size = None if output_size is None else check_size("random_affine", output_size, (1, 1))
-        self.flags = _flags("random_affine", mode, padding_mode, align_corners, fill_value)
+        self.flags = _warp_flags("random_affine", mode, padding_mode, align_corners, fill_value, antialias)
         self.by_index = bool(by_index)
 
     def _keys(self, image: tf.Tensor, index) -> tf.Tensor:
@@ -555,7 +572,7 @@ class RandomAffine:
 def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, perspective: float = 0.0,
                   seed: int = 0, spec: AugmentSpec | None = None, output_size=None, mode: str = "bilinear",
                   padding_mode: str = "zeros", align_corners: bool = False, by_index: bool = False,
-                  fill_value=0.0) -> RandomAffine:
+                  fill_value=0.0, antialias: bool = False) -> RandomAffine:
     """A seeded random augmentation for ``dataset.map(fn, num_parallel_calls=AUTOTUNE)``.
 
     Each element gets a rotation, scale, shear, translation (and perspective)
@@ -589,6 +606,10 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, perspe
     mode, padding_mode, align_corners, fill_value
         As in :func:`fastwarp.affine_warp` (every mode and padding, e.g.
         ``padding_mode="constant", fill_value=128``).
+    antialias : bool, default False
+        As in :func:`fastwarp.affine_warp` (and :func:`fastwarp.perspective_warp`
+        with a perspective): where a drawn transform shrinks (a zoom out), read
+        each output pixel's whole footprint.  Needs mode "bilinear" or "bicubic".
     by_index : bool, default False
         The per-element key.  False: a 64-bit fingerprint of the image's bytes
         (elements ``(image)`` or ``(image, label, ...)``), so equal images get
@@ -611,4 +632,4 @@ def random_affine(rotation=0.0, scale=1.0, shear=0.0, translation=0.0, *, perspe
                                                                                          0.0, 0):
         raise ValueError("random_affine: give spec= or the parameters and seed, not both")
     return RandomAffine(rotation, scale, shear, translation, seed, output_size, mode, padding_mode,
-                        align_corners, by_index, fill_value, perspective, spec)
+                        align_corners, by_index, fill_value, perspective, spec, antialias)

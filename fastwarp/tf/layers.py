@@ -13,6 +13,10 @@ hyperparameters and its numbers.  What changes:
   interpolated in floating point, rounded to nearest and saturated;
 * the warp runs through ``tf.numpy_function`` on the host CPU (like every
   fastwarp TF op: no XLA, no gradient; these are input-pipeline layers);
+* ``antialias=True`` (a keyword of every layer here, kept in ``get_config``;
+  ``interpolation="bilinear"`` only) filters each output pixel's footprint
+  where the warp shrinks (a zoom out), as :func:`fastwarp.perspective_warp`'s
+  ``antialias`` does; Keras has no such option;
 * Keras's conventions are kept: pixel centres at integer coordinates
   (fastwarp's ``align_corners=False``), fill modes ``reflect`` (fastwarp's
   ``reflection``), ``nearest`` (``border``), ``constant`` with
@@ -33,6 +37,7 @@ import tensorflow as tf
 
 from .. import api as _api
 from .._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, TF_WRAP
+from .._validate import check_antialias
 from ..augment import AugmentSpec, keras_chain_matrix
 from ..transforms import theta_from_homography
 from . import _numpy_op
@@ -56,28 +61,40 @@ def keras_transform_to_theta(transform: np.ndarray, size: tuple[int, int]) -> np
     return theta_from_homography(m, size, size, inverse_map=True)
 
 
-def _warp_numpy(images, transform, interpolation, padding, fill_value):
+def _warp_numpy(images, transform, interpolation, padding, fill_value, antialias=False):
     batched = images.ndim == 4
     x = images if batched else images[None]
     theta = keras_transform_to_theta(transform, x.shape[1:3])
     if theta.shape[0] == 1 and x.shape[0] != 1:
         theta = np.repeat(theta, x.shape[0], axis=0)
-    out = _warp_theta(x, theta, interpolation, padding, fill_value)
+    out = _warp_theta(x, theta, interpolation, padding, fill_value, antialias)
     return out if batched else out[0]
 
 
-def _warp_theta(x, theta, interpolation, padding, fill_value):
+def _warp_theta(x, theta, interpolation, padding, fill_value, antialias=False):
     """The projective warp of (N, H, W, C) images by (N, 3, 3) thetas with Keras's flags."""
-    codes = {"bilinear": BILINEAR, "nearest": NEAREST}
-    return _api._perspective("fastwarp.tf.layers", x, theta, None, codes[interpolation], padding, False,
-                             float(fill_value))
+    fn = "fastwarp.tf.layers"
+    mode = {"bilinear": BILINEAR, "nearest": NEAREST}[interpolation]
+    return _api._perspective(fn, x, theta, None, mode, padding, False, float(fill_value),
+                             antialias=check_antialias(fn, antialias, mode))
+
+
+def _check_antialias(layer: str, antialias, interpolation) -> bool:
+    """A layer's ``antialias``, refused at construction where the warp could not take it."""
+    if not isinstance(antialias, (bool, np.bool_)):
+        raise TypeError(f"{layer}: antialias must be a bool; got {antialias!r}")
+    if antialias and interpolation != "bilinear":
+        raise ValueError(f"{layer}: antialias=True needs interpolation='bilinear'; "
+                         f"got interpolation={interpolation!r}")
+    return bool(antialias)
 
 
 class _Image:
     """Keras's backend.image namespace with the two warps replaced by fastwarp's."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, antialias=False):
         self._backend = backend
+        self._antialias = antialias
 
     def __getattr__(self, name):
         return getattr(self._backend.image, name)
@@ -88,10 +105,10 @@ class _Image:
             raise ValueError(f"fastwarp.tf.layers: data_format must be 'channels_last'; got {data_format!r}")
         images = tf.convert_to_tensor(images)
         transform = tf.convert_to_tensor(transform)
-        padding = FILL_MODES[fill_mode]
+        padding, antialias = FILL_MODES[fill_mode], self._antialias
 
         def warp(im, tr):
-            return _warp_numpy(im, tr, interpolation, padding, fill_value)
+            return _warp_numpy(im, tr, interpolation, padding, fill_value, antialias)
 
         return _numpy_op(warp, [images, transform], images.dtype, [images.shape], "keras_affine")
 
@@ -109,9 +126,9 @@ class _Image:
 class _Backend:
     """Keras's DynamicBackend, with ``image`` warping through fastwarp."""
 
-    def __init__(self, inner):
+    def __init__(self, inner, antialias=False):
         self._inner = inner
-        self.image = _Image(inner)
+        self.image = _Image(inner, antialias)
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
@@ -121,9 +138,10 @@ def _fastwarp_layer(base):
     """A subclass of the Keras layer ``base`` whose warps run on fastwarp and keep integer dtypes."""
 
     class Layer(base):
-        def __init__(self, *args, **kwargs):
+        def __init__(self, *args, antialias=False, **kwargs):
             super().__init__(*args, **kwargs)
-            self.backend = _Backend(self.backend)
+            self.antialias = _check_antialias(base.__name__, antialias, self.interpolation)
+            self.backend = _Backend(self.backend, self.antialias)
 
         def __call__(self, inputs, **kwargs):
             # Keras's DataLayer casts every input to the compute dtype inside tf.data;
@@ -138,9 +156,14 @@ def _fastwarp_layer(base):
                 images = tf.cast(images, self.compute_dtype)
             return self._transform_images(images, transformation, self.interpolation)
 
+        def get_config(self):
+            return dict(super().get_config(), antialias=self.antialias)
+
     Layer.__name__ = Layer.__qualname__ = base.__name__
     Layer.__doc__ = (f"Keras's ``{base.__name__}`` (same arguments, same random parameters) warped by "
-                     "fastwarp; integer images keep their dtype.  See :mod:`fastwarp.tf.layers`.")
+                     "fastwarp; integer images keep their dtype.  One more keyword, ``antialias=False``: "
+                     "True filters the footprint where the warp shrinks (interpolation 'bilinear' only).  "
+                     "See :mod:`fastwarp.tf.layers`.")
     Layer.__module__ = __name__
     return keras.saving.register_keras_serializable(package="fastwarp")(Layer)
 
@@ -208,6 +231,10 @@ class RandomAffine(keras.layers.Layer):
     fill_mode, interpolation, fill_value
         As in Keras's layers: ``"reflect"``, ``"wrap"``, ``"nearest"``,
         ``"constant"``; ``"bilinear"`` or ``"nearest"``.
+    antialias : bool, default False
+        Where the drawn warp shrinks (a zoom out), read each output pixel's
+        whole footprint (:func:`fastwarp.perspective_warp`'s ``antialias``);
+        needs ``interpolation="bilinear"`` (ValueError otherwise).
     seed : int, optional
         Base seed.  Each image's parameters are drawn from a counter-based
         generator keyed by the seed and a fingerprint of the image's bytes, so
@@ -229,7 +256,8 @@ class RandomAffine(keras.layers.Layer):
     """
 
     def __init__(self, rotation=0.0, zoom=0.0, translation=0.0, shear=0.0, perspective=0.0,
-                 fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, **kwargs):
+                 fill_mode="reflect", interpolation="bilinear", seed=None, fill_value=0.0, *,
+                 antialias=False, **kwargs):
         super().__init__(**kwargs)
         if fill_mode not in FILL_MODES:
             raise ValueError(f"RandomAffine: fill_mode must be one of {sorted(FILL_MODES)}; "
@@ -237,6 +265,7 @@ class RandomAffine(keras.layers.Layer):
         if interpolation not in ("bilinear", "nearest"):
             raise ValueError(f"RandomAffine: interpolation must be 'bilinear' or 'nearest'; "
                              f"got {interpolation!r}")
+        self.antialias = _check_antialias("RandomAffine", antialias, interpolation)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer))):
             raise TypeError(f"RandomAffine: seed must be an int or None; got {seed!r}")
         self.rotation, self.zoom, self.translation = rotation, zoom, translation
@@ -340,10 +369,11 @@ class RandomAffine(keras.layers.Layer):
             x = tf.cast(x, self.compute_dtype)
         h, w = int(x.shape[1]), int(x.shape[2])
         padding, spec = FILL_MODES[self.fill_mode], self.spec
-        interpolation, fill_value = self.interpolation, self.fill_value
+        interpolation, fill_value, antialias = self.interpolation, self.fill_value, self.antialias
 
         def warp(im, keys):
-            return _warp_theta(im, spec.theta((h, w), (h, w), keys), interpolation, padding, fill_value)
+            return _warp_theta(im, spec.theta((h, w), (h, w), keys), interpolation, padding, fill_value,
+                               antialias)
 
         out = _numpy_op(warp, [x, self.element_keys(x)], x.dtype, [x.shape], "keras_random_affine")
         return out if batched else out[0]
@@ -359,5 +389,6 @@ class RandomAffine(keras.layers.Layer):
         config = super().get_config()
         config.update({"rotation": self.rotation, "zoom": self.zoom, "translation": self.translation,
                        "shear": self.shear, "perspective": self.perspective, "fill_mode": self.fill_mode,
-                       "interpolation": self.interpolation, "seed": self.seed, "fill_value": self.fill_value})
+                       "interpolation": self.interpolation, "seed": self.seed, "fill_value": self.fill_value,
+                       "antialias": self.antialias})
         return config
