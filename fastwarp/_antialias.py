@@ -120,7 +120,7 @@ def largest_stretch(hpx: np.ndarray) -> np.ndarray:
 # Scalar math (real, or complex for the complex-step derivatives)
 # ---------------------------------------------------------------------------
 
-@inline
+@jit
 def pixel_map(h, n, j, i):
     """(w, px, py, J00, J01, J10, J11) at output pixel (j, i): the point p = (u / w, v / w) of
     (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w."""
@@ -133,7 +133,7 @@ def pixel_map(h, n, j, i):
             (h[n, 1, 0] - py * h[n, 2, 0]) / w, (h[n, 1, 1] - py * h[n, 2, 1]) / w)
 
 
-@inline
+@jit
 def stretch(j00, j01, j10, j11):
     """Largest eigenvalue of C = J J^T (the squared largest singular value of J)."""
     a = j00 * j00 + j01 * j01
@@ -142,7 +142,7 @@ def stretch(j00, j01, j10, j11):
     return 0.5 * (a + c) + math.sqrt(0.25 * (a - c) * (a - c) + b * b)
 
 
-@inline
+@jit
 def footprint(j00, j01, j10, j11):
     """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues clamped into [1, CAP^2].
 
@@ -180,7 +180,7 @@ def footprint(j00, j01, j10, j11):
     return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
 
 
-@inline
+@jit
 def kernel_weight(t, cubic):
     """k(t) and k'(t): the tent 1 - |t| (bilinear) or cubic convolution with a = -0.75."""
     s = 1.0 if t >= 0.0 else -1.0
@@ -197,7 +197,7 @@ def kernel_weight(t, cubic):
     return 0.0, 0.0
 
 
-@inline
+@jit
 def aa_tap(k, n, padding, align_corners):
     """Index read by integer tap coordinate k, -1 where it reads the fill."""
     if padding == WRAP:
@@ -207,7 +207,7 @@ def aa_tap(k, n, padding, align_corners):
     return bound_index(k, n)
 
 
-@inline
+@jit
 def shrinking(h, n, j, i):
     """(shrinks, w, px, py, J...) of output pixel (j, i): whether the filter replaces the plain
     sample there (a finite point in front of the viewer whose footprint exceeds one pixel)."""
@@ -218,12 +218,12 @@ def shrinking(h, n, j, i):
     return ok, px, py, j00, j01, j10, j11
 
 
-@inline
+@jit
 def tap_range(p, e):
     return int(math.ceil(p - e)), int(math.floor(p + e))
 
 
-@inline
+@jit
 def support(m00, m01, m11, cubic):
     """Half-widths (ex, ey) of the box holding the stretched kernel: R * row sums of |M^-1|."""
     r = 2.0 if cubic else 1.0
@@ -251,54 +251,6 @@ def weights_row(m00, m01, m11, px, dy, x0, nx, cubic, wrow):
     return total
 
 
-@jit
-def interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow):
-    """acc += sum_q w_q src[n, q] over a tap box wholly inside the image; returns sum_q w_q.
-    1, 3 and 4 channels accumulate in registers (an array accumulator would serialize every tap
-    on a store and a reload)."""
-    C = src.shape[3]
-    nx = x1 - x0 + 1
-    wsum = 0.0
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    for qy in range(y0, y1 + 1):
-        s = weights_row(m00, m01, m11, px, qy - py, x0, nx, cubic, wrow)
-        if s == 0.0:
-            continue
-        wsum += s
-        if C == 3:
-            for t in range(nx):
-                wt = wrow[t]
-                s0 += wt * src[n, qy, x0 + t, 0]
-                s1 += wt * src[n, qy, x0 + t, 1]
-                s2 += wt * src[n, qy, x0 + t, 2]
-        elif C == 1:
-            for t in range(nx):
-                s0 += wrow[t] * src[n, qy, x0 + t, 0]
-        elif C == 4:
-            for t in range(nx):
-                wt = wrow[t]
-                s0 += wt * src[n, qy, x0 + t, 0]
-                s1 += wt * src[n, qy, x0 + t, 1]
-                s2 += wt * src[n, qy, x0 + t, 2]
-                s3 += wt * src[n, qy, x0 + t, 3]
-        else:
-            for t in range(nx):
-                wt = wrow[t]
-                for c in range(C):
-                    acc[c] += wt * src[n, qy, x0 + t, c]
-    if C == 1 or C == 3 or C == 4:
-        acc[0] += s0
-    if C == 3 or C == 4:
-        acc[1] += s1
-        acc[2] += s2
-    if C == 4:
-        acc[3] += s3
-    return wsum
-
-
 @inline
 def axis_weights(m, p, q0, nq, cubic, wq):
     """wq[t] = k(m (q0 + t - p)) for t < nq; returns their sum."""
@@ -311,40 +263,11 @@ def axis_weights(m, p, q0, nq, cubic, wq):
     return total
 
 
-@jit
-def axpy(y, x, a):
-    """y += a x over two contiguous 1-D runs (a plain loop the vectorizer takes)."""
-    for k in range(x.size):
-        y[k] += a * x[k]
-
-
-@jit
-def separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol, colsum, C):
-    """:func:`interior_sum` for a diagonal M (axis-aligned or isotropic footprints), where
-    w = kx(m00 dx) ky(m11 dy): per row, colsum += ky * the row's contiguous run of nx * C values,
-    then acc[c] = sum_t kx[t] colsum[t, c]; returns sum w = (sum kx) (sum ky)."""
-    nx = x1 - x0 + 1
-    ny = y1 - y0 + 1
-    sx = axis_weights(m00, px, x0, nx, cubic, wrow)
-    sy = axis_weights(m11, py, y0, ny, cubic, wcol)
-    run = nx * C
-    cs = colsum[:run]
-    cs[:] = 0.0
-    base = x0 * C
-    for u in range(ny):
-        if wcol[u] != 0.0:
-            axpy(cs, flat[n, y0 + u, base:base + run], wcol[u])
-    for t in range(nx):
-        wx = wrow[t]
-        for c in range(C):
-            acc[c] += wx * cs[t * C + c]
-    return sx * sy
-
-
 @inline
 def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol):
-    """:func:`separable_sum` for 1, 3 or 4 channels, over the part of the tap box inside the
-    image: each tap row's horizontal sum in registers, weighted by the row's vertical weight.
+    """acc += sum_q w_q I[q] for a diagonal M (axis-aligned or isotropic footprints), where
+    w = kx(m00 dx) ky(m11 dy), over the part of the tap box inside the image: each tap row's
+    horizontal sum (in registers for 3 channels), weighted by the row's vertical weight.
     Returns (the weight of the whole box, the weight of its part inside the image); the caller
     gives the part outside the fill (zeros and constant padding)."""
     C = src.shape[3]
@@ -365,7 +288,6 @@ def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow,
     a0 = 0.0
     a1 = 0.0
     a2 = 0.0
-    a3 = 0.0
     for u in range(u0, u1):
         wy = wcol[u]
         iy += wy
@@ -375,33 +297,24 @@ def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow,
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
-        s3 = 0.0
         if C == 3:
             for t in range(t0, t1):
                 wx = wrow[t]
                 s0 += wx * src[n, q, x0 + t, 0]
                 s1 += wx * src[n, q, x0 + t, 1]
                 s2 += wx * src[n, q, x0 + t, 2]
-        elif C == 1:
-            for t in range(t0, t1):
-                s0 += wrow[t] * src[n, q, x0 + t, 0]
         else:
             for t in range(t0, t1):
-                wx = wrow[t]
-                s0 += wx * src[n, q, x0 + t, 0]
-                s1 += wx * src[n, q, x0 + t, 1]
-                s2 += wx * src[n, q, x0 + t, 2]
-                s3 += wx * src[n, q, x0 + t, 3]
+                wq = wy * wrow[t]
+                for c in range(C):
+                    acc[c] += wq * src[n, q, x0 + t, c]
         a0 += wy * s0
         a1 += wy * s1
         a2 += wy * s2
-        a3 += wy * s3
-    acc[0] += a0
-    if C >= 3:
+    if C == 3:
+        acc[0] += a0
         acc[1] += a1
         acc[2] += a2
-    if C == 4:
-        acc[3] += a3
     inside = ix * iy if (t1 > t0 and u1 > u0) else 0.0
     return sx * sy, inside
 
@@ -431,8 +344,11 @@ def row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, 
     v = vrow[:run]
     v[:] = 0.0
     for u in range(y1 - y0 + 1):
-        if wcol[u] != 0.0:
-            axpy(v, flat[n, y0 + u, lo * C:lo * C + run], wcol[u])
+        wy = wcol[u]
+        if wy != 0.0:
+            seg = flat[n, y0 + u, lo * C:lo * C + run]
+            for k in range(run):  # a contiguous run: the vectorizer takes it
+                v[k] += wy * seg[k]
     for j in range(Wo):
         px = hpx[n, 0, 0] * j + pa
         x0, x1 = tap_range(px, ex)
@@ -498,8 +414,8 @@ def mask_kernel(hpx, mask, r0, r1):
 
 
 @inline
-def filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
-                 align_corners, acc, cols, wrow, wcol, colsum):
+def filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                 align_corners, acc, cols, wrow, wcol):
     """out[n, i, j] = sum_q w_q I[q] / sum_q w_q for the footprint (M, box half-widths ex, ey) at p."""
     H = src.shape[1]
     W = src.shape[2]
@@ -512,15 +428,11 @@ def filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, c
     # a rotation of an isotropic footprint leaves m01 at rounding level: treat it as 0
     diagonal = abs(m01) <= DIAGONAL * (m00 + m11)
     fills = padding == ZEROS or padding == CONSTANT
-    if diagonal and (C == 1 or C == 3 or C == 4) and (inside or fills):
+    if diagonal and (inside or fills):
         wsum, win = separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol)
         if wsum != win:  # the taps outside the image read the fill
             for c in range(C):
                 acc[c] += (wsum - win) * fill[c]
-    elif inside and diagonal:
-        wsum = separable_sum(flat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol, colsum, C)
-    elif inside:
-        wsum = interior_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, wrow)
     else:
         for q in range(x0, x1 + 1):
             cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
@@ -546,7 +458,6 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     cols = np.empty(_MAX_TAPS, np.int64)
     wrow = np.empty(_MAX_TAPS)
     wcol = np.empty(_MAX_TAPS)
-    colsum = np.empty(_MAX_TAPS * C)
     vrow = np.empty(W * C)
     handled = np.zeros(Wo, np.uint8)
     flat = src.reshape(src.shape[0], H, W * C)
@@ -554,39 +465,42 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     for row in range(r0, r1):
         n = row // Ho
         i = row - n * Ho
-        if not affine_rows(hpx, n):
-            # projective: the footprint changes from pixel to pixel
-            for j in range(Wo):
-                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
-                if ok:
-                    m00, m01, m11 = footprint(j00, j01, j10, j11)
-                    ex, ey = support(m00, m01, m11, cubic)
-                    filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
-                                 align_corners, acc, cols, wrow, wcol, colsum)
-            continue
-        # affine: one footprint for the whole image
-        j00, j01, j10, j11 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 1, 0], hpx[n, 1, 1]
-        if not stretch(j00, j01, j10, j11) > _LIMIT:
-            continue
-        m00, m01, m11 = footprint(j00, j01, j10, j11)
-        ex, ey = support(m00, m01, m11, cubic)
+        affine = affine_rows(hpx, n)
         shared = False
-        if j10 == 0.0 and m01 == 0.0:
-            # no rotation: the row reads the same input rows at every pixel; share the vertical pass
-            py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
-            y0, y1 = tap_range(py, r / m11)
-            shared = abs(py) < HUGE and y0 >= 0 and y1 < H
-            if shared:
-                row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, acc, C, handled)
+        if affine:
+            # one footprint for the whole image: J = H[:2, :2]
+            j00, j01, j10, j11 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 1, 0], hpx[n, 1, 1]
+            if not stretch(j00, j01, j10, j11) > _LIMIT:
+                continue
+            am00, am01, am11 = footprint(j00, j01, j10, j11)
+            aex, aey = support(am00, am01, am11, cubic)
+            if j10 == 0.0 and am01 == 0.0:
+                # no rotation: the row reads the same input rows at every pixel; share the vertical pass
+                py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
+                y0, y1 = tap_range(py, r / am11)
+                shared = abs(py) < HUGE and y0 >= 0 and y1 < H
+                if shared:
+                    row_filter(flat, n, i, hpx, out, am00, am11, y0, y1, cubic, wrow, wcol, vrow, acc, C,
+                               handled)
         for j in range(Wo):
             if shared and handled[j]:
                 continue  # row_filter wrote it
-            # p = H (j, i, 1), as pixel_map computes it with w = 1
-            px = hpx[n, 0, 0] * j + hpx[n, 0, 1] * i + hpx[n, 0, 2]
-            py = hpx[n, 1, 0] * j + hpx[n, 1, 1] * i + hpx[n, 1, 2]
-            if abs(px) < HUGE and abs(py) < HUGE:
-                filter_pixel(src, flat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
-                             align_corners, acc, cols, wrow, wcol, colsum)
+            if affine:
+                # p = H (j, i, 1), as pixel_map computes it with w = 1
+                px = hpx[n, 0, 0] * j + hpx[n, 0, 1] * i + hpx[n, 0, 2]
+                py = hpx[n, 1, 0] * j + hpx[n, 1, 1] * i + hpx[n, 1, 2]
+                if not (abs(px) < HUGE and abs(py) < HUGE):
+                    continue
+                m00, m01, m11, ex, ey = am00, am01, am11, aex, aey
+            else:
+                # projective: the footprint changes from pixel to pixel
+                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+                if not ok:
+                    continue
+                m00, m01, m11 = footprint(j00, j01, j10, j11)
+                ex, ey = support(m00, m01, m11, cubic)
+            filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                         align_corners, acc, cols, wrow, wcol)
 
 
 @jit
