@@ -35,6 +35,7 @@ def _tasks(dtypes, parts):
     import fastwarp as fw
 
     theta = np.array([[0.9, 0.1, 0.05], [-0.1, 0.9, 0.0]])
+    shrink = np.array([[1.0, 0.2, 0.0], [-0.2, 1.0, 0.0]])  # onto a 2 x 3 output: every pixel shrinks
     tasks = [("affine_grid", lambda: fw.affine_grid(theta, (3, 4)))] if "forward" in parts else []
     for name in dtypes:
         dt = np.dtype(name)
@@ -43,6 +44,8 @@ def _tasks(dtypes, parts):
         if "forward" in parts:
             tasks.append((f"affine_warp {name}", lambda x=x: fw.affine_warp(x, theta)))
             tasks.append((f"grid_sample {name}", lambda x=x, g=grid: fw.grid_sample(x, g)))
+            tasks.append((f"affine_warp antialias {name}",
+                          lambda x=x: fw.affine_warp(x, shrink, (2, 3), antialias=True)))
         if "backward" in parts and dt.kind == "f":
             gout = np.ones((2, 5, 6, 3), dt)
             gg = np.ones((2, 4, 5, 3), dt)
@@ -50,6 +53,9 @@ def _tasks(dtypes, parts):
                           lambda g=gout, x=x: fw.affine_warp_backward(g, x, theta)))
             tasks.append((f"grid_sample_backward {name}",
                           lambda g=gg, x=x, gr=grid: fw.grid_sample_backward(g, x, gr)))
+            ga = np.ones((2, 2, 3, 3), dt)
+            tasks.append((f"affine_warp_backward antialias {name}",
+                          lambda g=ga, x=x: fw.affine_warp_backward(g, x, shrink, (2, 3), antialias=True)))
     return tasks
 
 
