@@ -60,6 +60,14 @@ coordinates of float32 and uint8 images in 32.32 fixed point (an error below
 2**-20 (an error below 2.4e-4 of a grey level: a value that close to a .5 tie
 may round the other way).
 
+Antialias
+---------
+``antialias=True`` (affine_warp, perspective_warp and their gradients) filters
+where the warp shrinks: each output pixel reads its footprint, the mode's kernel
+stretched by ``M = (J J^T)^(-1/2)`` (J the output -> input pixel Jacobian,
+eigenvalues clamped into [1, 16^2]); where J has no singular value above 1 the
+result is the plain warp bit for bit (``fastwarp._antialias``, docs/antialias.md).
+
 Compilation: bilinear and nearest with zeros, border or reflection padding
 on uint8, float32 and float64 images run the tuned kernels of
 ``fastwarp._kernels``, compiled once per image dtype; every other combination
