@@ -370,7 +370,8 @@ def row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, 
 @jit
 def padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill, padding,
                align_corners):
-    """As :func:`interior_sum` where taps may fall outside: each reads its padded index or the fill."""
+    """acc += sum_q w_q value_q for any footprint and any padding: each tap reads its padded index
+    (``cols`` for the columns, computed by the caller) or the fill; returns sum_q w_q."""
     C = src.shape[3]
     H = src.shape[1]
     wsum = 0.0
@@ -548,20 +549,8 @@ def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding
                 # pass 1: v = sum w I / W
                 for c in range(C):
                     acc[c] = 0.0
-                wsum = 0.0
-                for qy in range(y0, y1 + 1):
-                    dy = qy - py
-                    row = aa_tap(float(qy), H, padding, align_corners)
-                    for qx in range(x0, x1 + 1):
-                        dx = qx - px
-                        wq = (kernel_weight(m00 * dx + m01 * dy, cubic)[0]
-                              * kernel_weight(m01 * dx + m11 * dy, cubic)[0])
-                        if wq == 0.0:
-                            continue
-                        wsum += wq
-                        col = cols[qx - x0]
-                        for c in range(C):
-                            acc[c] += wq * (src[n, row, col, c] if row >= 0 and col >= 0 else fill[c])
+                wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
+                                  padding, align_corners)
                 for c in range(C):
                     acc[c] /= wsum
                 # pass 2: dL/dI[q] += g w / W; dL/dw_q = g . (I[q] - v) / W, chained to p and M

@@ -29,7 +29,8 @@ import numpy as np
 
 __all__ = [
     "affine_grid", "grid_sample", "affine_warp", "blog_affine_warp", "perspective_grid", "perspective_warp",
-    "grid_sample_backward", "affine_warp_backward", "perspective_warp_backward", "supersampled_warp",
+    "grid_sample_backward", "affine_warp_backward", "perspective_warp_backward",
+    "antialias_mask", "supersampled_warp",
 ]
 
 # the antialias filter's widest footprint, in input pixels (``fastwarp._antialias.CAP``)
