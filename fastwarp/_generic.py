@@ -1,11 +1,11 @@
 """Numba CPU kernels compiled per combination: every mode, padding mode and coordinate source.
 
-The tuned kernels of ``fastwarp._kernels`` cover bilinear and nearest with zeros,
-border and reflection padding on uint8, float32 and float64 images, with one
-compilation per image dtype.  Everything else runs here: bicubic, constant and
-wrap padding, projective warps, uint16 images, and nearest sampling of a
-float32 grid in PyTorch's float32 arithmetic.  Each kernel is built by a factory
-for one combination (coordinate source, mode, padding, channel-count class),
+Every forward call runs here; so do the backward calls outside the tuned
+backward kernel of ``fastwarp._backward`` (bilinear and nearest with zeros,
+border and reflection padding on float32 and float64 images): bicubic,
+constant and wrap padding, projective warps, float16 images, and nearest
+sampling of a float32 grid in PyTorch's float32 arithmetic.  Each kernel is
+built by a factory for one combination (mode, padding, channel-count class),
 whose flags reach the kernel as closure constants; Numba prunes the branches
 of the other combinations before typing, so a call compiles only the path it
 runs, and each combination has its own on-disk cache entry.  The coordinate
@@ -20,8 +20,10 @@ reflection pad the *coordinate* (PyTorch); bicubic pads each tap's *index*
 (PyTorch's ``get_value_bounded``); wrap takes every tap index modulo the size
 (OpenCV's ``BORDER_WRAP``).  Points that are NaN, infinite or beyond
 ``_coords.HUGE`` (and projective points with w <= 0) read the fill value with
-constant padding and 0 otherwise.  Values accumulate in float64 and are
-rounded to the output dtype once (``_store.to_output``).
+constant padding and 0 otherwise.  The general per-tap paths accumulate in
+float64; the interior fast paths in the accumulation type of
+``_store.acc_type`` (float32 for float32 images), uint8 bilinear in integers.
+Values are rounded to the output dtype once (``_store.to_output``).
 
 Parallelism: the kernels are plain ``nogil`` functions over a range of output
 rows (forward) or of (image, row chunk) tasks (backward), which
@@ -38,9 +40,10 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
-from ._backward import touch
+from ._backward import scatter_taps, touch
 from ._coords import (
     BILINEAR,
     BORDER,
@@ -57,6 +60,7 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
+from ._span import WEIGHT_BITS, interior_loop, lerp_channels, lerp_channels_int, row_in_range, row_interior
 from ._store import acc_type, to_output
 
 # where the sample points come from
@@ -275,18 +279,106 @@ def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
             gys[j] = t10 * xb + cv + v2
 
 
+@jit
+def pixel_ratio(n_in, n_out, align_corners):
+    """Input pixels per output pixel for a unit normalized scale: s_in / s_out (0 if s_out is 0)."""
+    s_out = unnormalize_scale(n_out, align_corners)
+    if s_out == 0.0:
+        return 0.0
+    return unnormalize_scale(n_in, align_corners) / s_out
+
+
+@jit
+def pixel_affine(theta, n, W, H, Wo, Ho, align_corners):
+    """theta[n] as a map of pixel coordinates, output -> input: x = a00 (j - cx) + a01 (i - cy) + a02,
+    y = a10 (j - cx) + a11 (i - cy) + a12, with (cx, cy) the output's centre.
+
+    Equal to unnormalize(theta[n] @ (x_j, y_i, 1)); written this way the identity and
+    same-size integer shifts give exact integer coordinates.  Returns (a00, a01, a02,
+    a10, a11, a12, x_0, x_{Wo-1}), the last two the normalized ends of a row."""
+    a00 = theta[n, 0, 0] * pixel_ratio(W, Wo, align_corners)
+    a01 = theta[n, 0, 1] * pixel_ratio(W, Ho, align_corners)
+    a10 = theta[n, 1, 0] * pixel_ratio(H, Wo, align_corners)
+    a11 = theta[n, 1, 1] * pixel_ratio(H, Ho, align_corners)
+    a02 = unnormalize_scale(W, align_corners) * theta[n, 0, 2] + 0.5 * (W - 1)
+    a12 = unnormalize_scale(H, align_corners) * theta[n, 1, 2] + 0.5 * (H - 1)
+    return (a00, a01, a02, a10, a11, a12, base_coord(0, Wo, align_corners),
+            base_coord(Wo - 1, Wo, align_corners))
+
+
+@jit
+def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys):
+    """Input pixel coordinates of output row i's sample points into xs, ys; NaN where
+    the point is NaN, infinite or beyond ``HUGE`` (normalized), which reads as no image.
+
+    affine: the pixel-space matrix ``pa`` of image n (:func:`pixel_affine`), a
+    branch-free loop when both ends of the row are within HUGE (the normalized
+    point is affine in j, so then every point is); grid and projective:
+    unnormalize the normalized points of :func:`row_points`.
+    """
+    if source == AFFINE:
+        yb = base_coord(i, Ho, align_corners)
+        xb0 = pa[6]
+        xb1 = pa[7]
+        cu = theta[n, 0, 1] * yb + theta[n, 0, 2]
+        cv = theta[n, 1, 1] * yb + theta[n, 1, 2]
+        if (abs(theta[n, 0, 0] * xb0 + cu) < HUGE and abs(theta[n, 0, 0] * xb1 + cu) < HUGE
+                and abs(theta[n, 1, 0] * xb0 + cv) < HUGE and abs(theta[n, 1, 0] * xb1 + cv) < HUGE):
+            a00, a01, a02, a10, a11, a12, _, _ = pa
+            cx = 0.5 * (Wo - 1)
+            ux = a01 * (i - 0.5 * (Ho - 1)) + a02
+            uy = a11 * (i - 0.5 * (Ho - 1)) + a12
+            for j in range(Wo):
+                xs[j] = a00 * (j - cx) + ux
+                ys[j] = a10 * (j - cx) + uy
+            return True
+    row_points(grid, theta, n, i, Ho, Wo, source, align_corners, xs, ys)
+    for j in range(Wo):
+        ok = abs(xs[j]) < HUGE and abs(ys[j]) < HUGE
+        xs[j] = unnormalize(xs[j], W, align_corners) if ok else math.nan
+        ys[j] = unnormalize(ys[j], H, align_corners) if ok else math.nan
+    return False
+
+
+def blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):  # pragma: no cover - overloaded below
+    raise NotImplementedError
+
+
+def _blend_float(s, o, b, uC, urow, uo, fx, fy, C):
+    lerp_channels(s, o, uo, b, b + uC, b + urow, b + urow + uC, acc_type(fx, s), acc_type(fy, s), C)
+
+
+def _blend_uint8(s, o, b, uC, urow, uo, fx, fy, C):
+    # the fractions in units of 2**-WEIGHT_BITS
+    lerp_channels_int(s, o, uo, b, b + uC, b + urow, b + urow + uC, np.int64(fx * WEIGHT_ONE + 0.5),
+                      np.int64(fy * WEIGHT_ONE + 0.5), C)
+
+
+WEIGHT_ONE = float(1 << WEIGHT_BITS)
+
+
+@overload(blend_bilinear, inline="always", jit_options={"cache": True})
+def _blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):
+    """The 2 x 2 blend at flat offset b (row stride urow, pixel stride uC) into o[uo:]:
+    in integers for uint8 images (within 2.4e-4 of a grey level of the float32
+    blend, so only values that close to a .5 tie can round the other way), in
+    the accumulation type of ``_store.acc_type`` otherwise."""
+    return _blend_uint8 if s.dtype == types.uint8 else _blend_float
+
+
 @functools.cache
 def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The forward kernel of one combination (see the module docstring); ``source``
     (GRID, AFFINE or PERSPECTIVE) is an argument.
 
-    Each output row runs in two passes: its sample points (:func:`row_points`),
-    then the sampling.  A point whose taps all lie inside the image (where
-    every padding mode reads the image itself) takes a branch-free blend on
-    flat, unsigned offsets in the accumulation type of ``_store.acc_type``
-    (float32 for float32 and uint8 images); the others go through the
-    general per-tap path in float64.
+    Each output row runs in two passes: its sample points in input pixels
+    (:func:`row_pixels`), then the sampling.  A point whose taps all lie inside
+    the image (where every padding mode reads the image itself) takes a
+    branch-free blend on flat, unsigned offsets (:func:`blend_bilinear`); the
+    others go through the general per-tap path in float64.
     """
+
+    spans = mode == BILINEAR  # affine rows: interior spans in one loop
 
     @njit(nogil=True, cache=True)
     def kernel(src, grid, theta, fill, out, source, align_corners, r0, r1):
@@ -298,17 +390,37 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         o = out.reshape(-1)
         uC = np.uint64(C)
         urow = np.uint64(W * C)
+        xs = np.empty(Wo)
+        ys = np.empty(Wo)
+        pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        last = -1
+        scr = np.empty((3, 64), np.int64)  # scratch of interior_loop
+        wscr = np.empty((2, 64), np.float32)
         for r in range(r0, r1):
             n = r // Ho
             i = r - n * Ho
-            gxs = np.empty(Wo)
-            gys = np.empty(Wo)
-            row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys)
-            for j in range(Wo):
+            if source == AFFINE and n != last:
+                pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+                last = n
+            ja = 0
+            jb = 0
+            if row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys) and spans:
+                # the columns whose taps are all inside (all of them for border padding, whose
+                # clamp the loop applies) in one branch-free loop (``_span.interior_loop``)
+                if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
+                    jb = Wo
+                else:
+                    ja, jb = row_interior(xs[0], pa[0], ys[0], pa[3], W, H, Wo)
+                if jb > ja:
+                    interior_loop(s, o, (n * Ho + i) * Wo * C, n * H, W, H, xs[0], pa[0], ys[0], pa[3],
+                                  ja, jb, C, scr, wscr)
+            before = ja
+            for k in range(before + (Wo - jb)):
+                j = k if k < before else jb + (k - before)
                 ob = ((n * Ho + i) * Wo + j) * C
-                gx = gxs[j]
-                gy = gys[j]
-                if not (abs(gx) < HUGE and abs(gy) < HUGE):  # NaN, infinite, huge: no image
+                x = xs[j]
+                y = ys[j]
+                if x != x or y != y:  # NaN: no image
                     for c in range(C):
                         o[ob + c] = to_output(fill[c], o)
                     continue
@@ -317,9 +429,6 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                     if f32_nearest:  # a float32 grid (source GRID), read in its own precision
                         x = float(unnormalize_f32(grid[n, i, j, 0], W, align_corners))
                         y = float(unnormalize_f32(grid[n, i, j, 1], H, align_corners))
-                    else:
-                        x = unnormalize(gx, W, align_corners)
-                        y = unnormalize(gy, H, align_corners)
                     xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
                     if xi >= 0 and yi >= 0:
                         b = ((n * H + yi) * W + xi) * C
@@ -330,23 +439,14 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                             o[ob + c] = to_output(fill[c], o)
                 elif mode == BILINEAR:
                     # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
-                    x = pad_pixel(unnormalize(gx, W, align_corners), W, padding, align_corners)
-                    y = pad_pixel(unnormalize(gy, H, align_corners), H, padding, align_corners)
+                    x = pad_pixel(x, W, padding, align_corners)
+                    y = pad_pixel(y, H, padding, align_corners)
                     if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
                         # all four taps inside
                         ix = int(x)
                         iy = int(y)
-                        fx = acc_type(x - ix, s)
-                        fy = acc_type(y - iy, s)
-                        ex = acc_type(1.0, s) - fx
-                        ey = acc_type(1.0, s) - fy
-                        b = np.uint64(((n * H + iy) * W + ix) * C)
-                        uo = np.uint64(ob)
-                        for c in range(C):
-                            k = np.uint64(c)
-                            top = ex * s[b + k] + fx * s[b + uC + k]
-                            bot = ex * s[b + urow + k] + fx * s[b + urow + uC + k]
-                            o[uo + k] = to_output(ey * top + fy * bot, o)
+                        blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow, np.uint64(ob),
+                                       x - ix, y - iy, C)
                         continue
                     if (padding == ZEROS or padding == CONSTANT) and not (
                             x > -1.0 and y > -1.0 and x < W and y < H):
@@ -356,8 +456,6 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                     bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
                 else:
                     # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
-                    x = unnormalize(gx, W, align_corners)
-                    y = unnormalize(gy, H, align_corners)
                     if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
                         # all 16 taps inside: unrolled on flat offsets
                         ix = int(x)
@@ -410,7 +508,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     dL/dtheta by :func:`theta_grad`.
     """
 
-    @njit(nogil=True, cache=True)
+    @njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
     def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, t0, t1):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
@@ -419,10 +517,16 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         K = buf.shape[1]
         scale_x = unnormalize_scale(W, align_corners)
         scale_y = unnormalize_scale(H, align_corners)
+        s = src.reshape(-1)
+        go = gout.reshape(-1)
+        xbs = np.empty(Wo)
+        for j in range(Wo):
+            xbs[j] = base_coord(j, Wo, align_corners)
         for t in range(t0, t1):
             n = t // K
             k = t - n * K
             gimg = buf[n, k]
+            gf = gimg.reshape(-1)
             seen = rows_seen[n, k]
             for i in range(k * Ho // K, (k + 1) * Ho // K):
                 yb = base_coord(i, Ho, align_corners)
@@ -433,7 +537,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                 sw = 0.0
                 swx = 0.0
                 for j in range(Wo):
-                    xb = base_coord(j, Wo, align_corners)
+                    xb = xbs[j]
                     w = 1.0
                     if source == GRID:
                         gx = grid[n, i, j, 0]
@@ -458,40 +562,55 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                             for c in range(C):
                                 gimg[yi, xi, c] += gout[n, i, j, c]
                     elif mode == BILINEAR:
-                        # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y
-                        x, sx = source_coord_and_grad(gx, W, padding, align_corners)
-                        y, sy = source_coord_and_grad(gy, H, padding, align_corners)
-                        x0, x1, fx = linear_pair(x, W, padding, align_corners)
-                        y0, y1, fy = linear_pair(y, H, padding, align_corners)
-                        if y0 >= 0:
+                        px = unnormalize(gx, W, align_corners)
+                        py = unnormalize(gy, H, align_corners)
+                        if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:
+                            # strictly inside, where every padding is the identity with slope 1:
+                            # the four taps on flat offsets, in the accumulation type
+                            x0 = int(px)
+                            y0 = int(py)
                             touch(gimg, seen, y0)
-                        if y1 >= 0:
-                            touch(gimg, seen, y1)
-                        for c in range(C):
-                            g = gout[n, i, j, c]
-                            f = fill[c]
-                            v00 = f
-                            v01 = f
-                            v10 = f
-                            v11 = f
+                            touch(gimg, seen, y0 + 1)
+                            dx, dy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C,
+                                                  (y0 * W + x0) * C, ((n * Ho + i) * Wo + j) * C, W * C,
+                                                  px - x0, py - y0, C)
+                            dx *= scale_x
+                            dy *= scale_y
+                        else:
+                            # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y
+                            x, sx = source_coord_and_grad(gx, W, padding, align_corners)
+                            y, sy = source_coord_and_grad(gy, H, padding, align_corners)
+                            x0, x1, fx = linear_pair(x, W, padding, align_corners)
+                            y0, y1, fy = linear_pair(y, H, padding, align_corners)
                             if y0 >= 0:
-                                if x0 >= 0:
-                                    v00 = src[n, y0, x0, c]
-                                    gimg[y0, x0, c] += (1.0 - fy) * (1.0 - fx) * g
-                                if x1 >= 0:
-                                    v01 = src[n, y0, x1, c]
-                                    gimg[y0, x1, c] += (1.0 - fy) * fx * g
+                                touch(gimg, seen, y0)
                             if y1 >= 0:
-                                if x0 >= 0:
-                                    v10 = src[n, y1, x0, c]
-                                    gimg[y1, x0, c] += fy * (1.0 - fx) * g
-                                if x1 >= 0:
-                                    v11 = src[n, y1, x1, c]
-                                    gimg[y1, x1, c] += fy * fx * g
-                            dx += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
-                            dy += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
-                        dx *= sx
-                        dy *= sy
+                                touch(gimg, seen, y1)
+                            for c in range(C):
+                                g = gout[n, i, j, c]
+                                f = fill[c]
+                                v00 = f
+                                v01 = f
+                                v10 = f
+                                v11 = f
+                                if y0 >= 0:
+                                    if x0 >= 0:
+                                        v00 = src[n, y0, x0, c]
+                                        gimg[y0, x0, c] += (1.0 - fy) * (1.0 - fx) * g
+                                    if x1 >= 0:
+                                        v01 = src[n, y0, x1, c]
+                                        gimg[y0, x1, c] += (1.0 - fy) * fx * g
+                                if y1 >= 0:
+                                    if x0 >= 0:
+                                        v10 = src[n, y1, x0, c]
+                                        gimg[y1, x0, c] += fy * (1.0 - fx) * g
+                                    if x1 >= 0:
+                                        v11 = src[n, y1, x1, c]
+                                        gimg[y1, x1, c] += fy * fx * g
+                                dx += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
+                                dy += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+                            dx *= sx
+                            dy *= sy
                     else:
                         # v = sum_ab wy_a wx_b I_ab: dL/dI_ab += wy_a wx_b g, dv/dx = sum wy_a wx_b' I_ab
                         x = unnormalize(gx, W, align_corners)
@@ -525,8 +644,11 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         ggrid[n, i, j, 1] = dy
                     else:
                         # chain through (x, y) = (u / w, v / w): dL/du = dx / w, dL/dw = -(dx x + dy y) / w
-                        du = dx / w
-                        dv = dy / w
+                        du = dx
+                        dv = dy
+                        if source == PERSPECTIVE:
+                            du = dx / w
+                            dv = dy / w
                         su += du
                         sux += du * xb
                         sv += dv
@@ -560,11 +682,13 @@ def theta_grad(rows: np.ndarray, ybs: np.ndarray, nrows: int) -> np.ndarray:
 
 
 @njit(parallel=True, nogil=True, cache=True)
-def grid_kernel(theta, out, align_corners):
-    """out[n, i, j] = (u / w, v / w) for (u, v, w) = theta[n] @ (x_j, y_i, 1); NaN where w <= 0:
-    the points the fused perspective warp samples (:func:`row_points`), bit for bit."""
+def grid_kernel(theta, out, source, align_corners):
+    """affine_grid (source AFFINE, theta (N, 2, 3)): out[n, i, j] = theta[n] @ (x_j, y_i, 1);
+    perspective_grid (PERSPECTIVE, theta (N, 3, 3)): (u / w, v / w) for (u, v, w) =
+    theta[n] @ (x_j, y_i, 1), NaN where w <= 0: the points the fused perspective warp
+    samples (:func:`row_points`), bit for bit."""
     N, Ho, Wo, _ = out.shape
     for r in prange(N * Ho):
         n = r // Ho
         i = r - n * Ho
-        row_points(out, theta, n, i, Ho, Wo, PERSPECTIVE, align_corners, out[n, i, :, 0], out[n, i, :, 1])
+        row_points(out, theta, n, i, Ho, Wo, source, align_corners, out[n, i, :, 0], out[n, i, :, 1])

@@ -54,11 +54,11 @@ float32, float64 and float16 images give outputs of the same dtype (float16
 is computed in float32); uint8 and uint16 images are interpolated in floating
 point, rounded to nearest (ties up) and saturated.  theta and grid may be
 float32 or float64 whatever the image dtype; coordinates are computed in
-float64.  For speed, the fused warp's inner loop steps the
-coordinates of float32 and uint8 images in 32.32 fixed point (an error below
-1e-8 px) and interpolates uint8 images in integers with weights rounded to
-2**-20 (an error below 2.4e-4 of a grey level: a value that close to a .5 tie
-may round the other way).
+float64.  For speed, bilinear sampling interpolates uint8 images in integers
+with weights rounded to 2**-20 (an error below 2.4e-4 of a grey level: a value
+that close to a .5 tie may round the other way), and the affine warp's
+interior spans step the coordinates of float32 and uint8 images in 32.32 fixed
+point (an error below 1e-8 px).
 
 Antialias
 ---------
@@ -68,11 +68,10 @@ stretched by ``M = (J J^T)^(-1/2)`` (J the output -> input pixel Jacobian,
 eigenvalues clamped into [1, 16^2]); where J has no singular value above 1 the
 result is the plain warp bit for bit (``fastwarp._antialias``, docs/antialias.md).
 
-Compilation: bilinear and nearest with zeros, border or reflection padding
-on uint8, float32 and float64 images run the tuned kernels of
-``fastwarp._kernels``, compiled once per image dtype; every other combination
-runs ``fastwarp._generic``, compiled per combination.  Both compile on first
-use and are cached on disk.
+Compilation: every forward call runs a kernel of ``fastwarp._generic`` built
+for its combination (mode, padding, channel-count class) and compiled for the
+image dtype on first use, so a call compiles only the path it runs; kernels
+are cached on disk.
 """
 
 from __future__ import annotations
@@ -81,8 +80,7 @@ import numpy as np
 
 from . import _antialias as AA
 from . import _generic as G
-from . import _kernels as K
-from ._coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, ZEROS
+from ._coords import BICUBIC, CONSTANT, NEAREST
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call, call_rows
 from ._validate import (
@@ -99,14 +97,8 @@ from ._validate import (
 
 __all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "perspective_warp"]
 
-_TUNED_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32), np.dtype(np.float64))
 _NO_GRID = np.empty((0, 0, 0, 2))
 _NO_THETA = np.empty((0, 3, 3))
-
-
-def tuned(mode: int, padding: int, dtype: np.dtype) -> bool:
-    """Whether the tuned kernels of ``fastwarp._kernels`` run this combination."""
-    return mode in (BILINEAR, NEAREST) and padding in (ZEROS, BORDER, REFLECTION) and dtype in _TUNED_DTYPES
 
 
 def compute_dtype(dtype: np.dtype) -> np.dtype:
@@ -122,9 +114,9 @@ def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
 
 def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False,
          antialias=False):
-    """Sample ``src`` into ``res`` (both in the compute dtype): the tuned kernels where they
-    apply, the per-combination kernels otherwise; with ``antialias``, then the footprint
-    filter over the pixels where the warp shrinks."""
+    """Sample ``src`` into ``res`` (both in the compute dtype) with the per-combination
+    kernel; with ``antialias``, then the footprint filter over the pixels where the warp
+    shrinks."""
     _plain(src, res, mode, padding, align, fill, grid=grid, theta=theta, projective=projective)
     if antialias:
         _antialias(src, res, mode, padding, align, fill, theta, projective)
@@ -141,14 +133,8 @@ def _antialias(src, res, mode, padding, align, fill, theta, projective):
 
 
 def _plain(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False):
+    """Sample ``src`` into ``res`` with the per-combination kernel of ``fastwarp._generic``."""
     f32_nearest = grid is not None and mode == NEAREST and grid.dtype == np.float32
-    if tuned(mode, padding, src.dtype) and not projective and not f32_nearest:
-        if grid is not None:
-            call(K.grid_sample_kernel, *readonly(src, grid.astype(np.float64, copy=False)),
-                 res, mode, padding, align, work=res.size)
-        else:
-            call(K.affine_warp_kernel, *readonly(src, theta), res, mode, padding, align, work=res.size)
-        return
     source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
     if grid is not None and not f32_nearest:
         grid = grid.astype(np.float64, copy=False)
@@ -218,10 +204,10 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
     fn = "affine_grid"
     if wants_gpu(fn, device, theta, out):
         return gpu_backend(fn).affine_grid(theta, size, align_corners=align_corners, out=out)
-    return _matrix_grid(fn, K.affine_grid_kernel, 2, theta, size, align_corners, out)
+    return _matrix_grid(fn, G.AFFINE, 2, theta, size, align_corners, out)
 
 
-def _matrix_grid(fn, kernel, rows, theta, size, align_corners, out):
+def _matrix_grid(fn, source, rows, theta, size, align_corners, out):
     """affine_grid (rows 2) and perspective_grid (rows 3) on the CPU: checks, output, kernel."""
     batched = np.ndim(theta) == 3
     n = len(theta) if batched else 1
@@ -232,7 +218,7 @@ def _matrix_grid(fn, kernel, rows, theta, size, align_corners, out):
     ho, wo = check_size(fn, size, (0, 0))
     res, user = _prepare_out(fn, out, (n, ho, wo, 2), np.dtype(np.float64), batched, t)
     if n:
-        call(kernel, *readonly(t), res, bool(align_corners), work=res.size)
+        call(G.grid_kernel, *readonly(t), res, source, bool(align_corners), work=res.size)
     return user if user is not None else (res if batched else res[0])
 
 
@@ -387,7 +373,7 @@ def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarra
     array([[-1.,  0.],
            [ 1.,  0.]])
     """
-    return _matrix_grid("perspective_grid", G.grid_kernel, 3, theta, size, align_corners, out)
+    return _matrix_grid("perspective_grid", G.PERSPECTIVE, 3, theta, size, align_corners, out)
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",

@@ -14,8 +14,9 @@ gradient the grid's dtype, and the theta gradient is float64 (theta is used in
 float64).
 
 Bilinear and nearest with zeros, border or reflection padding on float32 and
-float64 images run the tuned kernels of ``fastwarp._backward``; every other
-combination runs ``fastwarp._generic``, compiled per combination.
+float64 images run the tuned backward kernel of ``fastwarp._backward``
+(compiled once per image dtype); every other combination runs
+``fastwarp._generic``, compiled per combination.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 from . import _antialias as AA
 from . import _backward as B
 from . import _generic as G
-from ._coords import BICUBIC, NEAREST
+from ._coords import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call, call_rows
 from ._validate import (
@@ -41,9 +42,16 @@ from ._validate import (
     check_theta,
     readonly,
 )
-from .api import compute_dtype, fill_for, tuned
+from .api import compute_dtype, fill_for
 
 __all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
+
+_TUNED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def tuned(mode: int, padding: int, dtype: np.dtype) -> bool:
+    """Whether the tuned backward kernel of ``fastwarp._backward`` runs this combination."""
+    return mode in (BILINEAR, NEAREST) and padding in (ZEROS, BORDER, REFLECTION) and dtype in _TUNED_DTYPES
 
 # Empty stand-ins for the arrays of the operation the shared backward kernel is not running.
 _NO_GRID = np.empty((0, 0, 0, 2))

@@ -11,12 +11,13 @@ from fastwarp.cli import main
 CHECK = """
 import json, numpy as np
 import fastwarp as fw
-from fastwarp import _kernels as K
+from fastwarp import _generic as G
 x = np.random.default_rng(0).random((1, 7, 9, 3), dtype=np.float32)
 fw.affine_warp(x, np.array([[1.0, 0.2, 0.1], [0.0, 0.8, 0.0]]))
 fw.grid_sample(x, fw.affine_grid(np.eye(2, 3)[None], (4, 5)))
-print(json.dumps({k.__name__: [sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]
-                  for k in (K.affine_warp_kernel, K.grid_sample_kernel, K.affine_grid_kernel)}))
+kernels = {"forward": G.forward_kernel(0, 0, 3, False), "grid": G.grid_kernel}
+print(json.dumps({name: [sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]
+                  for name, k in kernels.items()}))
 """
 
 

@@ -1,0 +1,283 @@
+"""The branch-free bilinear span loop of the affine warp's CPU kernels.
+
+Along an output row of an affine warp the source point is affine in the column
+j: pixel (ux + j dux, uy + j duy).  The columns whose four bilinear taps are all
+inside the image form one interval, found once per row (:func:`row_interior`),
+and read by :func:`interior_loop`: two horizontal lerps and one vertical per
+channel, no branches.  With border padding the loop, which clamps the point
+into the image, takes every column.  ``fastwarp._generic`` inlines the loop
+into the per-combination forward kernels; the columns outside the interval go
+through its general per-point path.
+
+Arithmetic: float64 images step the coordinates in float64; float32 and uint8
+images step them in 32.32 fixed point, and uint8 images are interpolated in
+integers with weights rounded to 2**-20 (:func:`lerp_channels_int`), which
+moves a value by less than 2.4e-4 of a grey level, so only values that close
+to a rounding tie can come out one level apart from the float32 definition.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from ._store import acc_type, to_output
+
+# 'contract' lets LLVM fuse a * b + c into one FMA; nnan/ninf stay off because
+# the kernels rely on NaN checks.
+FASTMATH = {"contract"}
+# Numba-IR inlining for the hot loops: it lets a literal channel count reach LLVM
+# as a constant and avoids a call (with reference counting) per pixel or span.
+always_inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+
+# The span loop takes rows whose pixel coordinates are below this bound (which
+# keeps every float -> int conversion in range).
+PIXEL_LIMIT = 2.0**30
+
+
+@always_inline
+def lerp_channels(s, o, ob, b00, b01, b10, b11, ax, ay, C):
+    """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), for c < C.
+
+    Two horizontal lerps and one vertical: top = (1 - fx) p00 + fx p01,
+    bot = (1 - fx) p10 + fx p11, v = (1 - fy) top + fy bot; a weight of 0 or 1
+    gives the tap exactly (identity, integer shifts, a point clamped to the last
+    row or column).  The offsets are made unsigned, which spares every load
+    Numba's negative-index wraparound.
+    """
+    u00 = np.uint64(b00)
+    u01 = np.uint64(b01)
+    u10 = np.uint64(b10)
+    u11 = np.uint64(b11)
+    uo = np.uint64(ob)
+    bx = acc_type(1.0, s) - ax
+    by = acc_type(1.0, s) - ay
+    for c in range(C):
+        k = np.uint64(c)
+        p00 = acc_type(s[u00 + k], s)
+        p01 = acc_type(s[u01 + k], s)
+        p10 = acc_type(s[u10 + k], s)
+        p11 = acc_type(s[u11 + k], s)
+        top = bx * p00 + ax * p01
+        bot = bx * p10 + ax * p11
+        o[uo + k] = to_output(by * top + ay * bot, o)
+
+
+# uint8 interior loops weigh the taps with integer fractions of 2**WEIGHT_BITS
+WEIGHT_BITS = 20
+WEIGHT_HALF = np.int64(1) << (2 * WEIGHT_BITS - 1)
+
+
+@always_inline
+def lerp_channels_int(s, o, ob, b00, b01, b10, b11, fx, fy, C):
+    """:func:`lerp_channels` for uint8 in integers: fx, fy in [0, 2**20] are the
+    fractions in units of 2**-20.
+
+    top = p00 2**20 + fx (p01 - p00), bot likewise, v = top 2**20 + fy (bot - top)
+    is the bilinear value times 2**40, exact in int64; the result is
+    floor(v / 2**40 + 0.5), always within [0, 255] (a convex combination).
+    """
+    u00 = np.uint64(b00)
+    u01 = np.uint64(b01)
+    u10 = np.uint64(b10)
+    u11 = np.uint64(b11)
+    uo = np.uint64(ob)
+    for c in range(C):
+        k = np.uint64(c)
+        p00 = np.int64(s[u00 + k])
+        p01 = np.int64(s[u01 + k])
+        p10 = np.int64(s[u10 + k])
+        p11 = np.int64(s[u11 + k])
+        top = (p00 << WEIGHT_BITS) + fx * (p01 - p00)
+        bot = (p10 << WEIGHT_BITS) + fx * (p11 - p10)
+        v = (top << WEIGHT_BITS) + fy * (bot - top)
+        o[uo + k] = np.uint8((v + WEIGHT_HALF) >> (2 * WEIGHT_BITS))
+
+
+@always_inline
+def is_interior(x, y, W, H):
+    """All four bilinear taps of pixel point (x, y) are inside the image."""
+    return x >= 0.0 and x < W - 1 and y >= 0.0 and y < H - 1
+
+
+# fixed-point pixel coordinates: X = x * 2**FRAC_BITS in an int64
+FRAC_BITS = 32
+FRAC_ONE = 2.0**FRAC_BITS
+FRAC_INV = 2.0**-FRAC_BITS
+
+
+@always_inline
+def to_fixed(v):
+    """round(v * 2**32) as an int64, for |v| < 2**30."""
+    return np.int64(math.floor(v * FRAC_ONE + 0.5))
+
+
+def put_weights(scr, wscr, t, fx, fy, s):  # pragma: no cover - overloaded below
+    raise NotImplementedError
+
+
+def lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):  # pragma: no cover - overloaded below
+    raise NotImplementedError
+
+
+def _put_weights_float(scr, wscr, t, fx, fy, s):
+    # fx = x - x0 from its fixed-point fraction (exact in int64), in the accumulation type
+    wscr[0, t] = acc_type(fx, s) * acc_type(FRAC_INV, s)
+    wscr[1, t] = acc_type(fy, s) * acc_type(FRAC_INV, s)
+
+
+def _put_weights_int(scr, wscr, t, fx, fy, s):
+    # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
+    half = np.int64(1) << (FRAC_BITS - WEIGHT_BITS - 1)
+    scr[1, t] = (fx + half) >> (FRAC_BITS - WEIGHT_BITS)
+    scr[2, t] = (fy + half) >> (FRAC_BITS - WEIGHT_BITS)
+
+
+def _lerp_fixed_float(s, o, ob, b, row, scr, wscr, t, C):
+    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, wscr[0, t], wscr[1, t], C)
+
+
+def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C):
+    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, scr[1, t], scr[2, t], C)
+
+
+@overload(put_weights, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _put_weights(scr, wscr, t, fx, fy, s):
+    """Integer weights (in scr) for integer images, float weights (in wscr) otherwise."""
+    return _put_weights_int if isinstance(s.dtype, types.Integer) else _put_weights_float
+
+
+@overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):
+    """Blend with the weights :func:`put_weights` stored (chosen when typing)."""
+    return _lerp_fixed_int if isinstance(s.dtype, types.Integer) else _lerp_fixed_float
+
+
+def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
+    row = W * C
+    xmax = np.int64(W - 1) << FRAC_BITS
+    ymax = np.int64(H - 1) << FRAC_BITS
+    # |dux| < 2**30 whenever the span has two or more columns; the clamp only
+    # keeps a one-column span's unused step in range
+    X0 = to_fixed(ux + ja * dux)
+    Y0 = to_fixed(uy + ja * duy)
+    DX = to_fixed(min(max(dux, -2.0**30), 2.0**30))
+    DY = to_fixed(min(max(duy, -2.0**30), 2.0**30))
+    offs = scr[0]
+    for t0 in range(0, jb - ja, scr.shape[1]):
+        m = min(scr.shape[1], jb - ja - t0)
+        # pass 1, branch-free arithmetic that LLVM vectorizes across pixels: clamp
+        # into the image, x0 = floor(x) (at most W-2), the tap offset and weights
+        for t in range(m):
+            xc = min(max(X0 + (t0 + t) * DX, 0), xmax)
+            yc = min(max(Y0 + (t0 + t) * DY, 0), ymax)
+            x0 = min(xc >> FRAC_BITS, W - 2)
+            y0 = min(yc >> FRAC_BITS, H - 2)
+            offs[t] = ((img + y0) * W + x0) * C
+            put_weights(scr, wscr, t, xc - (x0 << FRAC_BITS), yc - (y0 << FRAC_BITS), s)
+        # pass 2: read the taps and interpolate
+        for t in range(m):
+            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C)
+
+
+def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    row = W * C
+    for j in range(ja, jb):
+        x = min(max(ux + j * dux, 0.0), W - 1.0)
+        y = min(max(uy + j * duy, 0.0), H - 1.0)
+        x0 = min(int(x), W - 2)
+        y0 = min(int(y), H - 2)
+        b = ((img + y0) * W + x0) * C
+        lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
+                      acc_type(x - x0, s), acc_type(y - y0, s), C)
+
+
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):  # pragma: no cover
+    """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
+    (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
+    block at (min(floor(y), H-2), min(floor(x), W-2)).
+
+    For interior columns the clamp does nothing (it only guards the taps should
+    a product round differently, by FMA contraction, from the one that chose
+    the interval); for any column it is exactly border padding, which is how
+    border spans use this loop for all their columns.  Floor is truncation
+    after the clamp.
+
+    float64 images step the coordinates in float64.  float32 and uint8 images
+    step them in 32.32 fixed point: X_j = round(x_ja 2**32) + (j - ja)
+    round(dux 2**32), integer adds instead of a float multiply-add and two
+    float -> int conversions per pixel; x_j is then off by at most
+    (j - ja + 1) 2**-33 px (below 1e-8 px for a 32-column span), far below what
+    float32 accumulation resolves, and the clamp keeps that drift inside the
+    image.  That loop runs in two passes over the span: branch-free integer
+    arithmetic for every pixel's tap offset and fractions (which LLVM
+    vectorizes across pixels) into the band's scratch ``scr``, then the reads
+    and blends.  uint8 images also interpolate in integers
+    (:func:`lerp_channels_int`).
+    """
+    raise NotImplementedError
+
+
+@overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
+    return _interior_float if s.dtype == types.float64 else _interior_fixed
+
+
+@always_inline
+def interior_range(u, d, hi, j0, j1):
+    """Estimate of the columns j in [j0, j1) with 0 <= u + j d < hi, as [ja, jb).
+
+    The caller verifies the ends (rounding may be off by one either way); the
+    estimate only decides which columns take the branch-free loop.
+    """
+    if d == 0.0:
+        if u >= 0.0 and u < hi:
+            return j0, j1
+        return j0, j0
+    a = (0.0 - u) / d
+    b = (hi - u) / d
+    if d < 0.0:
+        a, b = b, a
+    # clamp before converting so a tiny step cannot overflow the integer
+    a = min(max(a, j0 - 1.0), j1 + 1.0)
+    b = min(max(b, j0 - 1.0), j1 + 1.0)
+    ja = max(int(math.floor(a)) + 1, j0)
+    jb = min(int(math.ceil(b)), j1)
+    return ja, jb
+
+
+@always_inline
+def row_in_range(ux, dux, uy, duy, Wo):
+    """Both ends of the row x_j = ux + j dux, y_j = uy + j duy are within PIXEL_LIMIT."""
+    return (abs(ux) < PIXEL_LIMIT and abs(ux + (Wo - 1) * dux) < PIXEL_LIMIT
+            and abs(uy) < PIXEL_LIMIT and abs(uy + (Wo - 1) * duy) < PIXEL_LIMIT)
+
+
+@always_inline
+def row_interior(ux, dux, uy, duy, W, H, Wo):
+    """The columns [ja, jb) of a whole output row whose four bilinear taps are all inside.
+
+    Along a row the pixel point (ux + j dux, uy + j duy) is affine in j, so
+    these columns form one interval: estimated from the two axes' intervals,
+    then its ends are checked with the very expressions the loops evaluate.
+    Empty when an end of the row is beyond PIXEL_LIMIT (its columns then go
+    through the caller's per-point path).
+    """
+    if not row_in_range(ux, dux, uy, duy, Wo):
+        return 0, 0
+    xa, xb = interior_range(ux, dux, W - 1.0, 0, Wo)
+    ya, yb = interior_range(uy, duy, H - 1.0, 0, Wo)
+    ja = max(xa, ya)
+    jb = min(xb, yb)
+    while ja < jb and not is_interior(ux + ja * dux, uy + ja * duy, W, H):
+        ja += 1
+    while jb > ja and not is_interior(ux + (jb - 1) * dux, uy + (jb - 1) * duy, W, H):
+        jb -= 1
+    if jb <= ja:
+        return 0, 0
+    return ja, jb
