@@ -9,7 +9,7 @@ into the image, takes every column.  ``fastwarp._generic`` inlines the loop
 into the per-combination forward kernels; the columns outside the interval go
 through its general per-point path.
 
-Arithmetic: float64 images step the coordinates in float64; float32 and uint8
+Arithmetic: float64 and uint16 images step the coordinates in float64; float32 and uint8
 images step them in 32.32 fixed point, and uint8 images are interpolated in
 integers with weights rounded to 2**-20 (:func:`lerp_channels_int`), which
 moves a value by less than 2.4e-4 of a grey level, so only values that close
@@ -146,14 +146,14 @@ def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C):
 
 @overload(put_weights, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
 def _put_weights(scr, wscr, t, fx, fy, s):
-    """Integer weights (in scr) for integer images, float weights (in wscr) otherwise."""
-    return _put_weights_int if isinstance(s.dtype, types.Integer) else _put_weights_float
+    """Integer weights (in scr) for uint8 images, float weights (in wscr) otherwise."""
+    return _put_weights_int if s.dtype == types.uint8 else _put_weights_float
 
 
 @overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
 def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):
     """Blend with the weights :func:`put_weights` stored (chosen when typing)."""
-    return _lerp_fixed_int if isinstance(s.dtype, types.Integer) else _lerp_fixed_float
+    return _lerp_fixed_int if s.dtype == types.uint8 else _lerp_fixed_float
 
 
 def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
@@ -207,7 +207,8 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
     border spans use this loop for all their columns.  Floor is truncation
     after the clamp.
 
-    float64 images step the coordinates in float64.  float32 and uint8 images
+    float64 and uint16 images step the coordinates in float64 (and blend in
+    float64, as the reference does).  float32 and uint8 images
     step them in 32.32 fixed point: X_j = round(x_ja 2**32) + (j - ja)
     round(dux 2**32), integer adds instead of a float multiply-add and two
     float -> int conversions per pixel; x_j is then off by at most
@@ -225,7 +226,7 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
 @overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
-    return _interior_float if s.dtype == types.float64 else _interior_fixed
+    return _interior_float if s.dtype in (types.float64, types.uint16) else _interior_fixed
 
 
 @always_inline
