@@ -60,7 +60,17 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ._span import WEIGHT_BITS, interior_loop, lerp_channels, lerp_channels_int, row_in_range, row_interior
+from ._span import (
+    WEIGHT_BITS,
+    lerp_channels,
+    lerp_channels_int,
+    row_in_range,
+    row_interior,
+    span_c1,
+    span_c3,
+    span_c4,
+    span_cn,
+)
 from ._store import acc_type, to_output
 
 # where the sample points come from
@@ -406,14 +416,22 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
             jb = 0
             if row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys) and spans:
                 # the columns whose taps are all inside (all of them for border padding, whose
-                # clamp the loop applies) in one branch-free loop (``_span.interior_loop``)
+                # clamp the loop applies) in one branch-free loop (``_span``: one shared
+                # function per channel class)
                 if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
                     jb = Wo
                 else:
                     ja, jb = row_interior(xs[0], pa[0], ys[0], pa[3], W, H, Wo)
                 if jb > ja:
-                    interior_loop(s, o, (n * Ho + i) * Wo * C, n * H, W, H, xs[0], pa[0], ys[0], pa[3],
-                                  ja, jb, C, scr, wscr)
+                    ob = (n * Ho + i) * Wo * C
+                    if cclass == 3:
+                        span_c3(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                    elif cclass == 1:
+                        span_c1(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                    elif cclass == 4:
+                        span_c4(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                    else:
+                        span_cn(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, C, scr, wscr)
             before = ja
             for k in range(before + (Wo - jb)):
                 j = k if k < before else jb + (k - before)

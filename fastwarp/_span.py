@@ -229,6 +229,33 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     return _interior_float if s.dtype in (types.float64, types.uint16) else _interior_fixed
 
 
+# The span loop as ordinary (not inlined) functions, one per channel-count class
+# with the count as a literal (which LLVM unrolls and packs into SIMD lanes):
+# called once per row, each is compiled once per image dtype and shared by every
+# bilinear combination's kernel, instead of being compiled into each.
+span = njit(nogil=True, cache=True, fastmath=FASTMATH)
+
+
+@span
+def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr)
+
+
+@span
+def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr)
+
+
+@span
+def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr)
+
+
+@span
+def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+
+
 @always_inline
 def interior_range(u, d, hi, j0, j1):
     """Estimate of the columns j in [j0, j1) with 0 <= u + j d < hi, as [ja, jb).
@@ -259,7 +286,7 @@ def row_in_range(ux, dux, uy, duy, Wo):
             and abs(uy) < PIXEL_LIMIT and abs(uy + (Wo - 1) * duy) < PIXEL_LIMIT)
 
 
-@always_inline
+@span
 def row_interior(ux, dux, uy, duy, W, H, Wo):
     """The columns [ja, jb) of a whole output row whose four bilinear taps are all inside.
 
