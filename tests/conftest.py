@@ -19,7 +19,7 @@ def rng(request):
 
 
 def pytest_sessionstart(session):
-    """Under pytest-xdist, split the compilation of the tuned kernels between the workers.
+    """Under pytest-xdist, split the compilation of ``fastwarp precompile``'s kernels between the workers.
 
     The suite is compile-bound and every worker needs the same kernels: without
     this, two workers compile the same kernel at the same time.  Worker k of n
