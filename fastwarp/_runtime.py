@@ -126,11 +126,11 @@ def call_rows(kernel, *args, rows: int, work: int):
     run on the calling thread alone.  The kernel must make every chunk
     independent, so the result never depends on the split.
     """
-    call(kernel, *args, 0, 0)
     threads = numba.get_num_threads()
     if work < SMALL_WORK or threads <= 1 or rows <= 1:
-        kernel(*args, 0, rows)
+        call(kernel, *args, 0, rows)
         return
+    call(kernel, *args, 0, 0)  # compile (with SLP) here, before the pool's threads call it
     k = min(threads, rows)
     bounds = [rows * t // k for t in range(k + 1)]
     futures = [_executor(k - 1).submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]
