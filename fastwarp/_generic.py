@@ -323,8 +323,11 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
 
     affine: the pixel-space matrix ``pa`` of image n (:func:`pixel_affine`), a
     branch-free loop when both ends of the row are within HUGE (the normalized
-    point is affine in j, so then every point is); grid and projective:
-    unnormalize the normalized points of :func:`row_points`.
+    point is affine in j, so then every point is) and within
+    ``_span.PIXEL_LIMIT`` pixels; grid, projective and farther affine rows:
+    unnormalize the normalized points of :func:`row_points` (beyond 2**30 px a
+    float64 coordinate resolves 1e-7 px or worse, so the two formulas differ
+    there by more than rounding, and the reference's is the definition).
     """
     if source == AFFINE:
         yb = base_coord(i, Ho, align_corners)
@@ -332,12 +335,13 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
         xb1 = pa[7]
         cu = theta[n, 0, 1] * yb + theta[n, 0, 2]
         cv = theta[n, 1, 1] * yb + theta[n, 1, 2]
+        a00, a01, a02, a10, a11, a12, _, _ = pa
+        cx = 0.5 * (Wo - 1)
+        ux = a01 * (i - 0.5 * (Ho - 1)) + a02
+        uy = a11 * (i - 0.5 * (Ho - 1)) + a12
         if (abs(theta[n, 0, 0] * xb0 + cu) < HUGE and abs(theta[n, 0, 0] * xb1 + cu) < HUGE
-                and abs(theta[n, 1, 0] * xb0 + cv) < HUGE and abs(theta[n, 1, 0] * xb1 + cv) < HUGE):
-            a00, a01, a02, a10, a11, a12, _, _ = pa
-            cx = 0.5 * (Wo - 1)
-            ux = a01 * (i - 0.5 * (Ho - 1)) + a02
-            uy = a11 * (i - 0.5 * (Ho - 1)) + a12
+                and abs(theta[n, 1, 0] * xb0 + cv) < HUGE and abs(theta[n, 1, 0] * xb1 + cv) < HUGE
+                and row_in_range(ux - a00 * cx, a00, uy - a10 * cx, a10, Wo)):
             for j in range(Wo):
                 xs[j] = a00 * (j - cx) + ux
                 ys[j] = a10 * (j - cx) + uy
