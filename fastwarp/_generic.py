@@ -362,13 +362,13 @@ def _blend_float(s, o, b, uC, urow, uo, fx, fy, C):
     lerp_channels(s, o, uo, b, b + uC, b + urow, b + urow + uC, acc_type(fx, s), acc_type(fy, s), C)
 
 
+WEIGHT_ONE = float(1 << WEIGHT_BITS)
+
+
 def _blend_uint8(s, o, b, uC, urow, uo, fx, fy, C):
     # the fractions in units of 2**-WEIGHT_BITS
     lerp_channels_int(s, o, uo, b, b + uC, b + urow, b + urow + uC, np.int64(fx * WEIGHT_ONE + 0.5),
                       np.int64(fy * WEIGHT_ONE + 0.5), C)
-
-
-WEIGHT_ONE = float(1 << WEIGHT_BITS)
 
 
 @overload(blend_bilinear, inline="always", jit_options={"cache": True})
@@ -530,7 +530,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     dL/dtheta by :func:`theta_grad`.
     """
 
-    @njit(nogil=True, cache=True, fastmath={"contract"}, error_model="numpy")
+    @njit(nogil=True, cache=True)
     def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, t0, t1):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
