@@ -189,8 +189,9 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
         # one specialization per image dtype: the grid is read in float64 anyway
         ggrid = np.zeros(g.shape, np.float64)
         if n:
-            call(B.backward_kernel, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
-                 buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, False, m, p, a)
+            kern = B.backward_kernel(False, m, G.channel_class(src.shape[3]))
+            call(kern, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
+                 buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, p, a)
         gimg = _sum_chunks(buf, seen)
     else:
         gimg, ggrid, _ = _generic_backward(gout, src, m, p, a, fill, grid=g)
@@ -231,8 +232,9 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
         rsum = np.empty((n, ho, 4), np.float64)
         gtheta = np.zeros((n, 2, 3), np.float64)
         if n:
-            call(B.backward_kernel, *readonly(gout, src, _NO_GRID, t), buf, seen,
-                 _NO_GRID_GRAD, rsum, gtheta, True, m, p, a)
+            kern = B.backward_kernel(True, m, G.channel_class(src.shape[3]))
+            call(kern, *readonly(gout, src, _NO_GRID, t), buf, seen,
+                 _NO_GRID_GRAD, rsum, gtheta, p, a)
         gimg = _sum_chunks(buf, seen)
     else:
         gimg, _, gtheta = _generic_backward(gout, src, m, p, a, fill, theta=t, projective=rows == 3)
