@@ -5,13 +5,16 @@ script runs the real GPU on images of a few hundred pixels with the default
 32x8 thread blocks, for every mode x padding x align_corners x dtype and for
 1, 3 and 4 channels, and compares each result with the CPU kernels:
 
-* forward: ``affine_warp``, ``grid_sample``, ``affine_grid`` (tolerances of the
-  engine tests: float32 2e-5, float64 1e-12, uint8 off by at most 1 on <1% of
-  the values, where float rounding of a .5 differs);
-* backward (float32, float64): ``affine_warp_backward`` and
-  ``grid_sample_backward`` with atomic adds and with ``deterministic=True``
-  (relative to the largest gradient: float32 1e-4, float64 1e-10), and the
-  deterministic run repeated must be bit-identical;
+* forward: ``affine_warp``, ``perspective_warp``, ``grid_sample``,
+  ``affine_grid``, ``perspective_grid`` (tolerances of the engine tests:
+  float32 2e-5, float16 2e-3, float64 1e-12, uint8 and uint16 off by at most 1
+  on <1% of the values, where float rounding of a .5 differs), constant
+  padding with a per-channel fill value;
+* backward (float32, float64): ``affine_warp_backward``,
+  ``perspective_warp_backward`` and ``grid_sample_backward`` with atomic adds
+  and with ``deterministic=True`` (relative to the largest gradient: float32
+  1e-4, float64 1e-10), and the deterministic run repeated must be
+  bit-identical;
 * CuPy arrays and PyTorch CUDA tensors as inputs (``__cuda_array_interface__``)
   and as ``out=``, when those libraries are installed;
 
@@ -33,14 +36,21 @@ import time
 
 import numpy as np
 
-MODES = ("bilinear", "nearest")
-PADDINGS = ("zeros", "border", "reflection")
+MODES = ("bilinear", "nearest", "bicubic")
+PADDINGS = ("zeros", "border", "reflection", "constant", "wrap")
+DTYPES = (np.float32, np.float64, np.float16, np.uint8, np.uint16)
 
 
 def _images(rng, shape, dtype):
-    if dtype == np.uint8:
-        return rng.integers(0, 256, size=shape, dtype=np.uint8)
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, np.iinfo(dtype).max + 1, size=shape).astype(dtype)
     return rng.random(shape).astype(dtype)
+
+
+def _perspective(rng, n):
+    t = np.tile(np.eye(3), (n, 1, 1)) + rng.normal(scale=0.2, size=(n, 3, 3)) * [[0.5, 0.5, 1.0]]
+    t[:, 2] = (*rng.normal(scale=0.3, size=2), 1.0)
+    return t
 
 
 def _theta(rng, n):
@@ -52,10 +62,10 @@ def _forward_ok(got, want, dtype) -> tuple[bool, str]:
     a, e = got.astype(np.float64), want.astype(np.float64)
     diff = np.abs(a - e)
     worst = diff.max(initial=0.0)
-    if dtype == np.uint8:
+    if np.dtype(dtype).kind == "u":
         frac = (diff > 0).mean() if diff.size else 0.0
         return worst <= 1 and frac < 0.01, f"max {worst:g}, {100 * frac:.3f}% off by one"
-    tol = 2e-5 if dtype == np.float32 else 1e-12
+    tol = {np.dtype(np.float32): 2e-5, np.dtype(np.float16): 2e-3}.get(np.dtype(dtype), 1e-12)
     return worst <= tol, f"max {worst:.3g}"
 
 
@@ -121,27 +131,30 @@ def main(argv=None) -> int:
     n, h, w = 3, 131, 97
     size = (117, 143)  # output larger than a block multiple along both axes
     theta = _theta(rng, n)
-    for dtype in (np.float32, np.float64, np.uint8):  # first call per dtype: compile time
+    for dtype in DTYPES:  # first call per dtype: compile time
         d_img = cuda.to_device(_images(rng, (n, h, w, 3), dtype))
         t0 = time.perf_counter()
         fc.affine_warp(d_img, theta, size)
         cuda.synchronize()
         print(f"first call (compiles) affine_warp {np.dtype(dtype).name}: {time.perf_counter() - t0:.2f} s")
     _interop(rng, fw, fc, report)
-    for dtype, c in itertools.product((np.float32, np.float64, np.uint8), (1, 3, 4)):
+    for dtype, c in itertools.product(DTYPES, (1, 3, 4)):
         img = _images(rng, (n, h, w, c), dtype)
         theta = _theta(rng, n)
+        homography = _perspective(rng, n)
         d_img = cuda.to_device(img)
         for mode, pad, ac in itertools.product(MODES, PADDINGS, (False, True)):
-            kw = dict(mode=mode, padding_mode=pad, align_corners=ac)
+            kw = dict(mode=mode, padding_mode=pad, align_corners=ac, fill_value=rng.uniform(0, 2, c))
             name = f"{np.dtype(dtype).name} C={c} {mode}/{pad}/ac={ac}"
             got = fc.affine_warp(d_img, theta, size, **kw).copy_to_host()
             report(f"affine_warp {name}", *_forward_ok(got, fw.affine_warp(img, theta, size, **kw), dtype))
+            got = fc.perspective_warp(d_img, homography, size, **kw).copy_to_host()
+            want = fw.perspective_warp(img, homography, size, **kw)
+            report(f"perspective_warp {name}", *_forward_ok(got, want, dtype))
             grid = fw.affine_grid(theta, size, align_corners=ac)
             grid += rng.normal(scale=0.05, size=grid.shape)  # not an affine grid
-            got = fc.grid_sample(d_img, grid, mode=mode, padding_mode=pad,
-                                 align_corners=ac).copy_to_host()
-            want = fw.grid_sample(img, grid, mode=mode, padding_mode=pad, align_corners=ac)
+            got = fc.grid_sample(d_img, grid, **kw).copy_to_host()
+            want = fw.grid_sample(img, grid, **kw)
             report(f"grid_sample {name}", *_forward_ok(got, want, dtype))
     for ac in (False, True):
         theta = _theta(rng, n)
@@ -149,6 +162,12 @@ def main(argv=None) -> int:
         want = fw.affine_grid(theta, size, align_corners=ac)
         err = np.abs(got - want).max()
         report(f"affine_grid ac={ac}", err <= 1e-12, f"max {err:.3g}")
+        homography = _perspective(rng, n)
+        got = fc.perspective_grid(homography, size, align_corners=ac).copy_to_host()
+        want = fw.perspective_grid(homography, size, align_corners=ac)
+        same_nan = np.array_equal(np.isnan(got), np.isnan(want))
+        err = np.nanmax(np.abs(got - want)) if not np.isnan(want).all() else 0.0
+        report(f"perspective_grid ac={ac}", same_nan and err <= 1e-12, f"max {err:.3g}")
 
     for dtype, c in itertools.product((np.float32, np.float64), (1, 3)):
         img = _images(rng, (n, h, w, c), dtype)
@@ -156,9 +175,18 @@ def main(argv=None) -> int:
         gout = rng.normal(size=(n, *size, c)).astype(dtype)
         grid = fw.affine_grid(theta, size) + rng.normal(scale=0.05, size=(n, *size, 2))
         d_img, d_gout = cuda.to_device(img), cuda.to_device(gout)
+        homography = _perspective(rng, n)
         for mode, pad, ac in itertools.product(MODES, PADDINGS, (False, True)):
-            kw = dict(mode=mode, padding_mode=pad, align_corners=ac)
+            kw = dict(mode=mode, padding_mode=pad, align_corners=ac, fill_value=0.5)
             name = f"{np.dtype(dtype).name} C={c} {mode}/{pad}/ac={ac}"
+            wi, wt = fg.perspective_warp_backward(gout, img, homography, size, **kw)
+            for det in (False, True):
+                gi, gt = fc.perspective_warp_backward(d_gout, d_img, homography, size, deterministic=det,
+                                                      **kw)
+                oki, di = _grad_ok(gi.copy_to_host(), wi, dtype)
+                okt, dt = _grad_ok(gt.copy_to_host(), wt, dtype)
+                report(f"perspective_warp_backward det={det} {name}", oki and okt,
+                       f"images {di}, theta {dt}")
             wi, wt = fg.affine_warp_backward(gout, img, theta, size, **kw)
             for det in (False, True):
                 gi, gt = fc.affine_warp_backward(d_gout, d_img, theta, size, deterministic=det, **kw)

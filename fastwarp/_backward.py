@@ -354,11 +354,18 @@ def reduce_theta(rows, gtheta, align_corners):
         gtheta[n, 1, 2] = a12
 
 
+def channel_class(mode: int, c: int) -> int:
+    """The channel count the tuned backward compiles in: 3 for bilinear RGB images (LLVM
+    unrolls the per-channel scatter), 0 (any count) otherwise, which keeps the suite of
+    specializations small."""
+    return 3 if mode == BILINEAR and c == 3 else 0
+
+
 @functools.cache
 def backward_kernel(fused: bool, mode: int, cclass: int):
     """The tuned backward of grid_sample (fused=False) or of the fused affine_warp
-    (fused=True) in one mode, for one channel-count class (``cclass``: the
-    channel count 1, 3 or 4 compiled in, or 0 for any count); the three reach
+    (fused=True) in one mode, for one channel-count class (``cclass``: 3
+    compiled in, or 0 for any count; :func:`channel_class`); the three reach
     the kernel as closure constants, so that a call compiles only its own path.
     The padding mode is an argument: one kernel serves zeros, border and
     reflection.

@@ -23,10 +23,6 @@ GRAD_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16))
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 MODES = {"bilinear": BILINEAR, "nearest": NEAREST, "bicubic": BICUBIC}
 PADDINGS = {"zeros": ZEROS, "border": BORDER, "reflection": REFLECTION, "constant": CONSTANT, "wrap": WRAP}
-# what the numba.cuda path implements (a subset of the CPU's)
-CUDA_IMAGE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.uint8))
-CUDA_MODES = ("bilinear", "nearest")
-CUDA_PADDINGS = ("zeros", "border", "reflection")
 
 
 def _names(dtypes) -> str:
@@ -204,3 +200,14 @@ def readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         v.flags.writeable = False
         views.append(v)
     return tuple(views)
+
+
+def compute_dtype(dtype: np.dtype) -> np.dtype:
+    """The dtype the kernels run on: float16 images are computed in float32."""
+    return np.dtype(np.float32) if dtype == np.float16 else dtype
+
+
+def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
+    """One fill value per channel: ``fill_value`` for constant padding, 0 otherwise (checked either way)."""
+    f = check_fill(fn, fill_value, channels)
+    return f if padding == CONSTANT else np.zeros(channels)

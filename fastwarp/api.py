@@ -80,18 +80,19 @@ import numpy as np
 
 from . import _antialias as AA
 from . import _generic as G
-from ._coords import BICUBIC, CONSTANT, NEAREST
+from ._coords import BICUBIC, NEAREST
 from ._dispatch import gpu_backend, wants_gpu
 from ._runtime import call, call_rows
 from ._validate import (
     check_antialias,
-    check_fill,
     check_flags,
     check_grid,
     check_images,
     check_out,
     check_size,
     check_theta,
+    compute_dtype,
+    fill_for,
     readonly,
 )
 
@@ -99,17 +100,6 @@ __all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "per
 
 _NO_GRID = np.empty((0, 0, 0, 2))
 _NO_THETA = np.empty((0, 3, 3))
-
-
-def compute_dtype(dtype: np.dtype) -> np.dtype:
-    """The dtype the kernels run on: float16 images are computed in float32."""
-    return np.dtype(np.float32) if dtype == np.float16 else dtype
-
-
-def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
-    """One fill value per channel: ``fill_value`` for constant padding, 0 otherwise (checked either way)."""
-    f = check_fill(fn, fill_value, channels)
-    return f if padding == CONSTANT else np.zeros(channels)
 
 
 def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False,
@@ -270,7 +260,7 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     fn = "grid_sample"
     if wants_gpu(fn, device, images, grid, out):
         return gpu_backend(fn).grid_sample(images, grid, mode=mode, padding_mode=padding_mode,
-                                           align_corners=align_corners, out=out)
+                                           align_corners=align_corners, fill_value=fill_value, out=out)
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     g = check_grid(fn, grid, src.shape[0], batched)
@@ -319,10 +309,9 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     """
     fn = "affine_warp"
     if wants_gpu(fn, device, images, theta, out):
-        if antialias is not False:
-            raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
         return gpu_backend(fn).affine_warp(images, theta, size, mode=mode, padding_mode=padding_mode,
-                                           align_corners=align_corners, out=out)
+                                           align_corners=align_corners, fill_value=fill_value,
+                                           antialias=antialias, out=out)
     src, batched = check_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     aa = check_antialias(fn, antialias, m)
@@ -338,7 +327,8 @@ def _affine_rows(t: np.ndarray) -> bool:
     return bool((t[:, 2, 0] == 0).all() and (t[:, 2, 1] == 0).all() and (t[:, 2, 2] == 1).all())
 
 
-def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | None = None):
+def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | None = None,
+                     device: str | None = None):
     """Normalized source coordinates of every output pixel for projective matrices.
 
     Parameters
@@ -351,6 +341,8 @@ def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarra
     align_corners : bool, default False
     out : ndarray, optional
         float64 buffer of the result's shape.
+    device : {None, "cpu", "cuda"}
+        As in :func:`affine_grid`.
 
     Returns
     -------
@@ -373,7 +365,10 @@ def perspective_grid(theta, size, *, align_corners: bool = False, out: np.ndarra
     array([[-1.,  0.],
            [ 1.,  0.]])
     """
-    return _matrix_grid("perspective_grid", G.PERSPECTIVE, 3, theta, size, align_corners, out)
+    fn = "perspective_grid"
+    if wants_gpu(fn, device, theta, out):
+        return gpu_backend(fn).perspective_grid(theta, size, align_corners=align_corners, out=out)
+    return _matrix_grid(fn, G.PERSPECTIVE, 3, theta, size, align_corners, out)
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -398,9 +393,8 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     antialias : bool, default False
         As in :func:`affine_warp`; the footprint is taken per output pixel,
         so a shrink that grows across the image is filtered where it occurs.
-    device : {None, "cpu"}
-        The CUDA path does not implement projective warps yet: "cuda" or GPU
-        arrays raise ValueError.
+    device : {None, "cpu", "cuda"}
+        As in :func:`grid_sample`.
 
     Returns
     -------
@@ -414,7 +408,9 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     """
     fn = "perspective_warp"
     if wants_gpu(fn, device, images, theta, out):
-        raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
+        return gpu_backend(fn).perspective_warp(images, theta, size, mode=mode, padding_mode=padding_mode,
+                                                align_corners=align_corners, fill_value=fill_value,
+                                                antialias=antialias, out=out)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     aa = check_antialias(fn, antialias, m)
     return _perspective(fn, images, theta, size, m, p, a, fill_value, out, antialias=aa)

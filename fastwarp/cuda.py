@@ -1,4 +1,4 @@
-"""GPU path: ``affine_grid``, ``grid_sample`` and ``affine_warp`` with numba.cuda.
+"""GPU path: the grids, samplers, warps and their gradients with numba.cuda.
 
 Same names, arguments, conventions and dtypes as :mod:`fastwarp.api` (read the
 convention there); the kernels (:mod:`fastwarp._cuda_kernels`) share the
@@ -31,23 +31,22 @@ import numpy as np
 from numba import cuda as _nc
 
 from . import _cuda_kernels as CK
+from ._coords import NEAREST
 from ._validate import (
-    CUDA_IMAGE_DTYPES as IMAGE_DTYPES,
-)
-from ._validate import (
-    CUDA_MODES,
-    CUDA_PADDINGS,
     FLOAT_DTYPES,
+    GRAD_DTYPES,
+    IMAGE_DTYPES,
     check_flags,
     check_grid,
     check_images,
     check_size,
     check_theta,
+    fill_for,
 )
 
-__all__ = ["affine_grid", "grid_sample", "affine_warp", "affine_warp_backward",
-           "grid_sample_backward", "is_available", "SIMULATOR", "threads_per_block",
-           "deterministic_backward"]
+__all__ = ["affine_grid", "perspective_grid", "grid_sample", "affine_warp", "perspective_warp",
+           "affine_warp_backward", "grid_sample_backward", "perspective_warp_backward", "is_available",
+           "SIMULATOR", "threads_per_block", "deterministic_backward"]
 
 #: True when numba.cuda is Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1).
 SIMULATOR = "simulator" in getattr(_nc.detect, "__module__", "")
@@ -134,10 +133,6 @@ def _images(fn: str, images):
     d = _as_device(images)
     if d is None:
         src, batched = check_images(fn, images)
-        if src.dtype not in IMAGE_DTYPES:
-            names = ", ".join(t.name for t in IMAGE_DTYPES)
-            raise TypeError(f"{fn}: the CUDA path takes images of dtype {names}; got {src.dtype} "
-                            "(uint16 and float16 run on the CPU)")
         return _nc.to_device(src), batched
     if d.dtype not in IMAGE_DTYPES:
         names = ", ".join(t.name for t in IMAGE_DTYPES)
@@ -152,23 +147,23 @@ def _images(fn: str, images):
     return d, True
 
 
-def _theta(fn: str, theta, n: int, batched: bool):
-    """Device theta of shape (n, 2, 3) or (1, 2, 3) (one matrix for every image)."""
+def _theta(fn: str, theta, n: int, batched: bool, rows: int = 2):
+    """Device theta of shape (n, rows, 3) or (1, rows, 3) (one matrix for every image)."""
     d = _as_device(theta)
     if d is None:
-        return _nc.to_device(check_theta(fn, theta, n, batched))
+        return _nc.to_device(check_theta(fn, theta, n, batched, rows=rows))
     if d.dtype.kind not in "fiu" or not d.dtype.isnative:
         raise TypeError(f"{fn}: theta must be a real float or integer array; got dtype {d.dtype}")
     shape = tuple(d.shape)
-    if shape == (2, 3):
+    if shape == (rows, 3):
         return _batch_view(fn, "theta", d)
-    if len(shape) == 3 and shape[1:] == (2, 3):
+    if len(shape) == 3 and shape[1:] == (rows, 3):
         if shape[0] != n:
             what = f"batch of {n} images" if batched else "single image"
             raise ValueError(f"{fn}: theta has {shape[0]} matrices for a {what}; "
-                             f"expected shape ({n}, 2, 3) or (2, 3), got {shape}")
+                             f"expected shape ({n}, {rows}, 3) or ({rows}, 3), got {shape}")
         return d
-    raise ValueError(f"{fn}: theta must have shape (N, 2, 3) or (2, 3); got {shape}")
+    raise ValueError(f"{fn}: theta must have shape (N, {rows}, 3) or ({rows}, 3); got {shape}")
 
 
 def _grid(fn: str, grid, n: int, batched: bool):
@@ -235,6 +230,31 @@ def _configure(kernel, grid, block):
 
 # ----------------------------------------------------------------- public API
 
+def _fill(fn: str, fill_value, padding: int, channels: int):
+    """The per-channel fill values (see :func:`fastwarp._validate.fill_for`) on the device."""
+    return _nc.to_device(fill_for(fn, fill_value, padding, channels))
+
+
+def _no_antialias(fn: str, antialias) -> None:
+    if antialias is not False:
+        raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
+
+
+def _matrix_grid(fn: str, theta, size, align_corners, out, rows: int):
+    """affine_grid (rows 2) and perspective_grid (rows 3) on the GPU."""
+    check_flags(fn, "bilinear", "zeros", align_corners)
+    t_dev = _as_device(theta)
+    batched = len(t_dev.shape) == 3 if t_dev is not None else np.ndim(theta) == 3
+    n = (t_dev.shape[0] if t_dev is not None else len(theta)) if batched else 1
+    t = _theta(fn, theta, n, batched, rows)
+    if size is None:
+        raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
+    ho, wo = check_size(fn, size, (0, 0))
+    res, user = _output(fn, out, (n, ho, wo, 2), np.float64, batched, t)
+    _launch(fn, CK.grid_kernels().matrix_grid, res.shape, t, res, bool(align_corners))
+    return user
+
+
 def affine_grid(theta, size, *, align_corners: bool = False, out=None, device: str | None = None):
     """GPU :func:`fastwarp.affine_grid`: float64 grid (N, Ho, Wo, 2) as a device array.
 
@@ -245,59 +265,87 @@ def affine_grid(theta, size, *, align_corners: bool = False, out=None, device: s
     fn = "affine_grid"
     _check_device_arg(fn, device)
     _require_gpu(fn)
-    check_flags(fn, "bilinear", "zeros", align_corners)
-    t_dev = _as_device(theta)
-    batched = len(t_dev.shape) == 3 if t_dev is not None else np.ndim(theta) == 3
-    n = (t_dev.shape[0] if t_dev is not None else len(theta)) if batched else 1
-    t = _theta(fn, theta, n, batched)
-    if size is None:
-        raise TypeError(f"{fn}: size (Ho, Wo) is required; got None")
-    ho, wo = check_size(fn, size, (0, 0))
-    res, user = _output(fn, out, (n, ho, wo, 2), np.float64, batched, t)
-    _launch(fn, CK.affine_grid_kernels().affine_grid, res.shape, t, res, bool(align_corners))
-    return user
+    return _matrix_grid(fn, theta, size, align_corners, out, 2)
+
+
+def perspective_grid(theta, size, *, align_corners: bool = False, out=None, device: str | None = None):
+    """GPU :func:`fastwarp.perspective_grid`: float64 grid (N, Ho, Wo, 2), NaN where w <= 0.
+
+    Parameters and errors as in :func:`fastwarp.perspective_grid`; ``theta``
+    ((N, 3, 3) or (3, 3)) may be a host or a GPU array.
+    """
+    fn = "perspective_grid"
+    _check_device_arg(fn, device)
+    _require_gpu(fn)
+    return _matrix_grid(fn, theta, size, align_corners, out, 3)
 
 
 def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out=None, device: str | None = None):
+                align_corners: bool = False, fill_value=0.0, out=None, device: str | None = None):
     """GPU :func:`fastwarp.grid_sample`: returns an (N, Ho, Wo, C) device array of the images' dtype.
 
-    Parameters and errors as in :func:`fastwarp.grid_sample`; ``images`` and
-    ``grid`` may be host or GPU arrays, ``out`` must be a GPU array.  Raises
-    ``RuntimeError`` when no GPU (or simulator) is available.
+    Parameters and errors as in :func:`fastwarp.grid_sample` (every mode,
+    padding mode and image dtype); ``images`` and ``grid`` may be host or GPU
+    arrays, ``out`` must be a GPU array.  Raises ``RuntimeError`` when no GPU
+    (or simulator) is available.
     """
     fn = "grid_sample"
     _check_device_arg(fn, device)
     _require_gpu(fn)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     src, batched = _images(fn, images)
     g = _grid(fn, grid, src.shape[0], batched)
+    fill = _fill(fn, fill_value, p, src.shape[3])
     shape = (src.shape[0], g.shape[1], g.shape[2], src.shape[3])
     res, user = _output(fn, out, shape, src.dtype, batched, src, g)
-    _launch(fn, CK.kernels(src.dtype).grid_sample, shape, src, g, res, m, p, a)
+    f32 = m == NEAREST and g.dtype == np.float32
+    _launch(fn, CK.kernels(src.dtype).grid_sample, shape, src, g, fill, res, m, p, a, f32)
+    return user
+
+
+def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, rows):
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _images(fn, images)
+    t = _theta(fn, theta, src.shape[0], batched, rows)
+    fill = _fill(fn, fill_value, p, src.shape[3])
+    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
+    shape = (src.shape[0], ho, wo, src.shape[3])
+    res, user = _output(fn, out, shape, src.dtype, batched, src, t)
+    _launch(fn, CK.kernels(src.dtype).warp, shape, src, t, fill, res, m, p, a)
     return user
 
 
 def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
-                align_corners: bool = False, out=None, device: str | None = None):
+                align_corners: bool = False, fill_value=0.0, antialias: bool = False, out=None,
+                device: str | None = None):
     """GPU :func:`fastwarp.affine_warp` (fused grid + sampling): an (N, Ho, Wo, C) device array.
 
     Parameters and errors as in :func:`fastwarp.affine_warp`; ``images`` and
     ``theta`` may be host or GPU arrays, ``out`` must be a GPU array.  A theta
-    on the GPU is not checked for NaN/infinity.  Raises ``RuntimeError`` when
-    no GPU (or simulator) is available.
+    on the GPU is not checked for NaN/infinity.  ``antialias=True`` is not
+    implemented on the GPU (ValueError).  Raises ``RuntimeError`` when no GPU
+    (or simulator) is available.
     """
     fn = "affine_warp"
     _check_device_arg(fn, device)
+    _no_antialias(fn, antialias)
     _require_gpu(fn)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
-    src, batched = _images(fn, images)
-    t = _theta(fn, theta, src.shape[0], batched)
-    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
-    shape = (src.shape[0], ho, wo, src.shape[3])
-    res, user = _output(fn, out, shape, src.dtype, batched, src, t)
-    _launch(fn, CK.kernels(src.dtype).affine_warp, shape, src, t, res, m, p, a)
-    return user
+    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, 2)
+
+
+def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
+                     align_corners: bool = False, fill_value=0.0, antialias: bool = False, out=None,
+                     device: str | None = None):
+    """GPU :func:`fastwarp.perspective_warp`: (N, 3, 3) or (3, 3) theta, an (N, Ho, Wo, C) device array.
+
+    As :func:`affine_warp`; a theta whose last row is (0, 0, 1) gives
+    :func:`affine_warp`'s numbers bit for bit.
+    """
+    fn = "perspective_warp"
+    _check_device_arg(fn, device)
+    _no_antialias(fn, antialias)
+    _require_gpu(fn)
+    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, 3)
 
 
 # ------------------------------------------------------------------- backward
@@ -336,14 +384,14 @@ def _zeros(shape, dtype):
 
 def _float_images(fn: str, images):
     src, batched = _images(fn, images)
-    if src.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{fn}: images must have dtype float32, float64 to be differentiated "
-                        f"(integer images have no gradient); got {src.dtype}")
+    if src.dtype not in GRAD_DTYPES:
+        raise TypeError(f"{fn}: images must have dtype {', '.join(d.name for d in GRAD_DTYPES)} to be "
+                        f"differentiated (integer images have no gradient); got {src.dtype}")
     return src, batched
 
 
 def _grad_out(fn: str, grad_out, shape: tuple, batched: bool):
-    """grad_out on the device as (N, Ho, Wo, C), any float dtype (the kernels cast it)."""
+    """grad_out on the device as (N, Ho, Wo, C), float32 or float64 (the kernels cast it)."""
     d = _as_device(grad_out)
     if d is None:
         g = np.asarray(grad_out)
@@ -367,20 +415,27 @@ def _image_grad(ho: int, shape, dtype, det: bool, launch):
 
     Atomic mode scatters straight into a zeroed (N, H, W, C) array (K = 1);
     deterministic mode into N K zeroed buffers that are then summed in order.
+    float16 images get their gradient in float32 buffers, rounded to float16
+    at the end (as on the CPU, which differentiates them in float32).
     """
     n, h, w, c = shape
+    acc = np.dtype(np.float32) if np.dtype(dtype) == np.float16 else np.dtype(dtype)
     if not det:
-        gimg = _zeros(shape, dtype)
+        gimg = _zeros(shape, acc)
         launch(gimg, 1)
+    else:
+        k = _det_chunks(n, ho, h * w * c * acc.itemsize)
+        gimg = _zeros((n * k, h, w, c), acc)
+        launch(gimg, k)
+        if k > 1:
+            total = _nc.device_array(shape, acc)
+            _launch("sum_chunks", CK.reduce_kernels().sum_chunks, shape, gimg, total)
+            gimg = total
+    if acc == dtype:
         return gimg
-    k = _det_chunks(n, ho, h * w * c * np.dtype(dtype).itemsize)
-    buf = _zeros((n * k, h, w, c), dtype)
-    launch(buf, k)
-    if k == 1:
-        return buf
-    gimg = _nc.device_array(shape, dtype)
-    _launch("sum_chunks", CK.reduce_kernels().sum_chunks, shape, buf, gimg)
-    return gimg
+    half = _nc.device_array(shape, dtype)
+    _launch_1d(CK.reduce_kernels().cast, gimg.size, gimg.reshape(gimg.size), half.reshape(half.size))
+    return half
 
 
 def _user_shape(a, batched: bool):
@@ -388,7 +443,7 @@ def _user_shape(a, batched: bool):
 
 
 def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
-                         padding_mode: str = "zeros", align_corners: bool = False,
+                         padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
                          device: str | None = None, deterministic: bool | None = None):
     """GPU :func:`fastwarp.grad.grid_sample_backward`: (grad_images, grad_grid) as device arrays.
 
@@ -402,27 +457,81 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     _check_device_arg(fn, device)
     _require_gpu(fn)
     det = deterministic_backward if deterministic is None else bool(deterministic)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     src, batched = _float_images(fn, images)
     g = _grid(fn, grid, src.shape[0], batched)
+    fill = _fill(fn, fill_value, p, src.shape[3])
     n, ho, wo = g.shape[0], g.shape[1], g.shape[2]
     gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
     ggrid = _nc.device_array(tuple(g.shape), g.dtype)
     ks = CK.backward_kernels(src.dtype)
+    f32 = m == NEAREST and g.dtype == np.float32
 
     def launch(target, k):
         if k == 1 and not det:
-            _launch(fn, ks.grid_sample_backward, (n, ho, wo), gout, src, g, target, ggrid, m, p, a)
+            _launch(fn, ks.grid_sample_backward, (n, ho, wo), gout, src, g, fill, target, ggrid, m, p, a,
+                    f32)
         else:
-            _launch_1d(ks.grid_sample_backward_chunks, n * k, gout, src, g, target, ggrid, m, p, a)
+            _launch_1d(ks.grid_sample_backward_chunks, n * k, gout, src, g, fill, target, ggrid, m, p, a,
+                       f32)
 
     gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
     return _user_shape(gimg, batched), _user_shape(ggrid, batched)
 
 
+def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                   deterministic, rows):
+    """Shared body of the affine (rows 2) and projective (rows 3) warp backward."""
+    det = deterministic_backward if deterministic is None else bool(deterministic)
+    m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    src, batched = _float_images(fn, images)
+    t_dev = _as_device(theta)
+    shared = (tuple(t_dev.shape) if t_dev is not None else np.shape(theta)) == (rows, 3)
+    t = _theta(fn, theta, src.shape[0], batched, rows)
+    fill = _fill(fn, fill_value, p, src.shape[3])
+    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
+    n = src.shape[0]
+    gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
+    ks = CK.backward_kernels(src.dtype)
+    rk = CK.reduce_kernels()
+    gtheta = _nc.device_array((n, rows, 3), np.float64)
+    if not det:
+        # one thread per pixel; dL/dtheta summed per block in shared memory, then over blocks
+        bx, by = threads_per_block
+        if bx * by > CK.MAX_BLOCK_THREADS:
+            raise ValueError(f"{fn}: threads_per_block {threads_per_block} has more than "
+                             f"{CK.MAX_BLOCK_THREADS} threads")
+        partial = _nc.device_array((n, -(-ho // by), -(-wo // bx), 3 * rows), np.float64)
+
+        def launch(target, k):
+            _launch(fn, ks.warp_backward, (n, ho, wo), gout, src, t, fill, target, partial, m, p, a)
+
+        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+        _launch_1d(rk.theta_from_partials, n * 3 * rows, partial, gtheta)
+    else:
+        # serial slices; dL/d(u, v, w) per pixel, then row sums and image sums in order
+        duvw = _nc.device_array((n, ho, wo, rows), np.float64)
+
+        def launch(target, k):
+            _launch_1d(ks.warp_backward_chunks, n * k, gout, src, t, fill, target, duvw, m, p, a)
+
+        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
+        row_sums = _nc.device_array((n, ho, 2 * rows), np.float64)
+        _launch_1d(rk.theta_rows, n * ho, duvw, row_sums, a)
+        _launch_1d(rk.theta_grad, n, row_sums, gtheta, a)
+    if shared:
+        total = _nc.device_array((1, rows, 3), np.float64)
+        _launch_1d(rk.sum_batch, 3 * rows, gtheta, total)
+        gtheta = total.reshape((rows, 3))
+    elif not batched:
+        gtheta = gtheta.reshape((rows, 3))
+    return _user_shape(gimg, batched), gtheta
+
+
 def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
-                         padding_mode: str = "zeros", align_corners: bool = False,
-                         device: str | None = None, deterministic: bool | None = None):
+                         padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
+                         antialias: bool = False, device: str | None = None,
+                         deterministic: bool | None = None):
     """GPU :func:`fastwarp.grad.affine_warp_backward`: (grad_images, grad_theta) as device arrays.
 
     Same semantics, dtypes and errors as the CPU function (grad_theta float64,
@@ -434,47 +543,24 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     """
     fn = "affine_warp_backward"
     _check_device_arg(fn, device)
+    _no_antialias(fn, antialias)
     _require_gpu(fn)
-    det = deterministic_backward if deterministic is None else bool(deterministic)
-    m, p, a = check_flags(fn, mode, padding_mode, align_corners, modes=CUDA_MODES, paddings=CUDA_PADDINGS)
-    src, batched = _float_images(fn, images)
-    t_dev = _as_device(theta)
-    shared = (tuple(t_dev.shape) if t_dev is not None else np.shape(theta)) == (2, 3)
-    t = _theta(fn, theta, src.shape[0], batched)
-    ho, wo = check_size(fn, size, (src.shape[1], src.shape[2]))
-    n = src.shape[0]
-    gout = _grad_out(fn, grad_out, (n, ho, wo, src.shape[3]), batched)
-    ks = CK.backward_kernels(src.dtype)
-    rk = CK.reduce_kernels()
-    gtheta = _nc.device_array((n, 2, 3), np.float64)
-    if not det:
-        # one thread per pixel; dL/dtheta summed per block in shared memory, then over blocks
-        bx, by = threads_per_block
-        if bx * by > CK.MAX_BLOCK_THREADS:
-            raise ValueError(f"{fn}: threads_per_block {threads_per_block} has more than "
-                             f"{CK.MAX_BLOCK_THREADS} threads")
-        partial = _nc.device_array((n, -(-ho // by), -(-wo // bx), 6), np.float64)
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                          deterministic, 2)
 
-        def launch(target, k):
-            _launch(fn, ks.affine_warp_backward, (n, ho, wo), gout, src, t, target, partial, m, p, a)
 
-        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
-        _launch_1d(rk.theta_from_partials, n * 6, partial, gtheta)
-    else:
-        # serial slices; dL/d(x, y) per pixel, then row sums and image sums in order
-        dxy = _nc.device_array((n, ho, wo, 2), np.float64)
+def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
+                              padding_mode: str = "zeros", align_corners: bool = False, fill_value=0.0,
+                              antialias: bool = False, device: str | None = None,
+                              deterministic: bool | None = None):
+    """GPU :func:`fastwarp.grad.perspective_warp_backward`: (grad_images, grad_theta (N, 3, 3)).
 
-        def launch(target, k):
-            _launch_1d(ks.affine_warp_backward_chunks, n * k, gout, src, t, target, dxy, m, p, a)
-
-        gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
-        rows = _nc.device_array((n, ho, 4), np.float64)
-        _launch_1d(rk.theta_rows, n * ho, dxy, rows, a)
-        _launch_1d(rk.theta_grad, n, rows, gtheta, a)
-    if shared:
-        total = _nc.device_array((1, 2, 3), np.float64)
-        _launch_1d(rk.sum_batch, 6, gtheta, total)
-        gtheta = total.reshape((2, 3))
-    elif not batched:
-        gtheta = gtheta.reshape((2, 3))
-    return _user_shape(gimg, batched), gtheta
+    As :func:`affine_warp_backward`, for (N, 3, 3) or (3, 3) matrices; the last
+    row of theta has a gradient even when it is (0, 0, 1).
+    """
+    fn = "perspective_warp_backward"
+    _check_device_arg(fn, device)
+    _no_antialias(fn, antialias)
+    _require_gpu(fn)
+    return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
+                          deterministic, 3)

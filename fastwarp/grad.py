@@ -40,9 +40,10 @@ from ._validate import (
     check_images,
     check_size,
     check_theta,
+    compute_dtype,
+    fill_for,
     readonly,
 )
-from .api import compute_dtype, fill_for
 
 __all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
 
@@ -175,7 +176,7 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     if wants_gpu(fn, device, grad_out, images, grid):
         return gpu_backend(fn).grid_sample_backward(grad_out, images, grid, mode=mode,
                                                     padding_mode=padding_mode,
-                                                    align_corners=align_corners)
+                                                    align_corners=align_corners, fill_value=fill_value)
     src0, batched = _float_images(fn, images)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
     g = check_grid(fn, grid, src0.shape[0], batched)
@@ -189,7 +190,7 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
         # one specialization per image dtype: the grid is read in float64 anyway
         ggrid = np.zeros(g.shape, np.float64)
         if n:
-            kern = B.backward_kernel(False, m, G.channel_class(src.shape[3]))
+            kern = B.backward_kernel(False, m, B.channel_class(m, src.shape[3]))
             call(kern, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
                  buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, p, a)
         gimg = _sum_chunks(buf, seen)
@@ -232,7 +233,7 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
         rsum = np.empty((n, ho, 4), np.float64)
         gtheta = np.zeros((n, 2, 3), np.float64)
         if n:
-            kern = B.backward_kernel(True, m, G.channel_class(src.shape[3]))
+            kern = B.backward_kernel(True, m, B.channel_class(m, src.shape[3]))
             call(kern, *readonly(gout, src, _NO_GRID, t), buf, seen,
                  _NO_GRID_GRAD, rsum, gtheta, p, a)
         gimg = _sum_chunks(buf, seen)
@@ -301,11 +302,10 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     """
     fn = "affine_warp_backward"
     if wants_gpu(fn, device, grad_out, images, theta):
-        if antialias is not False:
-            raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
         return gpu_backend(fn).affine_warp_backward(grad_out, images, theta, size, mode=mode,
                                                     padding_mode=padding_mode,
-                                                    align_corners=align_corners)
+                                                    align_corners=align_corners, fill_value=fill_value,
+                                                    antialias=antialias)
     return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 2,
                           antialias)
 
@@ -327,8 +327,8 @@ def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str =
         As in :func:`affine_warp_backward`.
     theta : array_like, shape (N, 3, 3) or (3, 3)
         The forward call's normalized output -> input projective matrices.
-    device : {None, "cpu"}
-        The CUDA path has no projective warp: "cuda" or GPU arrays raise ValueError.
+    device : {None, "cpu", "cuda"}
+        As in :func:`affine_warp_backward`.
 
     Returns
     -------
@@ -343,6 +343,9 @@ def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str =
     """
     fn = "perspective_warp_backward"
     if wants_gpu(fn, device, grad_out, images, theta):
-        raise ValueError(f"{fn}: the CUDA path has no projective warp yet; pass NumPy arrays (device='cpu')")
+        return gpu_backend(fn).perspective_warp_backward(grad_out, images, theta, size, mode=mode,
+                                                         padding_mode=padding_mode,
+                                                         align_corners=align_corners,
+                                                         fill_value=fill_value, antialias=antialias)
     return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value, 3,
                           antialias)

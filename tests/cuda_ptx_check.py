@@ -55,44 +55,52 @@ def main() -> int:
     f64 = types.float64
     i64 = types.int64
     flag = types.boolean
+    fill = types.Array(f64, 1, "C")
     count = 0
-    for layout in ("C", "A"):
-        theta = types.Array(f64, 3, layout)
+    # any-layout ("A") arrays: the general case of the indexing code; C-contiguous arrays
+    # compile the same source with simpler address arithmetic
+    for layout in ("A",):
         grid_t = types.Array(types.float32, 4, layout)
-        ptx, _ = cuda.compile_ptx(CK.affine_grid_kernels().affine_grid.py_func,
+        theta = types.Array(f64, 3, layout)  # (N, 2, 3) affine or (N, 3, 3) projective
+        ptx, _ = cuda.compile_ptx(CK.grid_kernels().matrix_grid.py_func,
                                   (theta, types.Array(f64, 4, "C"), flag), cc=cc)
         count += 1
-        for dt in (np.float32, np.float64, np.uint8):
+        for dt in (np.float32, np.float64, np.uint8, np.uint16, np.float16):
             ks = CK.kernels(dt)
             img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
             out = types.Array(from_dtype(np.dtype(dt)), 4, "C")
-            for name, sig in (("affine_warp", (img, theta, out, i64, i64, flag)),
-                              ("grid_sample", (img, grid_t, out, i64, i64, flag))):
+            for name, sig in (("warp", (img, theta, fill, out, i64, i64, flag)),
+                              ("grid_sample", (img, grid_t, fill, out, i64, i64, flag, flag))):
                 ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
                 assert ".entry" in ptx, name
                 count += 1
-        for dt in (np.float32, np.float64):
+        for dt in (np.float32, np.float64, np.float16):
             ks = CK.backward_kernels(dt)
             img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
-            buf = types.Array(from_dtype(np.dtype(dt)), 4, "C")
+            acc = np.float64 if dt == np.float64 else np.float32
+            buf = types.Array(from_dtype(np.dtype(acc)), 4, "C")
             gout = types.Array(types.float32, 4, layout)
-            dxy = types.Array(f64, 4, "C")
+            duvw = types.Array(f64, 4, "C")
+            partial = types.Array(f64, 4, "C")
             ggrid = types.Array(types.float32, 4, "C")
             for name, sig in (
-                    ("affine_warp_backward", (gout, img, theta, buf, dxy, i64, i64, flag)),
-                    ("affine_warp_backward_chunks", (gout, img, theta, buf, dxy, i64, i64, flag)),
-                    ("grid_sample_backward", (gout, img, grid_t, buf, ggrid, i64, i64, flag)),
-                    ("grid_sample_backward_chunks", (gout, img, grid_t, buf, ggrid, i64, i64, flag))):
+                    ("warp_backward", (gout, img, theta, fill, buf, partial, i64, i64, flag)),
+                    ("warp_backward_chunks", (gout, img, theta, fill, buf, duvw, i64, i64, flag)),
+                    ("grid_sample_backward", (gout, img, grid_t, fill, buf, ggrid, i64, i64, flag, flag)),
+                    ("grid_sample_backward_chunks",
+                     (gout, img, grid_t, fill, buf, ggrid, i64, i64, flag, flag))):
                 ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
                 assert ".entry" in ptx, name
                 if "chunks" not in name:  # the scatter of the fast backward is atomic
                     assert "atom.global.add" in ptx, name
-                if name == "affine_warp_backward":  # theta: tree reduction in shared memory
+                if name == "warp_backward":  # theta: tree reduction in shared memory
                     assert "bar.sync" in ptx and ".shared" in ptx, name
                 count += 1
     rk = CK.reduce_kernels()
     c64 = types.Array(f64, 4, "C")
-    for fn, sig in ((rk.fill_zero, (types.Array(types.float32, 1, "C"),)),
+    f32_1d = types.Array(types.float32, 1, "C")
+    for fn, sig in ((rk.fill_zero, (f32_1d,)),
+                    (rk.cast, (f32_1d, types.Array(types.float16, 1, "C"))),
                     (rk.sum_chunks, (types.Array(types.float32, 4, "C"),) * 2),
                     (rk.theta_from_partials, (types.Array(f64, 4, "C"), types.Array(f64, 3, "C"))),
                     (rk.theta_rows, (c64, types.Array(f64, 3, "C"), flag)),

@@ -294,7 +294,7 @@ def test_bad_device_inputs_raise_clear_errors(rng):
     img = cuda.to_device(random_images(rng, SHAPE, np.float32))
     theta = random_theta(rng, SHAPE[0])
     cases = [
-        (TypeError, "^affine_warp: images must have dtype float32, float64, uint8",
+        (TypeError, "^affine_warp: images must have dtype float32, float64, float16, uint8, uint16",
          lambda: fw.affine_warp(cuda.to_device(np.zeros(SHAPE, np.int32)), theta)),
         (ValueError, r"^affine_warp: images must have shape \(N, H, W, C\)",
          lambda: fw.affine_warp(cuda.to_device(np.zeros((2, 3), np.float32)), theta)),
@@ -313,7 +313,16 @@ def test_bad_device_inputs_raise_clear_errors(rng):
         (TypeError, "^grid_sample: grid must have dtype float32, float64",
          lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2), np.int64)))),
         (ValueError, "^grid_sample: padding_mode must be one of",
-         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2))), padding_mode="wrap")),
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2))), padding_mode="tile")),
+        (ValueError, r"^perspective_warp: theta must have shape \(N, 3, 3\)",
+         lambda: fw.perspective_warp(img, cuda.to_device(np.zeros((2, 2, 3))))),
+        (ValueError, "^grid_sample: fill_value must be a scalar or 3 values",
+         lambda: fw.grid_sample(img, cuda.to_device(np.zeros((2, 4, 4, 2))), padding_mode="constant",
+                                fill_value=[1.0, 2.0])),
+        (ValueError, "^perspective_warp: the CUDA path has no antialias yet",
+         lambda: fw.perspective_warp(img, np.eye(3), antialias=True)),
+        (ValueError, "^affine_warp_backward: the CUDA path has no antialias yet",
+         lambda: fgrad.affine_warp_backward(img, img, theta, antialias=True)),
         (TypeError, "^affine_warp: out must be a GPU array",
          lambda: fw.affine_warp(img, theta, out=np.zeros(SHAPE, np.float32))),
         (ValueError, r"^affine_warp: out must have shape \(2, 5, 7, 3\)",
@@ -465,7 +474,7 @@ def test_backward_bad_input(rng):
     theta = random_theta(rng, SHAPE[0])
     gout = cuda.to_device(np.zeros((SHAPE[0],) + SIZE + (SHAPE[3],), np.float32))
     with pytest.raises(TypeError, match="^affine_warp_backward: images must have dtype float32, "
-                                        "float64 to be differentiated"):
+                                        "float64, float16 to be differentiated"):
         fc.affine_warp_backward(gout, cuda.to_device(np.zeros(SHAPE, np.uint8)), theta, SIZE)
     with pytest.raises(ValueError, match=r"^affine_warp_backward: grad_out must have the forward "
                                          r"output's shape \(2, 5, 6, 3\); got \(2, 5, 7, 3\)"):
@@ -473,3 +482,185 @@ def test_backward_bad_input(rng):
     with pytest.raises(TypeError, match="^grid_sample_backward: grad_out must have dtype"):
         fc.grid_sample_backward(cuda.to_device(np.zeros((2, 5, 6, 3), np.int16)), img,
                                 cuda.to_device(np.zeros((2, 5, 6, 2))))
+
+
+# ------------------------------------------- breadth: modes, paddings, projective, dtypes
+
+ALL_MODES = ("nearest", "bilinear", "bicubic")
+ALL_PADDINGS = ("zeros", "border", "reflection", "constant", "wrap")
+ALL_FLAGS = list(itertools.product(ALL_MODES, ALL_PADDINGS, (False, True)))
+
+
+def random_perspective(rng, n, strength=0.3):
+    """Projective matrices near the identity, some of whose points fall behind the viewer (w <= 0)."""
+    t = np.tile(np.eye(3), (n, 1, 1)) + rng.normal(scale=strength, size=(n, 3, 3)) * [[0.5, 0.5, 1.0]] * 2
+    t[:, 2, :2] = rng.normal(scale=strength, size=(n, 2))
+    t[:, 2, 2] = 1.0
+    return t
+
+
+def test_every_mode_and_padding_matches_the_reference(rng):
+    """perspective_warp, affine_warp and grid_sample on float64 images for every mode x padding
+    x align_corners, with a per-channel fill value, against fastwarp.reference."""
+    img = random_images(rng, SHAPE, np.float64)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding, align) in enumerate(ALL_FLAGS):
+        fill = rng.uniform(-2, 2, SHAPE[3])
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align, fill_value=fill)
+        msg = f"{mode}/{padding}/{align}"
+        theta = random_perspective(rng, SHAPE[0])
+        got = fw.perspective_warp(d_img, theta if k % 2 else cuda.to_device(theta), SIZE, **kw)
+        want = ref.perspective_warp(img, theta, SIZE, mode, padding, align, fill)
+        np.testing.assert_allclose(host(got), want, rtol=0, atol=1e-12, err_msg="perspective " + msg)
+        theta = random_theta(rng, SHAPE[0])
+        got = fw.affine_warp(d_img, theta, SIZE, **kw)
+        want = ref.affine_warp(img, theta, SIZE, mode, padding, align, fill)
+        np.testing.assert_allclose(host(got), want, rtol=0, atol=1e-12, err_msg="affine " + msg)
+        grid = rng.uniform(-1.7, 1.7, size=(SHAPE[0],) + SIZE + (2,))
+        grid[0, 0, 0] = (np.nan, 0.0)
+        grid[0, 1, 1] = (0.2, np.inf)
+        grid[1, 2, 3] = (1e13, 0.0)  # beyond HUGE: no image, reads the fill
+        grid[1, 4, 5] = (1.0, -1.0)
+        got = fw.grid_sample(d_img, cuda.to_device(grid), **kw)
+        want = ref.grid_sample(img, grid, mode, padding, align, fill)
+        np.testing.assert_allclose(host(got), want, rtol=0, atol=1e-12, err_msg="grid " + msg)
+
+
+def test_every_mode_and_padding_backward(rng):
+    """Gradients of the three operations for every mode x padding (float64), each with both
+    align_corners values across the operations, alternating the atomic and the deterministic
+    image gradient.  (The simulator runs every GPU thread in Python: the full product with
+    align_corners would double this test's minute.)"""
+    img = random_images(rng, SHAPE, np.float64)
+    d_img = cuda.to_device(img)
+    for k, (mode, padding) in enumerate(itertools.product(ALL_MODES, ALL_PADDINGS)):
+        align = k % 2 == 0
+        fill = rng.uniform(-2, 2, SHAPE[3])
+        kw = dict(mode=mode, padding_mode=padding, align_corners=align, fill_value=fill)
+        det = k % 2 == 1
+        msg = f"{mode}/{padding}/{align}/det={det}"
+        gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
+        d_gout = cuda.to_device(gout)
+        theta = random_perspective(rng, SHAPE[0])
+        gi, gt = fc.perspective_warp_backward(d_gout, d_img, theta, SIZE, deterministic=det, **kw)
+        wi, wt = ref.perspective_warp_backward(gout, img, theta, SIZE, mode, padding, align, fill)
+        assert gt.shape == (SHAPE[0], 3, 3)
+        assert_grad_close(gi, wi, np.float64, "perspective images " + msg)
+        assert_grad_close(gt, wt, np.float64, "perspective theta " + msg)
+        theta = random_theta(rng, SHAPE[0])
+        kw["align_corners"] = not align
+        gi, gt = fc.affine_warp_backward(d_gout, d_img, theta, SIZE, deterministic=not det, **kw)
+        wi, wt = ref.affine_warp_backward(gout, img, theta, SIZE, mode, padding, not align, fill)
+        assert_grad_close(gi, wi, np.float64, "affine images " + msg)
+        assert_grad_close(gt, wt, np.float64, "affine theta " + msg)
+        grid = rng.uniform(-1.4, 1.4, size=(SHAPE[0],) + SIZE + (2,))
+        grid[0, 0, 0] = (np.nan, 0.3)
+        grid[1, 4, 5] = (1.0, -1.0)
+        gi, gg = fc.grid_sample_backward(d_gout, d_img, cuda.to_device(grid), deterministic=det, **kw)
+        wi, wg = ref.grid_sample_backward(gout, img, grid, mode, padding, not align, fill)
+        assert_grad_close(gi, wi, np.float64, "grid images " + msg)
+        assert_grad_close(gg, wg, np.float64, "grid " + msg)
+
+
+def test_float32_images_in_the_new_modes(rng):
+    """float32 images (accumulated in float32) in bicubic, constant and wrap, forward and backward."""
+    img = random_images(rng, SHAPE, np.float32)
+    d_img = cuda.to_device(img)
+    theta = random_perspective(rng, SHAPE[0])
+    for mode, padding in (("bicubic", "reflection"), ("bilinear", "constant"), ("nearest", "wrap"),
+                          ("bicubic", "wrap")):
+        kw = dict(mode=mode, padding_mode=padding, fill_value=0.7)
+        got = fw.perspective_warp(d_img, theta, SIZE, **kw)
+        want = ref.perspective_warp(img, theta, SIZE, mode, padding, False, 0.7)
+        assert_matches(host(got), want, np.float32, f"{mode}/{padding}")
+        gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],)).astype(np.float32)
+        gi, gt = fc.perspective_warp_backward(cuda.to_device(gout), d_img, theta, SIZE, **kw)
+        wi, wt = ref.perspective_warp_backward(gout, img, theta, SIZE, mode, padding, False, 0.7)
+        assert_grad_close(gi, wi, np.float32, f"images {mode}/{padding}")
+        assert_grad_close(gt, wt, np.float32, f"theta {mode}/{padding}")
+
+
+def test_uint16_uint8_and_float16_images(rng):
+    """uint16 (rounded, saturated, blended in float64), uint8 and float16 (computed in float32,
+    stored as float16; its gradient too) on the GPU, against the reference."""
+    theta = random_perspective(rng, SHAPE[0])
+    for dtype, hi in ((np.uint16, 65535), (np.uint8, 255)):
+        img = rng.integers(0, hi + 1, size=SHAPE).astype(dtype)
+        img[0, :2] = hi  # bicubic overshoots next to a plateau: saturates
+        for mode, padding in (("bicubic", "reflection"), ("bilinear", "constant"), ("nearest", "wrap")):
+            got = host(fw.perspective_warp(cuda.to_device(img), theta, SIZE, mode=mode, padding_mode=padding,
+                                           fill_value=hi * 1.5))
+            want = ref.perspective_warp(img, theta, SIZE, mode, padding, False, hi * 1.5)
+            assert got.dtype == dtype
+            diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.05, (dtype, mode, padding, diff.max())
+    img = rng.random(SHAPE)
+    x16 = img.astype(np.float16)
+    for mode, padding in (("bicubic", "wrap"), ("bilinear", "zeros")):
+        got = host(fw.perspective_warp(cuda.to_device(x16), theta, SIZE, mode=mode, padding_mode=padding))
+        want = ref.perspective_warp(x16, theta, SIZE, mode, padding)
+        assert got.dtype == np.float16
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64), rtol=2e-3, atol=2e-3)
+    gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
+    for det in (False, True):
+        gi, gt = fc.perspective_warp_backward(gout, x16, theta, SIZE, mode="bicubic", deterministic=det)
+        ri, rt = ref.perspective_warp_backward(gout, x16.astype(np.float64), theta, SIZE, "bicubic")
+        gi = host(gi)
+        assert gi.dtype == np.float16 and host(gt).dtype == np.float64
+        np.testing.assert_allclose(gi.astype(np.float64), ri, rtol=5e-3, atol=5e-3)
+        np.testing.assert_allclose(host(gt), rt, rtol=1e-3, atol=1e-3 * np.abs(rt).max())
+
+
+def test_nearest_float32_grid_rounds_like_torch():
+    """A float32 grid in nearest mode is unnormalized in float32, as PyTorch does: on a width-5
+    image x = -0.2 lands exactly on 1.5 and rounds half to even (column 2); a float64 grid of
+    the same value reads column 1.  The backward scatters to the same pixel."""
+    img = np.arange(5, dtype=np.float32).reshape(1, 1, 5, 1)
+    g32 = np.array([[[[-0.2, 0.0]]]], np.float32)
+    got = host(fw.grid_sample(cuda.to_device(img), cuda.to_device(g32), mode="nearest"))
+    assert got[0, 0, 0, 0] == 2.0
+    got = host(fw.grid_sample(cuda.to_device(img), cuda.to_device(g32.astype(np.float64)), mode="nearest"))
+    assert got[0, 0, 0, 0] == 1.0
+    gi, _ = fc.grid_sample_backward(np.ones((1, 1, 1, 1), np.float32), img, g32, mode="nearest")
+    np.testing.assert_array_equal(host(gi)[0, 0, :, 0], [0, 0, 1, 0, 0])
+
+
+def test_perspective_with_affine_last_row_and_grid(rng):
+    """A last row (0, 0, 1) gives affine_warp's numbers bit for bit; perspective_grid holds
+    NaN where w <= 0 and matches the reference elsewhere; grid_sample of it equals the fused warp."""
+    img = cuda.to_device(random_images(rng, SHAPE, np.float64))
+    theta2 = random_theta(rng, SHAPE[0])
+    theta3 = np.concatenate([theta2, np.tile([[[0.0, 0.0, 1.0]]], (SHAPE[0], 1, 1))], axis=1)
+    for mode in ALL_MODES:
+        a = host(fw.affine_warp(img, theta2, SIZE, mode=mode, padding_mode="reflection"))
+        p = host(fw.perspective_warp(img, theta3, SIZE, mode=mode, padding_mode="reflection"))
+        np.testing.assert_array_equal(a, p)
+    theta = random_perspective(rng, SHAPE[0])
+    theta[0, 2] = (1.5, 0.0, 1.0)  # w = 1.5 x + 1 <= 0 left of x = -2/3: behind the viewer
+    for align in (False, True):
+        grid = host(fw.perspective_grid(cuda.to_device(theta), SIZE, align_corners=align))
+        want = ref.perspective_grid(theta, SIZE, align)
+        np.testing.assert_allclose(grid, want, rtol=0, atol=1e-12)
+        assert np.array_equal(np.isnan(grid), np.isnan(want))
+        single = host(fw.perspective_grid(theta[0], SIZE, align_corners=align, device="cuda"))
+        np.testing.assert_allclose(single, want[0], rtol=0, atol=1e-12)
+    assert np.isnan(grid[0]).any() and not np.isnan(grid[0, :, -1]).any()
+    got = host(fw.grid_sample(img, cuda.to_device(grid), mode="bilinear", align_corners=True))
+    want = host(fw.perspective_warp(img, theta, SIZE, mode="bilinear", align_corners=True))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_shared_perspective_theta_gradient_is_the_batch_sum(rng):
+    img = random_images(rng, SHAPE, np.float64)
+    theta = random_perspective(rng, 1)[0]
+    gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
+    for det in (False, True):
+        gi, gt = fc.perspective_warp_backward(gout, img, theta, SIZE, deterministic=det)
+        wi, wt = ref.perspective_warp_backward(gout, img, np.broadcast_to(theta, (SHAPE[0], 3, 3)), SIZE)
+        assert gt.shape == (3, 3)
+        assert_grad_close(gi, wi, np.float64)
+        assert_grad_close(gt, wt.sum(axis=0), np.float64)
+    # through fastwarp.grad: device arrays dispatch to the GPU
+    gi, gt = fgrad.perspective_warp_backward(cuda.to_device(gout), cuda.to_device(img), theta, SIZE)
+    assert not isinstance(gi, np.ndarray)
+    assert_grad_close(gt, wt.sum(axis=0), np.float64)

@@ -76,6 +76,9 @@ calls = [
     lambda: fw.affine_grid(theta, (3, 3), device="cuda"),
     lambda: fg.affine_warp_backward(img, img, theta, device="cuda"),
     lambda: fg.grid_sample_backward(img[:, :3, :3], img, np.zeros((2, 3, 3, 2)), device="cuda"),
+    lambda: fw.perspective_warp(img, np.eye(3), device="cuda"),
+    lambda: fw.perspective_grid(np.eye(3), (3, 3), device="cuda"),
+    lambda: fg.perspective_warp_backward(img, img, np.eye(3), device="cuda"),
 ]
 for call in calls:
     try:

@@ -420,8 +420,6 @@ def test_bad_new_arguments(rng):
         (TypeError, "^affine_warp: images must have dtype float32, float64, float16, uint8, uint16; "
                     "got int16",
          lambda: fw.affine_warp(img.astype(np.int16), random_affine(rng, 2))),
-        (ValueError, "^perspective_warp: the CUDA path has no projective warp",
-         lambda: fw.perspective_warp(img, t3, device="cuda")),
         (ValueError, r"^theta_from_homography: matrix must have shape \(3, 3\)",
          lambda: theta_from_homography(np.eye(2, 3), (4, 4))),
     ]
