@@ -152,17 +152,18 @@ def test_grid_sample_matches_oracle(rng, dtype):
 
 
 def test_matches_the_cpu_kernels(rng):
-    """GPU vs fastwarp's CPU kernels directly (float32; the flag matrix is covered above)."""
+    """GPU vs fastwarp's CPU kernels directly (float32; the flag matrix is covered above).  The
+    default flags: the CPU kernels they need are in ``fastwarp precompile``'s cache when the
+    suite runs this, instead of compiling here."""
     img = random_images(rng, SHAPE, np.float32)
     theta = random_theta(rng, SHAPE[0])
     d_img = cuda.to_device(img)
-    kw = dict(mode="bilinear", padding_mode="border", align_corners=False)
+    kw = dict(mode="bilinear", padding_mode="zeros", align_corners=False)
     assert_matches(host(fw.affine_warp(d_img, theta, SIZE, **kw)),
                    fw.affine_warp(img, theta, SIZE, **kw), np.float32)
     grid = fw.affine_grid(theta, SIZE, align_corners=True)
     np.testing.assert_allclose(host(fw.affine_grid(theta, SIZE, align_corners=True, device="cuda")),
                                grid, rtol=0, atol=1e-12)
-    kw = dict(mode="bilinear", padding_mode="reflection", align_corners=True)
     assert_matches(host(fw.grid_sample(d_img, cuda.to_device(grid), **kw)),
                    fw.grid_sample(img, grid, **kw), np.float32)
     gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],)).astype(np.float32)
