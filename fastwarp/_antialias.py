@@ -121,16 +121,24 @@ def largest_stretch(hpx: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 @jit
-def pixel_map(h, n, j, i):
+def map_point(h00, h01, h02, h10, h11, h12, h20, h21, h22, j, i):
     """(w, px, py, J00, J01, J10, J11) at output pixel (j, i): the point p = (u / w, v / w) of
-    (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w."""
-    u = h[n, 0, 0] * j + h[n, 0, 1] * i + h[n, 0, 2]
-    v = h[n, 1, 0] * j + h[n, 1, 1] * i + h[n, 1, 2]
-    w = h[n, 2, 0] * j + h[n, 2, 1] * i + h[n, 2, 2]
+    (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w.  On the nine
+    entries of H, so that the CUDA kernels call it with scalars."""
+    u = h00 * j + h01 * i + h02
+    v = h10 * j + h11 * i + h12
+    w = h20 * j + h21 * i + h22
     px = u / w
     py = v / w
-    return (w, px, py, (h[n, 0, 0] - px * h[n, 2, 0]) / w, (h[n, 0, 1] - px * h[n, 2, 1]) / w,
-            (h[n, 1, 0] - py * h[n, 2, 0]) / w, (h[n, 1, 1] - py * h[n, 2, 1]) / w)
+    return (w, px, py, (h00 - px * h20) / w, (h01 - px * h21) / w, (h10 - py * h20) / w,
+            (h11 - py * h21) / w)
+
+
+@jit
+def pixel_map(h, n, j, i):
+    """:func:`map_point` of image n's map h[n]."""
+    return map_point(h[n, 0, 0], h[n, 0, 1], h[n, 0, 2], h[n, 1, 0], h[n, 1, 1], h[n, 1, 2], h[n, 2, 0],
+                     h[n, 2, 1], h[n, 2, 2], j, i)
 
 
 @jit
@@ -181,6 +189,33 @@ def footprint(j00, j01, j10, j11):
 
 
 @jit
+def footprint_real(j00, j01, j10, j11):
+    """:func:`footprint` for a real J with ``math.sqrt``: the same closed form and operations,
+    for the CUDA kernels (numba-cuda has no ``np.sqrt`` on scalars); a test pins the two equal."""
+    a = j00 * j00 + j01 * j01
+    b = j00 * j10 + j01 * j11
+    c = j10 * j10 + j11 * j11
+    disc = math.sqrt(0.25 * (a - c) * (a - c) + b * b)
+    l1 = 0.5 * (a + c) + disc
+    l2 = 0.5 * (a + c) - disc
+    cap2 = CAP * CAP
+    if l2 >= cap2:
+        return 1.0 / CAP, 0.0, 1.0 / CAP
+    if l2 >= 1.0 and l1 <= cap2:
+        det = a * c - b * b
+        ia = c / det
+        ib = -b / det
+        ic = a / det
+        s = math.sqrt(ia * ic - ib * ib)
+        t = math.sqrt(ia + ic + 2.0 * s)
+        return (ia + s) / t, ib / t, (ic + s) / t
+    f1 = 1.0 / CAP if l1 >= cap2 else 1.0 / math.sqrt(l1)
+    f2 = 1.0 if l2 <= 1.0 else 1.0 / math.sqrt(l2)
+    q = (f1 - f2) / (l1 - l2)
+    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+
+
+@jit
 def kernel_weight(t, cubic):
     """k(t) and k'(t): the tent 1 - |t| (bilinear) or cubic convolution with a = -0.75."""
     s = 1.0 if t >= 0.0 else -1.0
@@ -208,14 +243,19 @@ def aa_tap(k, n, padding, align_corners):
 
 
 @jit
-def shrinking(h, n, j, i):
-    """(shrinks, w, px, py, J...) of output pixel (j, i): whether the filter replaces the plain
-    sample there (a finite point in front of the viewer whose footprint exceeds one pixel)."""
-    w, px, py, j00, j01, j10, j11 = pixel_map(h, n, float(j), float(i))
+def shrinks(w, px, py, j00, j01, j10, j11):
+    """Whether the filter replaces the plain sample at a pixel of :func:`map_point`'s values: a
+    finite point in front of the viewer whose footprint exceeds one pixel."""
     ok = w > 0.0 and abs(px) < HUGE and abs(py) < HUGE
     ok = ok and math.isfinite(j00) and math.isfinite(j01) and math.isfinite(j10) and math.isfinite(j11)
-    ok = ok and stretch(j00, j01, j10, j11) > _LIMIT
-    return ok, px, py, j00, j01, j10, j11
+    return ok and stretch(j00, j01, j10, j11) > _LIMIT
+
+
+@jit
+def shrinking(h, n, j, i):
+    """(shrinks, px, py, J...) of output pixel (j, i) (:func:`shrinks`)."""
+    w, px, py, j00, j01, j10, j11 = pixel_map(h, n, float(j), float(i))
+    return shrinks(w, px, py, j00, j01, j10, j11), px, py, j00, j01, j10, j11
 
 
 @jit

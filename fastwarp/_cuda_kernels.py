@@ -44,6 +44,7 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda, float64
 
+from ._antialias import aa_tap, footprint_real, kernel_weight, map_point, shrinks, support, tap_range
 from ._coords import (
     BILINEAR,
     HUGE,
@@ -245,6 +246,70 @@ def _build(acc, integer, lo, hi) -> SimpleNamespace:
                    align_corners, False)
 
     return SimpleNamespace(grid_sample=grid_sample, warp=warp, sample=sample, store=store, tap=tap)
+
+
+# ------------------------------------------------------------------ antialias
+
+def antialias_kernels(dtype) -> SimpleNamespace:
+    """The antialias filter for images of ``dtype`` (forward only), built once."""
+    dtype = np.dtype(dtype)
+    key = "antialias-" + dtype.name
+    if key not in _built:
+        _built[key] = _build_antialias(kernels(dtype).store)
+    return _built[key]
+
+
+def _build_antialias(store) -> SimpleNamespace:
+    """The footprint filter of ``fastwarp._antialias``, one thread per output pixel."""
+
+    @cuda.jit
+    def antialias(src, hpx, fill, out, cubic, padding, align_corners):
+        """Overwrite the shrinking pixels of the plain result ``out``: at output pixel o with
+        input point p and footprint matrix M (``_antialias.footprint_real`` of the Jacobian of
+        the pixel map hpx[n]), v = sum_q w_q I[q] / sum_q w_q, w_q = k((M d)_x) k((M d)_y),
+        d = q - p, over the taps of the footprint's box, each tap index padded (the fill
+        outside); accumulated in float64 in the CPU's tap order.  Pixels that do not
+        shrink keep the plain sample.
+        """
+        j, i, nz = cuda.grid(3)
+        N, Ho, Wo, C = out.shape
+        if i >= Ho or j >= Wo:
+            return
+        H = src.shape[1]
+        W = src.shape[2]
+        for n in range(nz, N, cuda.gridDim.z):
+            w, px, py, j00, j01, j10, j11 = map_point(
+                hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 0, 2], hpx[n, 1, 0], hpx[n, 1, 1], hpx[n, 1, 2],
+                hpx[n, 2, 0], hpx[n, 2, 1], hpx[n, 2, 2], float64(j), float64(i))
+            if not shrinks(w, px, py, j00, j01, j10, j11):
+                continue
+            m00, m01, m11 = footprint_real(j00, j01, j10, j11)
+            ex, ey = support(m00, m01, m11, cubic)
+            x0, x1 = tap_range(px, ex)
+            y0, y1 = tap_range(py, ey)
+            for c in range(C):
+                acc = 0.0
+                wsum = 0.0
+                for qy in range(y0, y1 + 1):
+                    dy = qy - py
+                    row = aa_tap(float(qy), H, padding, align_corners)
+                    for qx in range(x0, x1 + 1):
+                        dx = qx - px
+                        ka = kernel_weight(m00 * dx + m01 * dy, cubic)[0]
+                        if ka == 0.0:
+                            continue
+                        wq = ka * kernel_weight(m01 * dx + m11 * dy, cubic)[0]
+                        if wq == 0.0:
+                            continue
+                        wsum += wq
+                        col = aa_tap(float(qx), W, padding, align_corners)
+                        if row >= 0 and col >= 0:
+                            acc += wq * np.float64(src[n, row, col, c])
+                        else:
+                            acc += wq * fill[c]
+                store(out, n, i, j, c, acc / wsum)
+
+    return SimpleNamespace(antialias=antialias)
 
 
 # ------------------------------------------------------------------- backward

@@ -294,7 +294,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         the bilinear tent (or bicubic kernel) stretched along the footprint,
         normalized (``fastwarp._antialias`` documents the filter).  Pixels
         that do not shrink are exactly the ``antialias=False`` result.  Needs
-        mode "bilinear" or "bicubic"; CPU only.
+        mode "bilinear" or "bicubic" (on the GPU too; its gradient is CPU only).
 
     Returns
     -------
@@ -305,7 +305,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     TypeError, ValueError
         As in :func:`grid_sample`; also for a wrong theta shape, a batch
         mismatch, a non-finite theta, a non-bool ``antialias`` or
-        ``antialias`` with mode "nearest" or on the CUDA path.
+        ``antialias`` with mode "nearest".
     """
     fn = "affine_warp"
     if wants_gpu(fn, device, images, theta, out):

@@ -30,12 +30,14 @@ import warnings
 import numpy as np
 from numba import cuda as _nc
 
+from . import _antialias as AA
 from . import _cuda_kernels as CK
-from ._coords import NEAREST
+from ._coords import BICUBIC, NEAREST
 from ._validate import (
     FLOAT_DTYPES,
     GRAD_DTYPES,
     IMAGE_DTYPES,
+    check_antialias,
     check_flags,
     check_grid,
     check_images,
@@ -237,7 +239,8 @@ def _fill(fn: str, fill_value, padding: int, channels: int):
 
 def _no_antialias(fn: str, antialias) -> None:
     if antialias is not False:
-        raise ValueError(f"{fn}: the CUDA path has no antialias yet; pass NumPy arrays (device='cpu')")
+        raise ValueError(f"{fn}: the CUDA path has no antialias gradient yet; pass NumPy arrays "
+                         "(device='cpu')")
 
 
 def _matrix_grid(fn: str, theta, size, align_corners, out, rows: int):
@@ -303,8 +306,9 @@ def grid_sample(images, grid, *, mode: str = "bilinear", padding_mode: str = "ze
     return user
 
 
-def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, rows):
+def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, antialias, out, rows):
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    aa = check_antialias(fn, antialias, m)
     src, batched = _images(fn, images)
     t = _theta(fn, theta, src.shape[0], batched, rows)
     fill = _fill(fn, fill_value, p, src.shape[3])
@@ -312,6 +316,14 @@ def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value
     shape = (src.shape[0], ho, wo, src.shape[3])
     res, user = _output(fn, out, shape, src.dtype, batched, src, t)
     _launch(fn, CK.kernels(src.dtype).warp, shape, src, t, fill, res, m, p, a)
+    if aa and shape[0]:
+        # the footprint filter over the shrinking pixels (fastwarp._antialias), from the pixel
+        # maps H = N_in theta P_out, computed on the host (a theta on the GPU is copied back)
+        t_host = t.copy_to_host() if t.shape[0] == shape[0] else np.repeat(t.copy_to_host(), shape[0], 0)
+        hpx = AA.pixel_homographies(t_host, tuple(src.shape[1:3]), (ho, wo), a)
+        if rows == 3 or (AA.largest_stretch(hpx) > 1.0).any():
+            _launch(fn, CK.antialias_kernels(src.dtype).antialias, shape, src, _nc.to_device(hpx), fill,
+                    res, m == BICUBIC, p, a)
     return user
 
 
@@ -322,15 +334,16 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
 
     Parameters and errors as in :func:`fastwarp.affine_warp`; ``images`` and
     ``theta`` may be host or GPU arrays, ``out`` must be a GPU array.  A theta
-    on the GPU is not checked for NaN/infinity.  ``antialias=True`` is not
-    implemented on the GPU (ValueError).  Raises ``RuntimeError`` when no GPU
-    (or simulator) is available.
+    on the GPU is not checked for NaN/infinity.  ``antialias=True`` runs the
+    CPU's footprint filter (``fastwarp._antialias``) over the shrinking pixels,
+    one thread per pixel, from pixel maps computed on the host (a theta on the
+    GPU is copied back for it); its gradient is CPU only.  Raises
+    ``RuntimeError`` when no GPU (or simulator) is available.
     """
     fn = "affine_warp"
     _check_device_arg(fn, device)
-    _no_antialias(fn, antialias)
     _require_gpu(fn)
-    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, 2)
+    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, antialias, out, 2)
 
 
 def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mode: str = "zeros",
@@ -343,9 +356,8 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
     """
     fn = "perspective_warp"
     _check_device_arg(fn, device)
-    _no_antialias(fn, antialias)
     _require_gpu(fn)
-    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, out, 3)
+    return _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value, antialias, out, 3)
 
 
 # ------------------------------------------------------------------- backward

@@ -74,6 +74,13 @@ def main() -> int:
                 ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
                 assert ".entry" in ptx, name
                 count += 1
+        for dt in (np.float32, np.uint16, np.float16):  # the antialias filter: each store rule
+            img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
+            out = types.Array(from_dtype(np.dtype(dt)), 4, "C")
+            sig = (img, types.Array(f64, 3, "C"), fill, out, flag, i64, flag)
+            ptx, _ = cuda.compile_ptx(CK.antialias_kernels(dt).antialias.py_func, sig, cc=cc)
+            assert ".entry" in ptx, "antialias"
+            count += 1
         for dt in (np.float32, np.float64, np.float16):
             ks = CK.backward_kernels(dt)
             img = types.Array(from_dtype(np.dtype(dt)), 4, layout)
