@@ -40,3 +40,36 @@ def test_precompile_rejects_an_unknown_dtype(capsys):
         main(["precompile", "--dtype", "int16"])
     assert e.value.code == 2
     assert "invalid choice: 'int16'" in capsys.readouterr().err
+
+
+CHECK_FLAGS = """
+import json, numpy as np
+import fastwarp as fw
+from fastwarp import _generic as G
+x = np.random.default_rng(0).random((1, 7, 9, 1))
+fw.perspective_warp(x, np.eye(3) + 0.05, mode="bicubic", padding_mode="wrap")
+k = G.forward_kernel(2, 4, 1, False)  # bicubic, wrap, one channel
+print(json.dumps([sum(k.stats.cache_hits.values()), sum(k.stats.cache_misses.values())]))
+"""
+
+
+def test_precompile_chosen_flags(capsys):
+    """--mode/--padding/--channels compile those combinations (here for a projective warp, which
+    shares the affine warp's kernel), and a new process loads them from the cache."""
+    assert main(["precompile", "--dtype", "float64", "--part", "forward", "--mode", "bicubic",
+                 "--padding", "wrap", "--channels", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "modes bicubic; padding wrap; channels 1" in text
+    assert "affine_warp float64 bicubic/wrap/C=1" in text
+    r = subprocess.run([sys.executable, "-c", CHECK_FLAGS], capture_output=True, text=True, check=True)
+    hits, misses = json.loads(r.stdout.strip().splitlines()[-1])
+    assert hits >= 1 and misses == 0, (hits, misses)
+
+
+def test_precompile_rejects_a_bad_channel_count(capsys):
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["precompile", "--channels", "0"])
+    assert e.value.code == 2
+    assert "expected a positive channel count, got '0'" in capsys.readouterr().err
