@@ -91,15 +91,16 @@ def grid_kernels() -> SimpleNamespace:
 def project(theta, t, xb, yb):
     """(x, y, w) = the normalized source point of output point (xb, yb) for matrix theta[t].
 
-    Affine (2 x 3): theta @ (xb, yb, 1), associated as the CPU kernels: t00 xb + (t01 yb + t02).
-    Projective (3 x 3): the same sums divided by w = t20 xb + (t21 yb + t22), NaN where
-    w <= 0 (behind the viewer); a last row (0, 0, 1) gives the affine numbers bit for bit.
+    Affine (2 x 3): theta @ (xb, yb, 1), summed left to right as the CPU's general path
+    (``_generic.project``): t00 xb + t01 yb + t02.  Projective (3 x 3): the same sums divided
+    by w = t20 xb + t21 yb + t22, NaN where w <= 0 (behind the viewer); a last row (0, 0, 1)
+    gives the affine numbers bit for bit.
     """
-    x = np.float64(theta[t, 0, 0]) * xb + (np.float64(theta[t, 0, 1]) * yb + np.float64(theta[t, 0, 2]))
-    y = np.float64(theta[t, 1, 0]) * xb + (np.float64(theta[t, 1, 1]) * yb + np.float64(theta[t, 1, 2]))
+    x = np.float64(theta[t, 0, 0]) * xb + np.float64(theta[t, 0, 1]) * yb + np.float64(theta[t, 0, 2])
+    y = np.float64(theta[t, 1, 0]) * xb + np.float64(theta[t, 1, 1]) * yb + np.float64(theta[t, 1, 2])
     w = 1.0
     if theta.shape[1] == 3:
-        w = np.float64(theta[t, 2, 0]) * xb + (np.float64(theta[t, 2, 1]) * yb + np.float64(theta[t, 2, 2]))
+        w = np.float64(theta[t, 2, 0]) * xb + np.float64(theta[t, 2, 1]) * yb + np.float64(theta[t, 2, 2])
         if w > 0.0:
             x = x / w
             y = y / w
