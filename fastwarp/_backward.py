@@ -21,8 +21,8 @@ chunks (K depends on the shapes only, see :func:`row_chunks`); each
 buffers are summed in chunk order.  With K > 1 a buffer row is zeroed on the
 chunk's first write to it (``rows_seen``), so a chunk pays only for the rows
 its points reach.  Per-row partial sums of the theta gradient are reduced in
-row order.  The work partition never depends on the thread count, so the
-gradients are bit-identical with 1 or 64 threads.
+a fixed order (``_generic.theta_grad``).  The work partition never depends on
+the thread count, so the gradients are bit-identical with 1 or 64 threads.
 """
 
 from __future__ import annotations
@@ -324,34 +324,6 @@ def point_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, grid, ggrid, t00, t10
     return sx, sxx, sy, syx
 
 
-@row_function
-def reduce_theta(rows, gtheta, align_corners):
-    """dL/dtheta[n] = sum_i [[S_dx x, y_i S_dx, S_dx], [S_dy x, y_i S_dy, S_dy]] from the
-    row sums rows[n, i] = (S_dx, S_dx x, S_dy, S_dy x), in row order."""
-    N, Ho = rows.shape[:2]
-    for n in range(N):
-        a00 = 0.0
-        a01 = 0.0
-        a02 = 0.0
-        a10 = 0.0
-        a11 = 0.0
-        a12 = 0.0
-        for i in range(Ho):
-            yb = base_coord(i, Ho, align_corners)
-            a00 += rows[n, i, 1]
-            a01 += rows[n, i, 0] * yb
-            a02 += rows[n, i, 0]
-            a10 += rows[n, i, 3]
-            a11 += rows[n, i, 2] * yb
-            a12 += rows[n, i, 2]
-        gtheta[n, 0, 0] = a00
-        gtheta[n, 0, 1] = a01
-        gtheta[n, 0, 2] = a02
-        gtheta[n, 1, 0] = a10
-        gtheta[n, 1, 1] = a11
-        gtheta[n, 1, 2] = a12
-
-
 def channel_class(mode: int, c: int) -> int:
     """The channel count the tuned backward compiles in: 3 for bilinear RGB images (LLVM
     unrolls the per-channel scatter), 0 (any count) otherwise, which keeps the suite of
@@ -368,20 +340,20 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
     The padding mode is an argument: one kernel serves zeros, border and
     reflection.
 
-    kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta, padding, align_corners):
+    kernel(gout, src, grid, theta, buf, rows_seen, ggrid, rows, padding, align_corners):
     buf[n, k]: image gradient of chunk k's output rows (rows marked in rows_seen).
     grid_sample: the points come from grid, ggrid[n, i, j] = dL/d grid[n, i, j]
     (ggrid must arrive zeroed: nearest mode leaves it untouched).
     affine_warp: the points are theta[n] @ (x_j, y_i, 1); rows[n, i] holds the row sums
-    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j), reduced in row order into gtheta
-    (:func:`reduce_theta`) without materializing the grid or its gradient.
+    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j), which ``_generic.theta_grad`` reduces
+    into dL/dtheta without the grid or its gradient ever being materialized.
     The unused arrays of the other operation may be empty.
     """
     bilinear = mode == BILINEAR
     fused_bilinear = fused and bilinear
 
     @kernel
-    def backward(gout, src, grid, theta, buf, rows_seen, ggrid, rows, gtheta, padding, align_corners):
+    def backward(gout, src, grid, theta, buf, rows_seen, ggrid, rows, padding, align_corners):
         N, Ho, Wo, C0 = gout.shape
         C = C0 if cclass == 0 else cclass
         K = buf.shape[1]
@@ -422,8 +394,6 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
                     rows[n, i, 1] = sums[1]
                     rows[n, i, 2] = sums[2]
                     rows[n, i, 3] = sums[3]
-        if fused:
-            reduce_theta(rows, gtheta, align_corners)
 
     return backward
 

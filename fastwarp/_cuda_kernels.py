@@ -55,7 +55,15 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ._generic import cubic_slopes, cubic_taps, cubic_weights, linear_pair, nearest_pair, unnormalize_f32
+from ._generic import (
+    cubic_slopes,
+    cubic_taps,
+    cubic_weights,
+    linear_pair,
+    nearest_pair,
+    project_point,
+    unnormalize_f32,
+)
 
 _built: dict = {}
 
@@ -89,25 +97,19 @@ def grid_kernels() -> SimpleNamespace:
 
 @cuda.jit(device=True)
 def project(theta, t, xb, yb):
-    """(x, y, w) = the normalized source point of output point (xb, yb) for matrix theta[t].
-
-    Affine (2 x 3): theta @ (xb, yb, 1), summed left to right as the CPU's general path
-    (``_generic.project``): t00 xb + t01 yb + t02.  Projective (3 x 3): the same sums divided
-    by w = t20 xb + t21 yb + t22, NaN where w <= 0 (behind the viewer); a last row (0, 0, 1)
-    gives the affine numbers bit for bit.
-    """
-    x = np.float64(theta[t, 0, 0]) * xb + np.float64(theta[t, 0, 1]) * yb + np.float64(theta[t, 0, 2])
-    y = np.float64(theta[t, 1, 0]) * xb + np.float64(theta[t, 1, 1]) * yb + np.float64(theta[t, 1, 2])
-    w = 1.0
+    """(x, y, w) = the normalized source point of output point (xb, yb) for matrix theta[t]:
+    ``_generic.project_point`` (left-to-right sums, NaN behind the viewer) of an affine
+    (2 x 3) or projective (3 x 3) theta read in float64; a last row (0, 0, 1) gives the
+    affine numbers bit for bit."""
     if theta.shape[1] == 3:
-        w = np.float64(theta[t, 2, 0]) * xb + np.float64(theta[t, 2, 1]) * yb + np.float64(theta[t, 2, 2])
-        if w > 0.0:
-            x = x / w
-            y = y / w
-        else:
-            x = math.nan
-            y = math.nan
-    return x, y, w
+        return project_point(
+            np.float64(theta[t, 0, 0]), np.float64(theta[t, 0, 1]), np.float64(theta[t, 0, 2]),
+            np.float64(theta[t, 1, 0]), np.float64(theta[t, 1, 1]), np.float64(theta[t, 1, 2]),
+            np.float64(theta[t, 2, 0]), np.float64(theta[t, 2, 1]), np.float64(theta[t, 2, 2]), xb, yb, True)
+    return project_point(
+        np.float64(theta[t, 0, 0]), np.float64(theta[t, 0, 1]), np.float64(theta[t, 0, 2]),
+        np.float64(theta[t, 1, 0]), np.float64(theta[t, 1, 1]), np.float64(theta[t, 1, 2]),
+        0.0, 0.0, 1.0, xb, yb, False)
 
 
 def _matrix_grid_kernel(theta, out, align_corners):
@@ -270,7 +272,9 @@ def _build_antialias(store) -> SimpleNamespace:
         the pixel map hpx[n]), v = sum_q w_q I[q] / sum_q w_q, w_q = k((M d)_x) k((M d)_y),
         d = q - p, over the taps of the footprint's box, each tap index padded (the fill
         outside); accumulated in float64 in the CPU's tap order.  Pixels that do not
-        shrink keep the plain sample.
+        shrink keep the plain sample.  The tap loop restates ``_antialias.padded_sum`` one
+        channel at a time: that function takes arrays, which the simulator cannot hand to a
+        CPU-compiled function, and per-channel accumulators that a GPU thread has no room for.
         """
         j, i, nz = cuda.grid(3)
         N, Ho, Wo, C = out.shape
@@ -331,7 +335,10 @@ def _build_backward(acc) -> SimpleNamespace:
 
     @cuda.jit(device=True)
     def scatter(gimg, gn, y, x, c, v, atomic):
-        """gimg[gn, y, x, c] += v (an atomic add when threads share gimg)."""
+        """gimg[gn, y, x, c] += v (an atomic add when threads share gimg); nothing for a tap
+        outside the image (an index of -1: it read the fill)."""
+        if y < 0 or x < 0:
+            return
         if atomic:
             cuda.atomic.add(gimg, (gn, y, x, c), v)
         else:
@@ -346,15 +353,10 @@ def _build_backward(acc) -> SimpleNamespace:
         v1 = tap(src, n, y, xb, c, f)
         v2 = tap(src, n, y, xc, c, f)
         v3 = tap(src, n, y, xd, c, f)
-        if y >= 0:
-            if xa >= 0:
-                scatter(gimg, gn, y, xa, c, wy * wx0 * g, atomic)
-            if xb >= 0:
-                scatter(gimg, gn, y, xb, c, wy * wx1 * g, atomic)
-            if xc >= 0:
-                scatter(gimg, gn, y, xc, c, wy * wx2 * g, atomic)
-            if xd >= 0:
-                scatter(gimg, gn, y, xd, c, wy * wx3 * g, atomic)
+        scatter(gimg, gn, y, xa, c, wy * wx0 * g, atomic)
+        scatter(gimg, gn, y, xb, c, wy * wx1 * g, atomic)
+        scatter(gimg, gn, y, xc, c, wy * wx2 * g, atomic)
+        scatter(gimg, gn, y, xd, c, wy * wx3 * g, atomic)
         gx = g * wy * (sx0 * v0 + sx1 * v1 + sx2 * v2 + sx3 * v3)
         gy = g * sy * (wx0 * v0 + wx1 * v1 + wx2 * v2 + wx3 * v3)
         return gx, gy
@@ -377,9 +379,8 @@ def _build_backward(acc) -> SimpleNamespace:
                 px = np.float64(unnormalize_f32(x32, W, align_corners))
                 py = np.float64(unnormalize_f32(y32, H, align_corners))
             xi, yi = nearest_pair(px, py, W, H, padding, align_corners)
-            if xi >= 0 and yi >= 0:
-                for c in range(C):
-                    scatter(gimg, gn, yi, xi, c, acc(gout[n, i, j, c]), atomic)
+            for c in range(C):
+                scatter(gimg, gn, yi, xi, c, acc(gout[n, i, j, c]), atomic)
             return 0.0, 0.0
         if mode == BILINEAR:
             # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y,
@@ -401,16 +402,10 @@ def _build_backward(acc) -> SimpleNamespace:
                 v01 = tap(src, n, y0, x1, c, f)
                 v10 = tap(src, n, y1, x0, c, f)
                 v11 = tap(src, n, y1, x1, c, f)
-                if y0 >= 0:
-                    if x0 >= 0:
-                        scatter(gimg, gn, y0, x0, c, ay0 * ax0 * g, atomic)
-                    if x1 >= 0:
-                        scatter(gimg, gn, y0, x1, c, ay0 * ax1 * g, atomic)
-                if y1 >= 0:
-                    if x0 >= 0:
-                        scatter(gimg, gn, y1, x0, c, ay1 * ax0 * g, atomic)
-                    if x1 >= 0:
-                        scatter(gimg, gn, y1, x1, c, ay1 * ax1 * g, atomic)
+                scatter(gimg, gn, y0, x0, c, ay0 * ax0 * g, atomic)
+                scatter(gimg, gn, y0, x1, c, ay0 * ax1 * g, atomic)
+                scatter(gimg, gn, y1, x0, c, ay1 * ax0 * g, atomic)
+                scatter(gimg, gn, y1, x1, c, ay1 * ax1 * g, atomic)
                 gx += g * (ay0 * (v01 - v00) + ay1 * (v11 - v10))
                 gy += g * (ax0 * (v10 - v00) + ax1 * (v11 - v01))
             return np.float64(gx) * sx, np.float64(gy) * sy

@@ -179,15 +179,17 @@ def linear_pair(x, n, padding, align_corners):
 
 
 @jit
-def project(theta, n, xb, yb, projective):
-    """(x, y, w) of output point (xb, yb): theta[n] @ (xb, yb, 1), divided by w when projective.
+def project_point(t00, t01, t02, t10, t11, t12, t20, t21, t22, xb, yb, projective):
+    """(x, y, w) of output point (xb, yb): (t00 xb + t01 yb + t02, ...), summed left to
+    right, divided by w = t20 xb + t21 yb + t22 when projective (w = 1 otherwise).
 
-    w <= 0 (behind the viewer) gives NaN, which reads as no image."""
-    x = theta[n, 0, 0] * xb + theta[n, 0, 1] * yb + theta[n, 0, 2]
-    y = theta[n, 1, 0] * xb + theta[n, 1, 1] * yb + theta[n, 1, 2]
+    w <= 0 (behind the viewer) gives NaN, which reads as no image.  On scalars, so that
+    the CUDA kernels call it too."""
+    x = t00 * xb + t01 * yb + t02
+    y = t10 * xb + t11 * yb + t12
     w = 1.0
     if projective:
-        w = theta[n, 2, 0] * xb + theta[n, 2, 1] * yb + theta[n, 2, 2]
+        w = t20 * xb + t21 * yb + t22
         if w > 0.0:
             x = x / w
             y = y / w
@@ -195,6 +197,16 @@ def project(theta, n, xb, yb, projective):
             x = math.nan
             y = math.nan
     return x, y, w
+
+
+@jit
+def project(theta, n, xb, yb, projective):
+    """:func:`project_point` of matrix theta[n] ((N, 2, 3), or (N, 3, 3) when projective)."""
+    if projective:
+        return project_point(theta[n, 0, 0], theta[n, 0, 1], theta[n, 0, 2], theta[n, 1, 0], theta[n, 1, 1],
+                             theta[n, 1, 2], theta[n, 2, 0], theta[n, 2, 1], theta[n, 2, 2], xb, yb, True)
+    return project_point(theta[n, 0, 0], theta[n, 0, 1], theta[n, 0, 2], theta[n, 1, 0], theta[n, 1, 1],
+                         theta[n, 1, 2], 0.0, 0.0, 1.0, xb, yb, False)
 
 
 def channel_class(c: int) -> int:

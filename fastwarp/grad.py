@@ -58,7 +58,6 @@ def tuned(mode: int, padding: int, dtype: np.dtype) -> bool:
 _NO_GRID = np.empty((0, 0, 0, 2))
 _NO_GRID_GRAD = np.empty((0, 0, 0, 2))
 _NO_THETA = np.empty((0, 2, 3))
-_NO_THETA_GRAD = np.empty((0, 2, 3))
 _NO_ROWS = np.empty((0, 0, 4))
 _NO_ROWS6 = np.empty((0, 0, 6))
 _NO_THETA3 = np.empty((0, 3, 3))
@@ -192,7 +191,7 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
         if n:
             kern = B.backward_kernel(False, m, B.channel_class(m, src.shape[3]))
             call(kern, *readonly(gout, src, g.astype(np.float64, copy=False), _NO_THETA),
-                 buf, seen, ggrid, _NO_ROWS, _NO_THETA_GRAD, p, a)
+                 buf, seen, ggrid, _NO_ROWS, p, a)
         gimg = _sum_chunks(buf, seen)
     else:
         gimg, ggrid, _ = _generic_backward(gout, src, m, p, a, fill, grid=g)
@@ -231,12 +230,12 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
     if rows == 2 and tuned(m, p, src.dtype):
         buf, seen = _image_grad_buffers(src, ho)
         rsum = np.empty((n, ho, 4), np.float64)
-        gtheta = np.zeros((n, 2, 3), np.float64)
         if n:
             kern = B.backward_kernel(True, m, B.channel_class(m, src.shape[3]))
             call(kern, *readonly(gout, src, _NO_GRID, t), buf, seen,
-                 _NO_GRID_GRAD, rsum, gtheta, p, a)
+                 _NO_GRID_GRAD, rsum, p, a)
         gimg = _sum_chunks(buf, seen)
+        gtheta = G.theta_grad(rsum, _base_coords(ho, a), 2)
     else:
         gimg, _, gtheta = _generic_backward(gout, src, m, p, a, fill, theta=t, projective=rows == 3)
     if aa and n:
