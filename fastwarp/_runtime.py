@@ -65,40 +65,43 @@ def slp_vectorize():
 # a second thread saves on so little work (bench/bench_call_patterns.py, "tiny").
 SMALL_WORK = 16384
 
-_seen: set = set()
 
+def _compile_with_slp(kernel) -> None:
+    """Make every compilation of ``kernel`` (a Numba dispatcher) run with SLP on.
 
-def _key(kernel, args) -> tuple:
-    # What decides a Numba specialization here: dtype, rank and writability of
-    # each array, the Python type of each scalar.
-    return (id(kernel),) + tuple(
-        (a.dtype.num, a.ndim, a.flags.writeable) if hasattr(a, "dtype") and hasattr(a, "flags")
-        else type(a) for a in args)
+    Numba compiles a new specialization, or loads it from the cache, through
+    the dispatcher's ``compile`` method, whichever thread calls; wrapping it
+    once per dispatcher leaves the per-call path free of any lookup.
+    """
+    compile_ = kernel.compile
+
+    def compile(sig):
+        with slp_vectorize():
+            return compile_(sig)
+
+    kernel.compile = compile
+    kernel._fastwarp_slp = True
 
 
 def call(kernel, *args, work: int | None = None):
-    """Run a kernel; the first call of each specialization compiles it with SLP on.
+    """Run a kernel; every compilation of it runs with SLP on.
 
     ``work`` (the number of output elements) below :data:`SMALL_WORK` runs the
     kernel on the calling thread only (Numba's thread count is per calling
     thread, so concurrent callers are unaffected); results never depend on the
     thread count.
     """
+    if not getattr(kernel, "_fastwarp_slp", False):
+        _compile_with_slp(kernel)
     if work is not None and work < SMALL_WORK:
         threads = numba.get_num_threads()
         if threads > 1:
             numba.set_num_threads(1)
             try:
-                return call(kernel, *args)
+                return kernel(*args)
             finally:
                 numba.set_num_threads(threads)
-    key = _key(kernel, args)
-    if key in _seen:
-        return kernel(*args)
-    with slp_vectorize():
-        result = kernel(*args)
-    _seen.add(key)
-    return result
+    return kernel(*args)
 
 
 _pool: ThreadPoolExecutor | None = None
@@ -121,16 +124,19 @@ def call_rows(kernel, *args, rows: int, work: int):
     the first chunk; a pool runs the others).
 
     The first call of a specialization compiles it on the calling thread (an
-    empty range, with SLP on).  Calls below :data:`SMALL_WORK` elements, or
+    empty range).  Calls below :data:`SMALL_WORK` elements, or
     from a thread limited to one kernel thread (``set_kernel_threads(1)``),
     run on the calling thread alone.  The kernel must make every chunk
     independent, so the result never depends on the split.
     """
-    threads = numba.get_num_threads()
-    if work < SMALL_WORK or threads <= 1 or rows <= 1:
+    if work < SMALL_WORK or rows <= 1:
         call(kernel, *args, 0, rows)
         return
-    call(kernel, *args, 0, 0)  # compile (with SLP) here, before the pool's threads call it
+    threads = numba.get_num_threads()
+    if threads <= 1:
+        call(kernel, *args, 0, rows)
+        return
+    call(kernel, *args, 0, 0)  # compile here (an empty range), before the pool's threads call it
     k = min(threads, rows)
     bounds = [rows * t // k for t in range(k + 1)]
     futures = [_executor(k - 1).submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]

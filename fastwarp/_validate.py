@@ -9,6 +9,7 @@ layout it did not expect.
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Sequence
 
@@ -152,6 +153,8 @@ def check_antialias(fn: str, antialias, mode: int) -> bool:
 
 def check_fill(fn: str, fill_value, channels: int) -> np.ndarray:
     """Return fill_value as a float64 array of one value per channel (a scalar is repeated)."""
+    if type(fill_value) in (float, int) and -1e300 < fill_value < 1e300:  # a plain finite number
+        return np.full(channels, float(fill_value))
     if isinstance(fill_value, (str, bytes)):
         raise TypeError(f"{fn}: fill_value must be a real number or one per channel; got {fill_value!r}")
     try:
@@ -196,6 +199,9 @@ def readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
     arrays share one compiled Numba specialization."""
     views = []
     for a in arrays:
+        if not a.flags.writeable:
+            views.append(a)
+            continue
         v = a.view()
         v.flags.writeable = False
         views.append(v)
@@ -209,5 +215,15 @@ def compute_dtype(dtype: np.dtype) -> np.dtype:
 
 def fill_for(fn: str, fill_value, padding: int, channels: int) -> np.ndarray:
     """One fill value per channel: ``fill_value`` for constant padding, 0 otherwise (checked either way)."""
+    if padding != CONSTANT and type(fill_value) in (float, int) and -1e300 < fill_value < 1e300:
+        return _zeros(channels)  # a plain finite number that no tap reads
     f = check_fill(fn, fill_value, channels)
-    return f if padding == CONSTANT else np.zeros(channels)
+    return f if padding == CONSTANT else _zeros(channels)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(channels: int) -> np.ndarray:
+    """A read-only row of zeros (the fill of every padding mode but constant)."""
+    z = np.zeros(channels)
+    z.flags.writeable = False
+    return z

@@ -100,6 +100,8 @@ __all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "per
 
 _NO_GRID = np.empty((0, 0, 0, 2))
 _NO_THETA = np.empty((0, 3, 3))
+_NO_GRID.flags.writeable = False
+_NO_THETA.flags.writeable = False
 
 
 def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False,

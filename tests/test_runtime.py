@@ -37,3 +37,28 @@ def test_small_and_threaded_paths_agree_bit_for_bit(rng):
     whole = fw.affine_warp(x, theta, padding_mode="zeros")
     one = fw.affine_warp(x[:1], theta[:1], padding_mode="zeros")
     np.testing.assert_array_equal(one, whole[:1])
+
+
+def test_every_compilation_of_a_kernel_runs_with_slp_and_restores_the_setting(rng):
+    # a fresh dispatcher: its first call through _runtime.call compiles (or loads) with SLP on
+    seen = []
+
+    @numba.njit
+    def scaled(a, k):
+        return a * k
+
+    before = numba.config.SLP_VECTORIZE
+    compile_ = scaled.compile
+
+    def spy(sig):
+        seen.append(numba.config.SLP_VECTORIZE)
+        return compile_(sig)
+
+    scaled.compile = spy
+    x = rng.random(5)
+    np.testing.assert_array_equal(_runtime.call(scaled, x, 2.0), x * 2.0)
+    np.testing.assert_array_equal(_runtime.call(scaled, x.astype(np.float32), 3), x.astype(np.float32) * 3)
+    assert seen == [1, 1]  # one compilation per specialization, each with SLP on
+    _runtime.call(scaled, x, 4.0)
+    assert seen == [1, 1]  # a known specialization compiles nothing
+    assert numba.config.SLP_VECTORIZE == before
