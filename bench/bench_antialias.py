@@ -222,7 +222,7 @@ def main() -> None:
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--figure", metavar="PATH")
     args = ap.parse_args()
-    from fastwarp.benchmark import cpu_family, cpu_model
+    from fastwarp.experiments.benchmark import cpu_family, cpu_model
 
     report = {"cpu": cpu_model(), "cpu family": cpu_family(), "quality": quality(args.figure)}
     if not args.skip_speed:

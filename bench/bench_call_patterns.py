@@ -34,14 +34,14 @@ import subprocess
 import sys
 import time
 
-from fastwarp._bench_patterns import PATTERNS
+from fastwarp.experiments.patterns import PATTERNS
 
 CHILD = r"""
 import json, os, sys
 spin = os.environ.get("GOMP_SPINCOUNT")  # before fastwarp sets its default
 import numba
-from fastwarp._bench_patterns import measure
-from fastwarp.benchmark import cpu_model
+from fastwarp.experiments.patterns import measure
+from fastwarp.experiments.benchmark import cpu_model
 cfg = json.loads(sys.argv[1])
 res = measure(cfg["workload"], cfg["dtype"], cfg["calls"])
 res.update(spin=spin, wait_policy=os.environ.get("OMP_WAIT_POLICY"),

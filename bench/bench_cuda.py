@@ -10,7 +10,7 @@ Usage (on a machine with an NVIDIA GPU and ``pip install 'fastwarp[cuda]'``)::
 Same workloads, images and transform as ``fastwarp bench`` (seed 2x400x400x3,
 gtsrb 256x32x32x3, augment 32x224x224x3 float32 and uint8, large
 4x1024x1024x3; rotation 30 degrees, scale 0.9, shift (5, -3) px, bilinear,
-border padding), from :mod:`fastwarp._bench_baselines`.  Inputs are copied to
+border padding), from :mod:`fastwarp.experiments.baselines`.  Inputs are copied to
 the GPU before timing; each timed call runs and is waited for (synchronize),
 after 3 untimed warm-up calls (JIT compilation).  Reported: the median time of
 ``--repeat`` calls and the fraction of the GPU's peak memory bandwidth that
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
 
-    from fastwarp._bench_baselines import WORKLOADS, Workload, make_inputs
+    from fastwarp.experiments.baselines import WORKLOADS, Workload, make_inputs
 
     names = args.workload or list(WORKLOADS)
     unknown = set(names) - set(WORKLOADS)

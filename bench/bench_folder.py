@@ -112,8 +112,8 @@ def codec_costs(path: str, ext: str, count: int = 40) -> dict:
     import cv2
 
     import fastwarp
-    from fastwarp._png import encode_png
-    from fastwarp._threads import set_kernel_threads
+    from fastwarp.batch.png import encode_png
+    from fastwarp.core.threads import set_kernel_threads
     from fastwarp.transforms import affine_theta
 
     names = sorted(n for n in os.listdir(path) if n.endswith(ext))[:count]
@@ -256,8 +256,8 @@ def main(argv=None) -> int:
     global OUT_BASE
     OUT_BASE = args.out
 
-    from fastwarp._png import deflate_backend
-    from fastwarp._threads import cpu_count
+    from fastwarp.batch.png import deflate_backend
+    from fastwarp.core.threads import cpu_count
 
     cores = cpu_count()
     script = os.path.join(args.dir, "opencv_script.py")

@@ -35,7 +35,7 @@ def main() -> None:
     import tensorflow as tf
 
     import fastwarp.tf.layers as L
-    from fastwarp.benchmark import cpu_family, cpu_model
+    from fastwarp.experiments.benchmark import cpu_family, cpu_model
 
     rot, zoom, shift = 0.1, 0.2, 0.1
     images = np.random.default_rng(0).integers(0, 256, (args.images, 224, 224, 3), dtype=np.uint8)

@@ -1,7 +1,7 @@
 """One full training step of the ST-CNN: fastwarp's sampler against a pure-TF sampler.
 
 Times forward + backward + Adam update of the three models of
-``fastwarp/stn.py`` on the distorted digits (42x42x1 canvas):
+``fastwarp/experiments/stn.py`` on the distorted digits (42x42x1 canvas):
 
 * ``cnn``: the plain CNN (reference);
 * ``st_fastwarp``: the ST-CNN as shipped, its :class:`fastwarp.tf.SpatialTransformer`
@@ -45,11 +45,11 @@ def tf_bilinear_sampler():
     """``sample(images, theta, size)``: pure-TF differentiable affine warp, fastwarp's convention.
 
     Bilinear, zeros padding, ``align_corners=False`` (the flags
-    ``SpatialTransformer`` uses in ``fastwarp.stn``): the normalized output
+    ``SpatialTransformer`` uses in ``fastwarp.experiments.stn``): the normalized output
     mesh is mapped by theta to input pixels ``((x + 1) W - 1) / 2``; each of
     the four neighbours outside the image contributes zero, the others are
     gathered with ``tf.gather_nd`` (indices clipped, weights masked).  This is
-    ``fastwarp._bench_baselines.tf_gather_sampler`` (border padding) with
+    ``fastwarp.experiments.baselines.tf_gather_sampler`` (border padding) with
     zeros padding and an output size.
     """
     import tensorflow as tf
@@ -114,7 +114,7 @@ def build_models(seed: int = 0) -> dict:
     """The CNN, the ST-CNN (fastwarp) and its copy with the TF sampler, the ST-CNNs with equal weights."""
     import keras
 
-    from fastwarp import stn
+    from fastwarp.experiments import stn as stn
 
     st_class = _tf_spatial_transformer_class()
     shape = (CANVAS, CANVAS, 1)
@@ -258,8 +258,8 @@ def main(argv=None, log=print) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from fastwarp import stn
-    from fastwarp.benchmark import library_versions, machine_info, set_threads, thread_counts
+    from fastwarp.experiments import stn as stn
+    from fastwarp.experiments.benchmark import library_versions, machine_info, set_threads, thread_counts
 
     set_threads(args.threads)
     report: dict = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "machine": machine_info(),

@@ -1,6 +1,6 @@
 """Shared set-up of the pytest-benchmark suites: workloads, cached inputs, baselines, warm-up.
 
-The baselines and inputs are fastwarp.benchmark's, the same code ``fastwarp bench``
+The baselines and inputs are fastwarp.experiments.benchmark's, the same code ``fastwarp bench``
 times.  Environment variables:
 
 * ``FASTWARP_BENCH_THREADS=N``: threads for every library (default: their own defaults).
@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from fastwarp import benchmark as B
+from fastwarp.experiments import benchmark as B
 
 WARMUP_CALLS = 2  # untimed calls before timing: JIT compilation, tf.function tracing, page faults
 
@@ -40,7 +40,7 @@ _inputs: dict = {}
 
 @pytest.fixture(scope="session")
 def inputs():
-    """inputs(workload, dtype, backward=False) -> fastwarp.benchmark.Inputs, made once per session."""
+    """inputs(workload, dtype, backward=False) -> benchmark Inputs, made once per session."""
     def get(workload: str, dtype: str, backward: bool = False) -> B.Inputs:
         key = (workload, dtype, backward)
         if key not in _inputs:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastwarp import benchmark as B
+from fastwarp.experiments import benchmark as B
 
 from .conftest import run_benchmark, selected_cases
 

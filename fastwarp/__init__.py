@@ -7,8 +7,8 @@ kernels: :func:`affine_grid`, :func:`grid_sample` and the fused
 compiles nothing; each kernel compiles on first use and is cached on disk.
 """
 
-from . import _runtime  # noqa: F401  (threading layer and OpenMP policy, before any kernel runs)
 from .api import affine_grid, affine_warp, grid_sample, perspective_grid, perspective_warp
+from .core import runtime as _runtime  # noqa: F401  (threading layer and OpenMP policy, before any kernel runs)
 from .grad import affine_warp_backward, grid_sample_backward, perspective_warp_backward
 
 __version__ = "0.1.0"

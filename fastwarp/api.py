@@ -66,9 +66,9 @@ Antialias
 where the warp shrinks: each output pixel reads its footprint, the mode's kernel
 stretched by ``M = (J J^T)^(-1/2)`` (J the output -> input pixel Jacobian,
 eigenvalues clamped into [1, 16^2]); where J has no singular value above 1 the
-result is the plain warp bit for bit (``fastwarp._antialias``, docs/antialias.md).
+result is the plain warp bit for bit (``fastwarp.cpu.antialias``, docs/antialias.md).
 
-Compilation: every forward call runs a kernel of ``fastwarp._generic`` built
+Compilation: every forward call runs a kernel of ``fastwarp.cpu.generic`` built
 for its combination (mode, padding, channel-count class) and compiled for the
 image dtype on first use, so a call compiles only the path it runs; kernels
 are cached on disk.
@@ -78,12 +78,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _antialias as AA
-from . import _generic as G
-from ._coords import BICUBIC, NEAREST
-from ._dispatch import gpu_backend, wants_gpu
-from ._runtime import call, call_rows
-from ._validate import (
+from .core.coords import BICUBIC, NEAREST
+from .core.dispatch import gpu_backend, wants_gpu
+from .core.runtime import call, call_rows
+from .core.validate import (
     check_antialias,
     check_flags,
     check_grid,
@@ -95,6 +93,8 @@ from ._validate import (
     fill_for,
     readonly,
 )
+from .cpu import antialias as AA
+from .cpu import generic as G
 
 __all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "perspective_warp"]
 
@@ -115,7 +115,7 @@ def _run(src, res, mode, padding, align, fill, *, grid=None, theta=None, project
 
 
 def _antialias(src, res, mode, padding, align, fill, theta, projective):
-    """Overwrite the shrinking pixels of the plain result ``res`` (``fastwarp._antialias``)."""
+    """Overwrite the shrinking pixels of the plain result ``res`` (``fastwarp.cpu.antialias``)."""
     hpx = AA.pixel_homographies(theta, src.shape[1:3], res.shape[1:3], align)
     if not projective and not (AA.largest_stretch(hpx) > 1.0).any():
         return  # no image shrinks anywhere: the plain result stands (nothing to compile)
@@ -125,7 +125,7 @@ def _antialias(src, res, mode, padding, align, fill, theta, projective):
 
 
 def _plain(src, res, mode, padding, align, fill, *, grid=None, theta=None, projective=False):
-    """Sample ``src`` into ``res`` with the per-combination kernel of ``fastwarp._generic``."""
+    """Sample ``src`` into ``res`` with the per-combination kernel of ``fastwarp.cpu.generic``."""
     f32_nearest = grid is not None and mode == NEAREST and grid.dtype == np.float32
     source = G.GRID if grid is not None else (G.PERSPECTIVE if projective else G.AFFINE)
     if grid is not None and not f32_nearest:
@@ -179,7 +179,7 @@ def affine_grid(theta, size, *, align_corners: bool = False, out: np.ndarray | N
         Buffer of the result's shape and dtype float64 to write into.
     device : {None, "cpu", "cuda"}
         None runs where the data lives (GPU arrays on the GPU); see
-        :mod:`fastwarp._dispatch`.
+        :mod:`fastwarp.core.dispatch`.
 
     Returns
     -------
@@ -294,7 +294,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         Where the warp shrinks (the output -> input pixel map's Jacobian has
         a singular value above 1), read the output pixel's whole footprint:
         the bilinear tent (or bicubic kernel) stretched along the footprint,
-        normalized (``fastwarp._antialias`` documents the filter).  Pixels
+        normalized (``fastwarp.cpu.antialias`` documents the filter).  Pixels
         that do not shrink are exactly the ``antialias=False`` result.  Needs
         mode "bilinear" or "bicubic" (on the GPU too; its gradient is CPU only).
 
@@ -420,7 +420,7 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
 
 def _perspective(fn, images, theta, size, m, p, a, fill_value, out=None, antialias=False):
     """perspective_warp after the flags are codes (``p`` may be an internal padding such as
-    ``_coords.TF_WRAP``, which only fastwarp.tf.layers uses)."""
+    ``coords.TF_WRAP``, which only fastwarp.tf.layers uses)."""
     src, batched = check_images(fn, images)
     t = check_theta(fn, theta, src.shape[0], batched, rows=3)
     fill = fill_for(fn, fill_value, p, src.shape[3])

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ._optional import MissingDependency
+    from .core.optional import MissingDependency
 
     args = build_parser().parse_args(argv)
     try:

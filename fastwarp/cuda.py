@@ -1,8 +1,8 @@
 """GPU path: the grids, samplers, warps and their gradients with numba.cuda.
 
 Same names, arguments, conventions and dtypes as :mod:`fastwarp.api` (read the
-convention there); the kernels (:mod:`fastwarp._cuda_kernels`) share the
-coordinate math of the CPU kernels (:mod:`fastwarp._coords`).
+convention there); the kernels (:mod:`fastwarp.gpu.kernels`) share the
+coordinate math of the CPU kernels (:mod:`fastwarp.core.coords`).
 
 Inputs may be GPU arrays (Numba device arrays, CuPy arrays, PyTorch CUDA
 tensors: anything with ``__cuda_array_interface__``, used in place without a
@@ -30,10 +30,8 @@ import warnings
 import numpy as np
 from numba import cuda as _nc
 
-from . import _antialias as AA
-from . import _cuda_kernels as CK
-from ._coords import BICUBIC, NEAREST
-from ._validate import (
+from .core.coords import BICUBIC, NEAREST
+from .core.validate import (
     FLOAT_DTYPES,
     GRAD_DTYPES,
     IMAGE_DTYPES,
@@ -45,6 +43,8 @@ from ._validate import (
     check_theta,
     fill_for,
 )
+from .cpu import antialias as AA
+from .gpu import kernels as CK
 
 __all__ = ["affine_grid", "perspective_grid", "grid_sample", "affine_warp", "perspective_warp",
            "affine_warp_backward", "grid_sample_backward", "perspective_warp_backward", "is_available",
@@ -233,7 +233,7 @@ def _configure(kernel, grid, block):
 # ----------------------------------------------------------------- public API
 
 def _fill(fn: str, fill_value, padding: int, channels: int):
-    """The per-channel fill values (see :func:`fastwarp._validate.fill_for`) on the device."""
+    """The per-channel fill values (see :func:`fastwarp.core.validate.fill_for`) on the device."""
     return _nc.to_device(fill_for(fn, fill_value, padding, channels))
 
 
@@ -317,7 +317,7 @@ def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value
     res, user = _output(fn, out, shape, src.dtype, batched, src, t)
     _launch(fn, CK.kernels(src.dtype).warp, shape, src, t, fill, res, m, p, a)
     if aa and shape[0]:
-        # the footprint filter over the shrinking pixels (fastwarp._antialias), from the pixel
+        # the footprint filter over the shrinking pixels (fastwarp.cpu.antialias), from the pixel
         # maps H = N_in theta P_out, computed on the host (a theta on the GPU is copied back)
         t_host = t.copy_to_host() if t.shape[0] == shape[0] else np.repeat(t.copy_to_host(), shape[0], 0)
         hpx = AA.pixel_homographies(t_host, tuple(src.shape[1:3]), (ho, wo), a)
@@ -335,7 +335,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     Parameters and errors as in :func:`fastwarp.affine_warp`; ``images`` and
     ``theta`` may be host or GPU arrays, ``out`` must be a GPU array.  A theta
     on the GPU is not checked for NaN/infinity.  ``antialias=True`` runs the
-    CPU's footprint filter (``fastwarp._antialias``) over the shrinking pixels,
+    CPU's footprint filter (``fastwarp.cpu.antialias``) over the shrinking pixels,
     one thread per pixel, from pixel maps computed on the host (a theta on the
     GPU is copied back for it); its gradient is CPU only.  Raises
     ``RuntimeError`` when no GPU (or simulator) is available.

@@ -78,7 +78,7 @@ def perspective_warp(images, theta, size=None, *, mode: str = "bilinear", paddin
 def _lazy_warp(fn, rows, images, theta, size, mode, padding_mode, align_corners, fill_value, antialias=False):
     import dask.array as da
 
-    from ._validate import IMAGE_DTYPES, check_antialias, check_fill, check_flags, check_size, check_theta
+    from .core.validate import IMAGE_DTYPES, check_antialias, check_fill, check_flags, check_size, check_theta
 
     x = images if isinstance(images, da.Array) else da.asarray(images)
     if x.dtype.newbyteorder("=") not in IMAGE_DTYPES:
@@ -177,7 +177,7 @@ def run_distributed(jobs, spec, opts, scheduler, *, batch_size: int = 32, io_thr
     """
     from distributed import Client, as_completed
 
-    from ._filework import reason as _reason
+    from .batch.filework import reason as _reason
     from .folder import DEFAULT_MEMORY_BUDGET, Report, process_jobs
     from .io import remove_stale_temps
 

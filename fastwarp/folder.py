@@ -10,8 +10,8 @@ Used by ``fastwarp warp`` (see docs/cli.md) and by :mod:`fastwarp.dask`.
   whatever the order or number of workers.
 * :func:`run_local` runs the jobs file by file in a pool of I/O threads, each
   doing probe -> decode -> warp (the kernel single-threaded in that thread) ->
-  encode -> atomic write (:func:`fastwarp._filework.run_job`), with the pixels
-  in flight bounded in bytes (:class:`fastwarp._budget.ByteBudget`).
+  encode -> atomic write (:func:`fastwarp.batch.filework.run_job`), with the pixels
+  in flight bounded in bytes (:class:`fastwarp.batch.budget.ByteBudget`).
   :func:`process_jobs` is the same for one Dask task.
 
 Why file by file: with one kernel call per batch, the kernel's own threads
@@ -31,10 +31,10 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from ._augment_spec import TransformSpec, as_range
-from ._budget import ByteBudget
-from ._filework import reason as _reason
-from ._filework import run_job
-from ._threads import cpu_count, set_kernel_threads
+from .batch.budget import ByteBudget
+from .batch.filework import reason as _reason
+from .batch.filework import run_job
+from .core.threads import cpu_count, set_kernel_threads
 from .io import format_extension, is_image_name, remove_stale_temps
 
 __all__ = ["TransformSpec", "OutputOptions", "Job", "Report", "as_range", "plan_jobs",

@@ -14,22 +14,19 @@ gradient the grid's dtype, and the theta gradient is float64 (theta is used in
 float64).
 
 Bilinear and nearest with zeros, border or reflection padding on float32 and
-float64 images run the tuned backward kernel of ``fastwarp._backward``
+float64 images run the tuned backward kernel of ``fastwarp.cpu.backward``
 (compiled once per image dtype); every other combination runs
-``fastwarp._generic``, compiled per combination.
+``fastwarp.cpu.generic``, compiled per combination.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _antialias as AA
-from . import _backward as B
-from . import _generic as G
-from ._coords import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
-from ._dispatch import gpu_backend, wants_gpu
-from ._runtime import call, call_rows
-from ._validate import (
+from .core.coords import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
+from .core.dispatch import gpu_backend, wants_gpu
+from .core.runtime import call, call_rows
+from .core.validate import (
     FLOAT_DTYPES,
     GRAD_DTYPES,
     _asarray,
@@ -44,6 +41,9 @@ from ._validate import (
     fill_for,
     readonly,
 )
+from .cpu import antialias as AA
+from .cpu import backward as B
+from .cpu import generic as G
 
 __all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
 
@@ -51,7 +51,7 @@ _TUNED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def tuned(mode: int, padding: int, dtype: np.dtype) -> bool:
-    """Whether the tuned backward kernel of ``fastwarp._backward`` runs this combination."""
+    """Whether the tuned backward kernel of ``fastwarp.cpu.backward`` runs this combination."""
     return mode in (BILINEAR, NEAREST) and padding in (ZEROS, BORDER, REFLECTION) and dtype in _TUNED_DTYPES
 
 # Empty stand-ins for the arrays of the operation the shared backward kernel is not running.
@@ -73,7 +73,7 @@ def _float_images(fn: str, images) -> tuple[np.ndarray, bool]:
 
 
 def _base_coords(n: int, align_corners: bool) -> np.ndarray:
-    """Normalized coordinates of n output pixels (``_coords.base_coord``)."""
+    """Normalized coordinates of n output pixels (``coords.base_coord``)."""
     if align_corners:
         return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
     return (2.0 * np.arange(n) + 1.0) / n - 1.0
@@ -118,7 +118,7 @@ def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
 
 
 def _image_grad_buffers(src: np.ndarray, ho: int) -> tuple[np.ndarray, np.ndarray]:
-    """Scratch for the image gradient: K buffers per image (see ``_backward.row_chunks``)
+    """Scratch for the image gradient: K buffers per image (see ``backward.row_chunks``)
     and, per buffer, which rows the kernel has written (and zeroed on first write)."""
     n, h, w, c = src.shape
     k = B.row_chunks(n, ho, h * w * c * src.itemsize)
@@ -249,7 +249,7 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
 
 
 def _antialias_backward(gout, src, hpx, fill, mode, padding, align, rows, size):
-    """(grad_images, grad_theta) of the filtered pixels (``fastwarp._antialias``):
+    """(grad_images, grad_theta) of the filtered pixels (``fastwarp.cpu.antialias``):
     dL/dH summed per output row in the kernel, then in row order here, and
     dL/dtheta = N_in^T dL/dH P_out^T for H = N_in theta P_out."""
     n, ho = gout.shape[:2]

@@ -16,7 +16,7 @@ metadata, and 16-bit colour TIFFs are decoded by OpenCV (quicker, and the
 only way to 16-bit colour), and JPEG outputs without metadata are encoded by
 it; the pixels then stay in OpenCV's B, G, R order (``ImageInfo.order``), which
 the warp does not care about.  PNG outputs are written by
-:func:`fastwarp._png.encode_png` (``Sub`` filter, deflate level ``png_level``,
+:func:`fastwarp.batch.png.encode_png` (``Sub`` filter, deflate level ``png_level``,
 default 1, with isal when installed).  Everything else goes through Pillow.
 
 Modes
@@ -178,8 +178,8 @@ _PIL_CHANNELS = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4, "CMYK": 4, "YCbCr": 3}
 
 
 def _probe_bytes(path: str, data: bytes, cv2) -> Probe | None:
-    """The probe of a plain JPEG/PNG from its bytes (:func:`fastwarp._sniff.sniff`), or None."""
-    from ._sniff import sniff
+    """The probe of a plain JPEG/PNG from its bytes (:func:`fastwarp.batch.sniff.sniff`), or None."""
+    from .batch.sniff import sniff
 
     found = sniff(data)
     if found is None:
@@ -420,7 +420,7 @@ def encode_image(arr: np.ndarray, info: ImageInfo, *, format: str | None = None,
 
 def _encode_parts(arr: np.ndarray, info: ImageInfo, format, quality, png_level) -> list:
     """The encoded file as bytes-like parts (no copy of the whole file where it can be helped)."""
-    from ._png import png_parts
+    from .batch.png import png_parts
 
     fmt = (format or info.format).upper()
     mode = info.mode

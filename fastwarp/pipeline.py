@@ -30,9 +30,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from ._prefetch import prefetch_map
-from ._threads import cpu_count, set_kernel_threads
 from .augment import AugmentSpec, element_key
+from .batch.prefetch import prefetch_map
+from .core.threads import cpu_count, set_kernel_threads
 
 __all__ = ["prefetch_map", "warp_batches", "RandomAffine"]
 
@@ -159,8 +159,8 @@ def warp_batches(batches: Iterable, theta, size=None, *, mode: str = "bilinear",
     Whatever the source or :func:`fastwarp.affine_warp` raises (e.g. ValueError
     for a bad shape), at the position of the offending batch.
     """
-    from ._validate import check_antialias, check_flags
     from .api import affine_warp, perspective_warp
+    from .core.validate import check_antialias, check_flags
 
     m, _, _ = check_flags("warp_batches", mode, padding_mode, align_corners)
     check_antialias("warp_batches", antialias, m)

@@ -33,7 +33,7 @@ __all__ = [
     "antialias_mask", "supersampled_warp",
 ]
 
-# the antialias filter's widest footprint, in input pixels (``fastwarp._antialias.CAP``)
+# the antialias filter's widest footprint, in input pixels (``fastwarp.cpu.antialias.CAP``)
 AA_CAP = 16.0
 
 

@@ -5,7 +5,7 @@ needs numba-cuda and NVVM (``libnvvm``, from the ``nvidia-cuda-nvcc-cu12``
 wheel that ``fastwarp[cuda]`` installs) but no GPU.  numba-cuda compiles the
 device functions a kernel calls for the *current* device's compute capability
 and asks the driver for it; without a GPU this script answers that question
-itself (``--cc``, default 7.5; with a GPU, the GPU's own) so the whole kernel, ``fastwarp._coords``
+itself (``--cc``, default 7.5; with a GPU, the GPU's own) so the whole kernel, ``fastwarp.core.coords``
 included, goes through NVVM.  Exit status 0: everything compiled; 3: NVVM is
 missing (the caller reports it); anything else: a compile error (printed).
 """
@@ -50,7 +50,7 @@ def main() -> int:
 
         dispatcher.get_current_device = lambda: _Device()
 
-    from fastwarp import _cuda_kernels as CK
+    from fastwarp.gpu import kernels as CK
 
     f64 = types.float64
     i64 = types.int64

@@ -144,7 +144,7 @@ def test_small_batch_chunking_matches_large_batch(rng):
 
 
 def test_row_chunks_depend_on_shapes_only():
-    from fastwarp._backward import SCRATCH_BYTES, TARGET_TASKS, row_chunks
+    from fastwarp.cpu.backward import SCRATCH_BYTES, TARGET_TASKS, row_chunks
 
     assert row_chunks(TARGET_TASKS, 50, 1000) == 1
     assert row_chunks(1, 50, 1000) == TARGET_TASKS

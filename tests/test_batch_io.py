@@ -17,11 +17,11 @@ import pytest
 from PIL import Image
 
 import fastwarp
-import fastwarp._png as png_mod
+import fastwarp.batch.png as png_mod
 import fastwarp.io as io_mod
 from fastwarp import reference
-from fastwarp._budget import ByteBudget, parse_bytes
-from fastwarp._sniff import sniff
+from fastwarp.batch.budget import ByteBudget, parse_bytes
+from fastwarp.batch.sniff import sniff
 from fastwarp.cli import main
 from fastwarp.transforms import affine_theta
 

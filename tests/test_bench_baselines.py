@@ -1,7 +1,7 @@
 """Every benchmark baseline computes (nearly) the same image as fastwarp.
 
 The benchmark is only meaningful if the libraries do the same work, so each
-baseline of fastwarp.benchmark is run on small random inputs and a random
+baseline of fastwarp.experiments.benchmark is run on small random inputs and a random
 transform (odd, non-square sizes) and compared with fastwarp.affine_warp
 (bilinear, border padding, align_corners=False).  Tolerances, images in [0, 1)
 for float32:
@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastwarp import benchmark as B
+from fastwarp.experiments import benchmark as B
 from fastwarp.transforms import affine_matrix, theta_from_cv2
 
 FORWARD = [name for name in B.BASELINES if name != "fastwarp"]

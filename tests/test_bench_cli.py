@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from fastwarp import _bench_report as R
-from fastwarp import benchmark as B
 from fastwarp.cli import build_parser, main
+from fastwarp.experiments import benchmark as B
+from fastwarp.experiments import report as R
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -154,8 +154,8 @@ def test_cli_config_selection():
 
 
 def test_call_patterns_measured_and_reported():
-    from fastwarp import _bench_patterns as P
-    from fastwarp import _bench_report as R
+    from fastwarp.experiments import patterns as P
+    from fastwarp.experiments import report as R
 
     p = P.measure("gtsrb", "uint8", calls=4)
     for lib in ("fastwarp", "opencv"):

@@ -450,7 +450,7 @@ def test_local_run_keeps_one_image_per_thread_in_memory(tmp_path, rng, monkeypat
     """Each I/O thread holds one decoded image at a time: never more live images than threads."""
     import threading
 
-    import fastwarp._filework as folder_mod
+    import fastwarp.batch.filework as folder_mod
 
     src = tmp_path / "many"
     src.mkdir()

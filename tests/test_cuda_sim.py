@@ -17,7 +17,7 @@ with exactly the environment it needs:
   GPU must raise ``RuntimeError`` saying what to install, not crash;
 * :func:`test_kernels_compile_to_ptx` compiles every CUDA kernel for a real GPU
   target with NVVM (``tests/cuda_ptx_check.py``): the simulator runs the
-  kernels as Python, so this is what shows that the shared ``_coords``
+  kernels as Python, so this is what shows that the shared ``coords``
   functions and the kernels are valid CUDA code.
 """
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastwarp.gtsrb import HEADER, find_class_dirs, load_gtsrb, split_by_track
+from fastwarp.experiments.gtsrb import HEADER, find_class_dirs, load_gtsrb, split_by_track
 
 MARGIN_COLOUR = (255, 0, 255)
 

@@ -195,7 +195,7 @@ def test_import_compiles_nothing():
     import subprocess
     import sys
 
-    code = ("import fastwarp, fastwarp._generic as g, fastwarp._backward as b; "
+    code = ("import fastwarp, fastwarp.cpu.generic as g, fastwarp.cpu.backward as b; "
             "print(sum(len(d.overloads) for d in (g.grid_kernel, b.sum_chunks_kernel)), "
             "g.forward_kernel.cache_info().currsize, g.backward_kernel.cache_info().currsize, "
             "b.backward_kernel.cache_info().currsize)")

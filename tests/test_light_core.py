@@ -46,7 +46,7 @@ def _hide_matplotlib(monkeypatch):
 
 def test_demo_names_the_plot_extra(monkeypatch, capsys, tmp_path):
     _hide_matplotlib(monkeypatch)
-    from fastwarp._optional import MissingDependency, optional_import
+    from fastwarp.core.optional import MissingDependency, optional_import
 
     with pytest.raises(MissingDependency, match=r"a figure needs matplotlib.*pip install 'fastwarp\[plot\]'"):
         optional_import("matplotlib.pyplot", "plot", "a figure")

@@ -161,7 +161,7 @@ def test_workers_share_the_cores_and_results_do_not_change(rng):
     thread, where the warp runs), and the warped batches are the same as with one worker."""
     import numba
 
-    from fastwarp._threads import cpu_count
+    from fastwarp.core.threads import cpu_count
 
     data = _batches(rng, [3, 5, 2, 4])
     seen = []

@@ -11,7 +11,7 @@ from fastwarp.cli import main
 CHECK = """
 import json, numpy as np
 import fastwarp as fw
-from fastwarp import _generic as G
+from fastwarp.cpu import generic as G
 x = np.random.default_rng(0).random((1, 7, 9, 3), dtype=np.float32)
 fw.affine_warp(x, np.array([[1.0, 0.2, 0.1], [0.0, 0.8, 0.0]]))
 fw.grid_sample(x, fw.affine_grid(np.eye(2, 3)[None], (4, 5)))
@@ -45,7 +45,7 @@ def test_precompile_rejects_an_unknown_dtype(capsys):
 CHECK_FLAGS = """
 import json, numpy as np
 import fastwarp as fw
-from fastwarp import _generic as G
+from fastwarp.cpu import generic as G
 x = np.random.default_rng(0).random((1, 7, 9, 1))
 fw.perspective_warp(x, np.eye(3) + 0.05, mode="bicubic", padding_mode="wrap")
 k = G.forward_kernel(2, 4, 1, False)  # bicubic, wrap, one channel

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fastwarp as fw
-from fastwarp import _runtime
+from fastwarp.core import runtime as _runtime
 from fastwarp.reference import affine_warp as ref_warp
 
 

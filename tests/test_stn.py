@@ -12,8 +12,9 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import fastwarp  # noqa: E402
-from fastwarp import stn, transforms  # noqa: E402
+from fastwarp import transforms  # noqa: E402
 from fastwarp.cli import main  # noqa: E402
+from fastwarp.experiments import stn as stn
 
 
 @pytest.fixture(scope="module")

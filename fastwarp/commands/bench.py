@@ -21,7 +21,7 @@ def _shape(text: str) -> tuple[int, int, int, int]:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    from ..benchmark import BASELINES, WORKLOADS
+    from ..experiments.benchmark import BASELINES, WORKLOADS
 
     parser.add_argument("--quick", action="store_true",
                         help="fewer repeats and scaling points, NumPy only on small inputs (about a minute)")
@@ -43,7 +43,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def make_config(args: argparse.Namespace):
     """The benchmark configuration the command-line arguments ask for."""
-    from ..benchmark import BASELINES, WORKLOADS, Config, Workload
+    from ..experiments.benchmark import BASELINES, WORKLOADS, Config, Workload
 
     cfg = Config()
     workloads = [WORKLOADS[name] for name in dict.fromkeys(args.workload or [])]
@@ -83,9 +83,9 @@ def make_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import sys
 
-    from .._bench_report import format_table, plot, write_json
-    from .._optional import MissingDependency
-    from ..benchmark import run as run_benchmark
+    from ..core.optional import MissingDependency
+    from ..experiments.benchmark import run as run_benchmark
+    from ..experiments.report import format_table, plot, write_json
 
     if args.threads is not None and args.threads < 1:
         print("fastwarp bench: --threads must be at least 1", file=sys.stderr)

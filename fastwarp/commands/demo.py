@@ -63,7 +63,7 @@ def warp_examples(images):
 def _figure(images, outputs, blog, path: Path) -> None:
     import numpy as np
 
-    from .._optional import optional_import
+    from ..core.optional import optional_import
 
     optional_import("matplotlib", "plot", "fastwarp demo's figure").use("Agg")
     import matplotlib.pyplot as plt
@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fastwarp.reference import blog_affine_warp
 
-    from .._optional import optional_import
+    from ..core.optional import optional_import
 
     optional_import("matplotlib", "plot", "fastwarp demo's figure")  # fail before the work, not after
 

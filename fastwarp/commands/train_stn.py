@@ -1,8 +1,8 @@
 """``fastwarp train-stn``: train a CNN with and without a spatial transformer, report both test errors.
 
-Default data: RTS-distorted scikit-learn digits (see :mod:`fastwarp.stn`);
+Default data: RTS-distorted scikit-learn digits (see :mod:`fastwarp.experiments.stn`);
 ``--gtsrb DIR`` trains on GTSRB's official training images instead (see
-:mod:`fastwarp.gtsrb`), holding out 20% of the tracks for testing.  Writes a
+:mod:`fastwarp.experiments.gtsrb`), holding out 20% of the tracks for testing.  Writes a
 figure of distorted inputs beside the transformer's outputs and a
 ``results.json`` into ``--out``.  Needs the ``tf`` extra.
 """
@@ -44,8 +44,8 @@ def configure(p: argparse.ArgumentParser) -> None:
 def _gtsrb_data(root: Path, seed: int, smoke: bool):
     import numpy as np
 
-    from ..gtsrb import NUM_CLASSES, load_gtsrb, split_by_track
-    from ..stn import Dataset
+    from ..experiments.gtsrb import NUM_CLASSES, load_gtsrb, split_by_track
+    from ..experiments.stn import Dataset
 
     print(f"loading GTSRB from {root} ...", flush=True)
     g = load_gtsrb(root, (32, 32), max_per_class=60 if smoke else None)
@@ -56,7 +56,7 @@ def _gtsrb_data(root: Path, seed: int, smoke: bool):
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .. import stn
+    from ..experiments import stn as stn
 
     preset = "smoke" if args.smoke else "quick" if args.quick else "full"
     cfg = dict(PRESETS[preset])

@@ -203,7 +203,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from .._budget import parse_bytes
+    from ..batch.budget import parse_bytes
     from ..folder import plan_jobs, run_local
 
     try:

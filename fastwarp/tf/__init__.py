@@ -43,8 +43,8 @@ except ImportError as e:  # pragma: no cover - depends on the installation
 
 from .. import api as _api
 from .. import transforms as _transforms
-from .._validate import check_antialias, check_flags, check_size
 from ..augment import AugmentSpec, element_key
+from ..core.validate import check_antialias, check_flags, check_size
 
 __all__ = [
     "affine_warp",

@@ -36,9 +36,9 @@ import numpy as np
 import tensorflow as tf
 
 from .. import api as _api
-from .._coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, TF_WRAP
-from .._validate import check_antialias
 from ..augment import AugmentSpec, keras_chain_matrix
+from ..core.coords import BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, TF_WRAP
+from ..core.validate import check_antialias
 from ..transforms import theta_from_homography
 from . import _numpy_op
 

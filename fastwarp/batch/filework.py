@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .io import from_warp_dtype, probe_image, read_image, write_image
+from ..io import from_warp_dtype, probe_image, read_image, write_image
 
 __all__ = ["warp_pixels", "job_bytes", "run_job", "reason"]
 
@@ -29,7 +29,7 @@ def warp_pixels(pixels: np.ndarray, theta: np.ndarray, spec) -> np.ndarray:
     float64 are warped directly; int32 (Pillow mode ``I``) in float64, rounded
     and saturated back.  A (3, 3) theta is a projective warp.
     """
-    from .api import affine_warp, perspective_warp
+    from ..api import affine_warp, perspective_warp
 
     warp = perspective_warp if np.shape(theta) == (3, 3) else affine_warp
     size = spec.out_size(pixels.shape[:2])
@@ -65,7 +65,7 @@ def run_job(job, spec, opts, budget, stop: threading.Event | None = None) -> lis
     Returns ``[(path, reason or None, outputs)]``: one entry per output
     written or failed (``outputs`` = 1), or a single entry for the input when
     it cannot be read (``outputs`` = the job's output count).  ``budget``
-    (a :class:`fastwarp._budget.ByteBudget`) is held while the pixels are in
+    (a :class:`fastwarp.batch.budget.ByteBudget`) is held while the pixels are in
     memory.  When ``stop`` is set, the remaining copies are left out.
     """
     try:

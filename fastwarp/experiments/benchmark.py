@@ -2,7 +2,7 @@
 scaling, cold start, targets.
 
 The workloads and the baselines (what one timed call of each library does)
-live in :mod:`fastwarp._bench_baselines` and are re-exported here.
+live in :mod:`fastwarp.experiments.baselines` and are re-exported here.
 
 Times are per call, in seconds: the median of ``repeat`` repeats, each the mean
 of ``number`` back-to-back calls (timeit-style), after warm-up calls that
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._bench_baselines import (  # noqa: F401  (re-exported: the benchmark's public surface)
+from .baselines import (  # noqa: F401  (re-exported: the benchmark's public surface)
     BASELINES,
     REFERENCE,
     ROTATION,
@@ -256,7 +256,7 @@ def library_versions() -> dict:
 
     import fastwarp
 
-    from ._runtime import threading_layer
+    from ..core.runtime import threading_layer
 
     versions = {"fastwarp": fastwarp.__version__, "numpy": np.__version__, "numba": numba.__version__,
                 "numba_threading_layer": threading_layer()}
@@ -463,12 +463,12 @@ def run(cfg: Config, log: Callable[[str], None] = print) -> dict:
         log("scaling: batch size, image side, threads")
         report["scaling"] = _scaling(cfg, libs, log)
     if cfg.patterns and {"opencv", "tf_ipt"} <= set(libs):
-        from ._bench_patterns import measure
+        from .patterns import measure
 
         log("call patterns: back to back, between Python work, after TF, after idle, tiny batch")
         report["patterns"] = measure("seed", "float32", cfg.pattern_calls)
     if cfg.breadth and "opencv" in libs:
-        from ._bench_breadth import measure as measure_breadth
+        from .breadth import measure as measure_breadth
 
         log(f"breadth: perspective, bicubic, uint16, wrap ({cfg.breadth_batch}x224x224x3)")
         report["breadth"] = measure_breadth(batch=cfg.breadth_batch, seed=cfg.seed, repeat=cfg.repeat,

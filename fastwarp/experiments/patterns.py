@@ -50,7 +50,7 @@ def measure(workload: str = "seed", dtype: str = "float32", calls: int = 200) ->
 
     import fastwarp as fw
 
-    from ._bench_baselines import WORKLOADS, ipt_transforms, make_inputs
+    from .baselines import WORKLOADS, ipt_transforms, make_inputs
 
     x = make_inputs(WORKLOADS[workload], dtype)
     imgs, theta, M = x.images, x.theta, x.matrix

@@ -7,7 +7,7 @@ For one output pixel sampled at the normalized point (x, y), bilinear mode reads
 so the gradients are a *scatter* ``dL/dI[y_a, x_b] += wy_a wx_b g`` and a
 *gather* of the slopes ``dv/dix = sum_a wy_a (I[y_a, x_1] - I[y_a, x_0])``
 (and the same along y), chained with ``d ix / d x`` of the padding mode
-(:func:`fastwarp._coords.source_coord_grad`, PyTorch's slopes at the clamp
+(:func:`fastwarp.core.coords.source_coord_grad`, PyTorch's slopes at the clamp
 kinks).  Nearest mode scatters ``g`` to the nearest pixel and has a zero
 gradient with respect to the coordinates.  For the affine warp,
 ``(x, y) = theta @ (x_j, y_i, 1)`` gives ``dL/dtheta = sum_ij outer(dL/d(x, y), (x_j, y_i, 1))``.
@@ -21,7 +21,7 @@ chunks (K depends on the shapes only, see :func:`row_chunks`); each
 buffers are summed in chunk order.  With K > 1 a buffer row is zeroed on the
 chunk's first write to it (``rows_seen``), so a chunk pays only for the rows
 its points reach.  Per-row partial sums of the theta gradient are reduced in
-a fixed order (``_generic.theta_grad``).  The work partition never depends on
+a fixed order (``generic.theta_grad``).  The work partition never depends on
 the thread count, so the gradients are bit-identical with 1 or 64 threads.
 """
 
@@ -32,7 +32,7 @@ import functools
 import numpy as np
 from numba import njit, prange
 
-from ._coords import (
+from ..core.coords import (
     BILINEAR,
     BORDER,
     base_coord,
@@ -43,7 +43,7 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ._store import acc_type
+from .store import acc_type
 
 FASTMATH = {"contract"}
 kernel = njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
@@ -219,7 +219,7 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
     border padding (W, H >= 2) every point does: clamped into the image, it is
     read from the taps at (min(floor(y), H-2), min(floor(x), W-2)) with the
     clamp's slope (1 strictly inside the bounds, 0 on and beyond them, as
-    :func:`fastwarp._coords.clip_grad`).  Other points go through
+    :func:`fastwarp.core.coords.clip_grad`).  Other points go through
     :func:`bilinear_point`.  Two passes per block of columns, as in the
     forward's fixed-point loop: the coordinates of every point into the task's
     scratch ``scr``/``wscr`` (allocated once per task by the kernel), then the scatter.
@@ -345,7 +345,7 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
     grid_sample: the points come from grid, ggrid[n, i, j] = dL/d grid[n, i, j]
     (ggrid must arrive zeroed: nearest mode leaves it untouched).
     affine_warp: the points are theta[n] @ (x_j, y_i, 1); rows[n, i] holds the row sums
-    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j), which ``_generic.theta_grad`` reduces
+    (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j), which ``generic.theta_grad`` reduces
     into dL/dtheta without the grid or its gradient ever being materialized.
     The unused arrays of the other operation may be empty.
     """

@@ -68,14 +68,14 @@ class Inputs:
 
 def transform_matrix(size: tuple[int, int]) -> np.ndarray:
     """The benchmark transform as an OpenCV matrix for an (H, W) image."""
-    from .transforms import affine_matrix
+    from ..transforms import affine_matrix
 
     return affine_matrix(size, rotation=ROTATION, scale=SCALE, translation=SHIFT)
 
 
 def make_inputs(workload: Workload, dtype: str, seed: int = 0, *, backward: bool = False) -> Inputs:
     """Random images of the workload's shape (floats in [0, 1), uint8 in [0, 255])."""
-    from .transforms import theta_from_cv2
+    from ..transforms import theta_from_cv2
 
     rng = np.random.default_rng(seed)
     n, h, w, _ = workload.shape
@@ -187,7 +187,7 @@ def _fastwarp(x: Inputs, op: str):
 
     kw = dict(mode="bilinear", padding_mode="border", align_corners=False)
     if op == "backward":
-        from .grad import affine_warp_backward
+        from ..grad import affine_warp_backward
 
         def fwd_bwd():
             out = fastwarp.affine_warp(x.images, x.theta, **kw)
@@ -294,7 +294,7 @@ def ipt_transforms(matrix: np.ndarray, n: int) -> np.ndarray:
     pixel coordinates with pixel centres at integers: the destination -> source
     inverse of M, with c0 = c1 = 0.
     """
-    from .transforms import invert_affine
+    from ..transforms import invert_affine
 
     a = invert_affine(matrix)
     row = np.array([a[0, 0], a[0, 1], a[0, 2], a[1, 0], a[1, 1], a[1, 2], 0.0, 0.0], np.float32)
@@ -391,7 +391,7 @@ def _tf_xla(x: Inputs, op: str):
 
 
 def _numpy(x: Inputs, op: str):
-    from .reference import affine_warp
+    from ..reference import affine_warp
 
     return lambda: affine_warp(x.images, x.theta, padding_mode="border", align_corners=False)
 

@@ -5,7 +5,7 @@ j: pixel (ux + j dux, uy + j duy).  The columns whose four bilinear taps are all
 inside the image form one interval, found once per row (:func:`row_interior`),
 and read by :func:`interior_loop`: two horizontal lerps and one vertical per
 channel, no branches.  With border padding the loop, which clamps the point
-into the image, takes every column.  ``fastwarp._generic`` inlines the loop
+into the image, takes every column.  ``fastwarp.cpu.generic`` inlines the loop
 into the per-combination forward kernels; the columns outside the interval go
 through its general per-point path.
 
@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from ._store import acc_type, to_output
+from .store import acc_type, to_output
 
 # 'contract' lets LLVM fuse a * b + c into one FMA; nnan/ninf stay off because
 # the kernels rely on NaN checks.

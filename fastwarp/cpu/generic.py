@@ -1,7 +1,7 @@
 """Numba CPU kernels compiled per combination: every mode, padding mode and coordinate source.
 
 Every forward call runs here; so do the backward calls outside the tuned
-backward kernel of ``fastwarp._backward`` (bilinear and nearest with zeros,
+backward kernel of ``fastwarp.cpu.backward`` (bilinear and nearest with zeros,
 border and reflection padding on float32 and float64 images): bicubic,
 constant and wrap padding, projective warps, float16 images, and nearest
 sampling of a float32 grid in PyTorch's float32 arithmetic.  Each kernel is
@@ -12,25 +12,25 @@ runs, and each combination has its own on-disk cache entry.  The coordinate
 source (grid, affine or projective matrix) is a runtime argument, so
 grid_sample, affine_warp and perspective_warp share a combination's kernel.
 
-Conventions are those of ``fastwarp._coords`` and ``fastwarp.reference``: a
+Conventions are those of ``fastwarp.core.coords`` and ``fastwarp.reference``: a
 point reads a set of taps (1, 2 x 2 or 4 x 4) and ``v = sum wy wx value``,
 where a tap inside the image reads the pixel and a tap outside reads the fill
 value (``constant``; 0 for zeros).  bilinear and nearest with border or
 reflection pad the *coordinate* (PyTorch); bicubic pads each tap's *index*
 (PyTorch's ``get_value_bounded``); wrap takes every tap index modulo the size
 (OpenCV's ``BORDER_WRAP``).  Points that are NaN, infinite or beyond
-``_coords.HUGE`` (and projective points with w <= 0) read the fill value with
+``coords.HUGE`` (and projective points with w <= 0) read the fill value with
 constant padding and 0 otherwise.  The general per-tap paths accumulate in
 float64; the interior fast paths in the accumulation type of
-``_store.acc_type`` (float32 for float32 images), uint8 bilinear in integers.
-Values are rounded to the output dtype once (``_store.to_output``).
+``store.acc_type`` (float32 for float32 images), uint8 bilinear in integers.
+Values are rounded to the output dtype once (``store.to_output``).
 
 Parallelism: the kernels are plain ``nogil`` functions over a range of output
 rows (forward) or of (image, row chunk) tasks (backward), which
 ``_runtime.call_rows`` splits across a thread pool: Numba's parallel
 lowering would more than double each combination's compilation.  The forward
 writes disjoint rows; the backward scatters each task
-into its own buffer (``_backward.row_chunks``) and reduces in a fixed order,
+into its own buffer (``backward.row_chunks``) and reduces in a fixed order,
 so results never depend on the thread count.
 """
 
@@ -43,8 +43,7 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
 
-from ._backward import scatter_taps, touch
-from ._coords import (
+from ..core.coords import (
     BILINEAR,
     BORDER,
     CONSTANT,
@@ -60,7 +59,8 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ._span import (
+from .backward import scatter_taps, touch
+from .span import (
     WEIGHT_BITS,
     lerp_channels,
     lerp_channels_int,
@@ -71,7 +71,7 @@ from ._span import (
     span_c4,
     span_cn,
 )
-from ._store import acc_type, to_output
+from .store import acc_type, to_output
 
 # where the sample points come from
 GRID = 0
@@ -336,7 +336,7 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
     affine: the pixel-space matrix ``pa`` of image n (:func:`pixel_affine`), a
     branch-free loop when both ends of the row are within HUGE (the normalized
     point is affine in j, so then every point is) and within
-    ``_span.PIXEL_LIMIT`` pixels; grid, projective and farther affine rows:
+    ``span.PIXEL_LIMIT`` pixels; grid, projective and farther affine rows:
     unnormalize the normalized points of :func:`row_points` (beyond 2**30 px a
     float64 coordinate resolves 1e-7 px or worse, so the two formulas differ
     there by more than rounding, and the reference's is the definition).
@@ -388,7 +388,7 @@ def _blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):
     """The 2 x 2 blend at flat offset b (row stride urow, pixel stride uC) into o[uo:]:
     in integers for uint8 images (within 2.4e-4 of a grey level of the float32
     blend, so only values that close to a .5 tie can round the other way), in
-    the accumulation type of ``_store.acc_type`` otherwise."""
+    the accumulation type of ``store.acc_type`` otherwise."""
     return _blend_uint8 if s.dtype == types.uint8 else _blend_float
 
 
@@ -432,7 +432,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
             jb = 0
             if row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys) and spans:
                 # the columns whose taps are all inside (all of them for border padding, whose
-                # clamp the loop applies) in one branch-free loop (``_span``: one shared
+                # clamp the loop applies) in one branch-free loop (``span``: one shared
                 # function per channel class)
                 if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
                     jb = Wo

@@ -1,7 +1,7 @@
 """numba.cuda kernels: one thread per output pixel, channels looped inside.
 
 The coordinate math is not restated here: the kernels call the ``@njit`` scalar
-functions of :mod:`fastwarp._coords` and :mod:`fastwarp._generic`
+functions of :mod:`fastwarp.core.coords` and :mod:`fastwarp.cpu.generic`
 (``unnormalize``, ``pad_pixel``, ``linear_pair``, ``nearest_pair``,
 ``cubic_taps``, ``cubic_weights`` ...) directly.  numba-cuda compiles a CPU
 ``@njit`` function called from a kernel as a CUDA device function from the same
@@ -11,16 +11,16 @@ source runs on a GPU and in the simulator.  (Wrapping ``f.py_func`` with
 ``cuda.jit(device=True)`` would not help: its own calls, e.g. ``pad_pixel``
 -> ``reflect``, still reach the ``@njit`` globals.)
 
-The rules are those of the CPU kernels (``fastwarp._generic``): a point reads
+The rules are those of the CPU kernels (``fastwarp.cpu.generic``): a point reads
 a set of taps (1, 2 x 2 or 4 x 4), a tap inside the image reads the pixel and
 a tap outside reads the fill value (``constant``; 0 for zeros); bilinear and
 nearest with border or reflection pad the *coordinate*, bicubic pads each
 tap's *index*, wrap takes every tap index modulo the size.  Points that are
-NaN, infinite or beyond ``_coords.HUGE`` (and projective points with w <= 0)
+NaN, infinite or beyond ``coords.HUGE`` (and projective points with w <= 0)
 read the fill value.
 
 What *is* written here is the per-pixel blend and the store, because the CPU
-kernels do those with ``@overload`` helpers (``fastwarp._store``) that have no
+kernels do those with ``@overload`` helpers (``fastwarp.cpu.store``) that have no
 Python implementation the simulator could run:
 
 * accumulation type: float64 for float64 and uint16 images, float32 for
@@ -44,8 +44,7 @@ from types import SimpleNamespace
 import numpy as np
 from numba import cuda, float64
 
-from ._antialias import aa_tap, footprint_real, kernel_weight, map_point, shrinks, support, tap_range
-from ._coords import (
+from ..core.coords import (
     BILINEAR,
     HUGE,
     NEAREST,
@@ -55,7 +54,8 @@ from ._coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ._generic import (
+from ..cpu.antialias import aa_tap, footprint_real, kernel_weight, map_point, shrinks, support, tap_range
+from ..cpu.generic import (
     cubic_slopes,
     cubic_taps,
     cubic_weights,
@@ -98,7 +98,7 @@ def grid_kernels() -> SimpleNamespace:
 @cuda.jit(device=True)
 def project(theta, t, xb, yb):
     """(x, y, w) = the normalized source point of output point (xb, yb) for matrix theta[t]:
-    ``_generic.project_point`` (left-to-right sums, NaN behind the viewer) of an affine
+    ``generic.project_point`` (left-to-right sums, NaN behind the viewer) of an affine
     (2 x 3) or projective (3 x 3) theta read in float64; a last row (0, 0, 1) gives the
     affine numbers bit for bit."""
     if theta.shape[1] == 3:
@@ -132,7 +132,7 @@ def _build(acc, integer, lo, hi) -> SimpleNamespace:
 
     @cuda.jit(device=True)
     def store(out, n, i, j, c, v):
-        """out[n, i, j, c] = v converted like fastwarp._store.to_output."""
+        """out[n, i, j, c] = v converted like fastwarp.cpu.store.to_output."""
         if integer:
             r = math.floor(v + 0.5)  # round half up, then saturate
             if r < lo:
@@ -263,16 +263,16 @@ def antialias_kernels(dtype) -> SimpleNamespace:
 
 
 def _build_antialias(store) -> SimpleNamespace:
-    """The footprint filter of ``fastwarp._antialias``, one thread per output pixel."""
+    """The footprint filter of ``fastwarp.cpu.antialias``, one thread per output pixel."""
 
     @cuda.jit
     def antialias(src, hpx, fill, out, cubic, padding, align_corners):
         """Overwrite the shrinking pixels of the plain result ``out``: at output pixel o with
-        input point p and footprint matrix M (``_antialias.footprint_real`` of the Jacobian of
+        input point p and footprint matrix M (``antialias.footprint_real`` of the Jacobian of
         the pixel map hpx[n]), v = sum_q w_q I[q] / sum_q w_q, w_q = k((M d)_x) k((M d)_y),
         d = q - p, over the taps of the footprint's box, each tap index padded (the fill
         outside); accumulated in float64 in the CPU's tap order.  Pixels that do not
-        shrink keep the plain sample.  The tap loop restates ``_antialias.padded_sum`` one
+        shrink keep the plain sample.  The tap loop restates ``antialias.padded_sum`` one
         channel at a time: that function takes arrays, which the simulator cannot hand to a
         CPU-compiled function, and per-channel accumulators that a GPU thread has no room for.
         """

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .api import affine_warp
-from .transforms import affine_theta
+from ..api import affine_warp
+from ..transforms import affine_theta
 
 __all__ = [
     "load_digits_28",
@@ -172,7 +172,7 @@ def build_classifier(input_shape, num_classes: int, *, transformer: bool, st_out
     inp = keras.Input(tuple(input_shape), name="image")
     x = inp
     if transformer:
-        from .tf import SpatialTransformer
+        from ..tf import SpatialTransformer
 
         x = SpatialTransformer(localization_net(), output_size=st_output_size, name="st")(x)
     x = layers.Conv2D(filters[0], 5, padding="same", activation="relu")(x)
@@ -247,7 +247,7 @@ def save_figure(model, images: np.ndarray, path, *, labels=None, columns: int = 
 
     With ``labels``, the columns show the first example of each class.
     """
-    from ._optional import optional_import
+    from ..core.optional import optional_import
 
     optional_import("matplotlib", "plot", "the spatial transformer's figure").use("Agg")
     import matplotlib.pyplot as plt

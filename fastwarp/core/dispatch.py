@@ -29,7 +29,7 @@ def wants_gpu(fn: str, device, *arrays) -> bool:
 def gpu_backend(fn: str):
     """The ``fastwarp.cuda`` module, or a clear error when it cannot run here."""
     try:
-        from . import cuda
+        from .. import cuda
     except ImportError as e:
         raise RuntimeError(
             f"{fn}: the GPU path needs numba-cuda (pip install 'fastwarp[cuda]'): {e}") from e

@@ -1,7 +1,7 @@
 """The breadth cells of ``fastwarp bench``: projective warps, bicubic, wrap padding and 16-bit images
 against what a user would run instead (OpenCV's per-image calls, PyTorch's bicubic grid_sample,
 TensorFlow's projective op), each library timed in its own blocks of calls
-(:func:`fastwarp.benchmark.time_calls`).
+(:func:`fastwarp.experiments.benchmark.time_calls`).
 
 Every cell warps a batch of N x 224 x 224 x 3 images (N = 32, or 8 with ``--quick``) by the
 benchmark's rotation and scale (plus a mild perspective for the projective cells); the numbers
@@ -26,7 +26,7 @@ def _matrices(n: int, h: int, w: int):
     """OpenCV source -> destination matrices (affine 2 x 3 and a 3 x 3 homography) and fastwarp's thetas."""
     import cv2
 
-    from .transforms import theta_from_cv2, theta_from_homography
+    from ..transforms import theta_from_cv2, theta_from_homography
 
     m = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), 15.0, 0.9)
     hm = np.vstack([m, [4e-4, -3e-4, 1.0]])

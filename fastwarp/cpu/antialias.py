@@ -49,10 +49,10 @@ import math
 import numpy as np
 from numba import njit
 
-from ._backward import touch
-from ._coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
-from ._generic import CUBIC_A, bound_index, wrap_index
-from ._store import to_output
+from ..core.coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from .backward import touch
+from .generic import CUBIC_A, bound_index, wrap_index
+from .store import to_output
 
 __all__ = ["CAP", "SHRINK_TOL", "pixel_homographies", "largest_stretch"]
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, WRAP, ZEROS
+from .coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, WRAP, ZEROS
 
 IMAGE_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16, np.uint8, np.uint16))
 # images that have a gradient

@@ -1,4 +1,4 @@
-"""Turn a :func:`fastwarp.benchmark.run` report into a text table, a JSON file and a PNG plot."""
+"""Turn a :func:`fastwarp.experiments.benchmark.run` report into a text table, a JSON file and a PNG plot."""
 
 from __future__ import annotations
 
@@ -80,12 +80,12 @@ def format_table(report: dict) -> str:
             f"{100 * mf['fraction_of_floor']:.0f}% of the floor (target >= {100 * FLOOR_TARGET:.0f}%)"
             + ("" if mf["meets_target"] else f" {MISS}"))
     if report.get("patterns"):
-        from ._bench_patterns import format_patterns
+        from .patterns import format_patterns
 
         lines.append("")
         lines.extend(format_patterns(report["patterns"]))
     if report.get("breadth"):
-        from ._bench_breadth import format_breadth
+        from .breadth import format_breadth
 
         lines.append("")
         lines.append(format_breadth(report["breadth"]))
@@ -146,9 +146,9 @@ def _lines(ax, series: dict, xlabel: str, title: str, logx: bool = True) -> None
 def plot(report: dict, path: Path) -> None:
     """Bars per workload (forward, forward+backward) and the scaling curves, in one PNG.
 
-    Raises :class:`fastwarp._optional.MissingDependency` without matplotlib.
+    Raises :class:`fastwarp.core.optional.MissingDependency` without matplotlib.
     """
-    from ._optional import optional_import
+    from ..core.optional import optional_import
 
     optional_import("matplotlib", "plot", "the benchmark plot").use("Agg")
     import matplotlib.pyplot as plt
