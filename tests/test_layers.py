@@ -86,3 +86,13 @@ def test_import_fastwarp_loads_only_the_core_the_cpu_kernels_and_the_api():
     layers = {_layer(m) for m in loaded}
     assert layers <= {"top", "core", "cpu"}, loaded
     assert "fastwarp.api" in loaded and "fastwarp.core.runtime" in loaded
+
+
+def test_every_subpackage_is_in_the_wheel():
+    import tomllib
+
+    meta = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())
+    listed = set(meta["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT.parent).parts) for p in ROOT.rglob("__init__.py")}
+    assert on_disk - {"fastwarp.data"} <= listed, sorted(on_disk - listed)
+    assert "fastwarp.data" in listed  # shipped from data/ (package-dir)
