@@ -205,6 +205,34 @@ def main(argv=None) -> int:
                 okg, dg = _grad_ok(gg.copy_to_host(), wg, dtype)
                 report(f"grid_sample_backward det={det} {name}", oki and okg, f"images {di}, grid {dg}")
 
+    # antialias: forward and gradient of a zoom out (affine) and a perspective, both modes
+    from fastwarp.transforms import affine_theta
+
+    small = (37, 29)
+    for dtype, mode in itertools.product((np.float32, np.float64), ("bilinear", "bicubic")):
+        img = _images(rng, (n, h, w, 3), dtype)
+        theta = np.stack([affine_theta((h, w), small, rotation=rng.uniform(-180, 180),
+                                       scale=rng.uniform(0.25, 0.5)) for _ in range(n)])
+        gout = rng.normal(size=(n, *small, 3)).astype(dtype)
+        kw = dict(mode=mode, padding_mode="reflection", antialias=True)
+        name = f"{np.dtype(dtype).name} {mode}"
+        got = fc.affine_warp(cuda.to_device(img), theta, small, **kw).copy_to_host()
+        want = fw.affine_warp(img, theta, small, **kw)
+        report(f"affine_warp antialias {name}", *_forward_ok(got, want, dtype))
+        wi, wt = fg.affine_warp_backward(gout, img, theta, small, **kw)
+        for det in (False, True):
+            gi, gt = fc.affine_warp_backward(gout, cuda.to_device(img), theta, small, deterministic=det, **kw)
+            oki, di = _grad_ok(gi.copy_to_host(), wi, dtype)
+            okt, dt = _grad_ok(gt.copy_to_host(), wt, dtype)
+            report(f"affine_warp_backward antialias det={det} {name}", oki and okt,
+                   f"images {di}, theta {dt}")
+        homography = _perspective(rng, n)
+        wi, wt = fg.perspective_warp_backward(gout, img, homography, small, **kw)
+        gi, gt = fc.perspective_warp_backward(gout, cuda.to_device(img), homography, small, **kw)
+        oki, di = _grad_ok(gi.copy_to_host(), wi, dtype)
+        okt, dt = _grad_ok(gt.copy_to_host(), wt, dtype)
+        report(f"perspective_warp_backward antialias {name}", oki and okt, f"images {di}, theta {dt}")
+
     print(f"{failures} failure(s)")
     return 1 if failures else 0
 

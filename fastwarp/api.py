@@ -296,7 +296,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
         the bilinear tent (or bicubic kernel) stretched along the footprint,
         normalized (``fastwarp.cpu.antialias`` documents the filter).  Pixels
         that do not shrink are exactly the ``antialias=False`` result.  Needs
-        mode "bilinear" or "bicubic" (on the GPU too; its gradient is CPU only).
+        mode "bilinear" or "bicubic" (on the GPU too, forward and gradient).
 
     Returns
     -------

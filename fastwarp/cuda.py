@@ -237,12 +237,6 @@ def _fill(fn: str, fill_value, padding: int, channels: int):
     return _nc.to_device(fill_for(fn, fill_value, padding, channels))
 
 
-def _no_antialias(fn: str, antialias) -> None:
-    if antialias is not False:
-        raise ValueError(f"{fn}: the CUDA path has no antialias gradient yet; pass NumPy arrays "
-                         "(device='cpu')")
-
-
 def _matrix_grid(fn: str, theta, size, align_corners, out, rows: int):
     """affine_grid (rows 2) and perspective_grid (rows 3) on the GPU."""
     check_flags(fn, "bilinear", "zeros", align_corners)
@@ -319,8 +313,7 @@ def _warp(fn, images, theta, size, mode, padding_mode, align_corners, fill_value
     if aa and shape[0]:
         # the footprint filter over the shrinking pixels (fastwarp.cpu.antialias), from the pixel
         # maps H = N_in theta P_out, computed on the host (a theta on the GPU is copied back)
-        t_host = t.copy_to_host() if t.shape[0] == shape[0] else np.repeat(t.copy_to_host(), shape[0], 0)
-        hpx = AA.pixel_homographies(t_host, tuple(src.shape[1:3]), (ho, wo), a)
+        hpx = _pixel_maps(t, shape[0], src.shape[1:3], (ho, wo), a)
         if rows == 3 or (AA.largest_stretch(hpx) > 1.0).any():
             _launch(fn, CK.antialias_kernels(src.dtype).antialias, shape, src, _nc.to_device(hpx), fill,
                     res, m == BICUBIC, p, a)
@@ -337,7 +330,7 @@ def affine_warp(images, theta, size=None, *, mode: str = "bilinear", padding_mod
     on the GPU is not checked for NaN/infinity.  ``antialias=True`` runs the
     CPU's footprint filter (``fastwarp.cpu.antialias``) over the shrinking pixels,
     one thread per pixel, from pixel maps computed on the host (a theta on the
-    GPU is copied back for it); its gradient is CPU only.  Raises
+    GPU is copied back for it); :func:`affine_warp_backward` has its gradient.  Raises
     ``RuntimeError`` when no GPU (or simulator) is available.
     """
     fn = "affine_warp"
@@ -491,11 +484,24 @@ def grid_sample_backward(grad_out, images, grid, *, mode: str = "bilinear",
     return _user_shape(gimg, batched), _user_shape(ggrid, batched)
 
 
+def _pixel_maps(t, n: int, in_size, out_size, align: bool) -> np.ndarray:
+    """H = N_in theta P_out per image (``antialias.pixel_homographies``) on the host; a theta
+    on the GPU is copied back (a shared theta is repeated)."""
+    t_host = t.copy_to_host()
+    if t_host.shape[0] != n:
+        t_host = np.repeat(t_host, n, 0)
+    return AA.pixel_homographies(t_host, tuple(in_size), tuple(out_size), align)
+
+
 def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
-                   deterministic, rows):
-    """Shared body of the affine (rows 2) and projective (rows 3) warp backward."""
+                   deterministic, rows, antialias=False):
+    """Shared body of the affine (rows 2) and projective (rows 3) warp backward; with
+    ``antialias`` the shrinking pixels' gradient is the filter's (as on the CPU): their
+    grad_out is masked out of the plain kernels and the filter's kernel scatters into the
+    same image gradient, its dL/dH summed per output row and chained to theta on the host."""
     det = deterministic_backward if deterministic is None else bool(deterministic)
     m, p, a = check_flags(fn, mode, padding_mode, align_corners)
+    aa = check_antialias(fn, antialias, m)
     src, batched = _float_images(fn, images)
     t_dev = _as_device(theta)
     shared = (tuple(t_dev.shape) if t_dev is not None else np.shape(theta)) == (rows, 3)
@@ -507,6 +513,24 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
     ks = CK.backward_kernels(src.dtype)
     rk = CK.reduce_kernels()
     gtheta = _nc.device_array((n, rows, 3), np.float64)
+    hpx = _pixel_maps(t, n, src.shape[1:3], (ho, wo), a) if aa and n else None
+    if hpx is not None and rows == 2 and not (AA.largest_stretch(hpx) > 1.0).any():
+        hpx = None  # nothing shrinks: the plain gradient is the whole gradient
+    full = gout
+    if hpx is not None:
+        aks = CK.antialias_backward_kernels(src.dtype)
+        hpx_d = _nc.to_device(hpx)
+        gh = _zeros((n, ho, 9), np.float64)
+        gout = _nc.device_array(tuple(full.shape), full.dtype)
+        _launch(fn, aks.mask_shrinking, (n, ho, wo), full, hpx_d, gout)
+
+    def filtered(target, k):
+        # one task per output row (atomic adds), or the plain kernels' K row chunks (deterministic)
+        if hpx is not None:
+            tasks = ho if not det else k
+            _launch_1d(aks.antialias_backward, n * tasks, full, src, hpx_d, fill, target, gh, tasks,
+                       m == BICUBIC, p, a, rows == 3, not det)
+
     if not det:
         # one thread per pixel; dL/dtheta summed per block in shared memory, then over blocks
         bx, by = threads_per_block
@@ -517,6 +541,7 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
 
         def launch(target, k):
             _launch(fn, ks.warp_backward, (n, ho, wo), gout, src, t, fill, target, partial, m, p, a)
+            filtered(target, k)
 
         gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
         _launch_1d(rk.theta_from_partials, n * 3 * rows, partial, gtheta)
@@ -526,11 +551,17 @@ def _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_
 
         def launch(target, k):
             _launch_1d(ks.warp_backward_chunks, n * k, gout, src, t, fill, target, duvw, m, p, a)
+            filtered(target, k)
 
         gimg = _image_grad(ho, tuple(src.shape), src.dtype, det, launch)
         row_sums = _nc.device_array((n, ho, 2 * rows), np.float64)
         _launch_1d(rk.theta_rows, n * ho, duvw, row_sums, a)
         _launch_1d(rk.theta_grad, n, row_sums, gtheta, a)
+    if hpx is not None:
+        # dL/dtheta += N_in^T dL/dH P_out^T (H = N_in theta P_out), rows summed in order
+        n_in, p_out = AA.normalizers(tuple(src.shape[1:3]), (ho, wo), a)
+        dh = gh.copy_to_host().sum(axis=1).reshape(n, 3, 3)
+        gtheta = _nc.to_device(gtheta.copy_to_host() + (n_in.T @ dh @ p_out.T)[:, :rows])
     if shared:
         total = _nc.device_array((1, rows, 3), np.float64)
         _launch_1d(rk.sum_batch, 3 * rows, gtheta, total)
@@ -555,10 +586,9 @@ def affine_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bil
     """
     fn = "affine_warp_backward"
     _check_device_arg(fn, device)
-    _no_antialias(fn, antialias)
     _require_gpu(fn)
     return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
-                          deterministic, 2)
+                          deterministic, 2, antialias)
 
 
 def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str = "bilinear",
@@ -572,7 +602,6 @@ def perspective_warp_backward(grad_out, images, theta, size=None, *, mode: str =
     """
     fn = "perspective_warp_backward"
     _check_device_arg(fn, device)
-    _no_antialias(fn, antialias)
     _require_gpu(fn)
     return _warp_backward(fn, grad_out, images, theta, size, mode, padding_mode, align_corners, fill_value,
-                          deterministic, 3)
+                          deterministic, 3, antialias)

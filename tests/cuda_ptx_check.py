@@ -96,6 +96,15 @@ def main() -> int:
                 variants += [("warp_backward_chunks", (gout, img, theta, fill, buf, duvw, i64, i64, flag)),
                              ("grid_sample_backward_chunks",
                               (gout, img, grid_t, fill, buf, ggrid, i64, i64, flag, flag))]
+            if dt != np.float64:  # the antialias gradient: a float32 and a float16 image (float32 buffers)
+                aks = CK.antialias_backward_kernels(dt)
+                h3 = types.Array(f64, 3, "C")
+                sig = (gout, img, h3, fill, buf, h3, i64, flag, i64, flag, flag, flag)
+                ptx, _ = cuda.compile_ptx(aks.antialias_backward.py_func, sig, cc=cc)
+                assert ".entry" in ptx and "atom.global.add" in ptx, "antialias_backward"
+                ptx, _ = cuda.compile_ptx(aks.mask_shrinking.py_func, (gout, h3, ggrid), cc=cc)
+                assert ".entry" in ptx, "mask_shrinking"
+                count += 2
             for name, sig in variants:
                 ptx, _ = cuda.compile_ptx(getattr(ks, name).py_func, sig, cc=cc)
                 assert ".entry" in ptx, name

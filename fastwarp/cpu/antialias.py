@@ -44,6 +44,7 @@ exact to rounding (no subtraction), and chained by hand.
 
 from __future__ import annotations
 
+import cmath
 import math
 
 import numpy as np
@@ -213,6 +214,54 @@ def footprint_real(j00, j01, j10, j11):
     f2 = 1.0 if l2 <= 1.0 else 1.0 / math.sqrt(l2)
     q = (f1 - f2) / (l1 - l2)
     return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+
+
+@jit
+def footprint_step(j00, j01, j10, j11):
+    """:func:`footprint` for a complex J (the complex step of the gradient) with ``cmath.sqrt``:
+    the same closed form and operations, for the CUDA kernels (numba-cuda has no ``np.sqrt``
+    on scalars); a test pins the two equal."""
+    a = j00 * j00 + j01 * j01
+    b = j00 * j10 + j01 * j11
+    c = j10 * j10 + j11 * j11
+    ar, br, cr = a.real, b.real, c.real
+    disc = math.sqrt(0.25 * (ar - cr) * (ar - cr) + br * br)
+    l1r = 0.5 * (ar + cr) + disc
+    l2r = 0.5 * (ar + cr) - disc
+    cap2 = CAP * CAP
+    zero = 0.0 * a
+    if l2r >= cap2:
+        return zero + 1.0 / CAP, zero, zero + 1.0 / CAP
+    if l2r >= 1.0 and l1r <= cap2:
+        det = a * c - b * b
+        ia = c / det
+        ib = -b / det
+        ic = a / det
+        s = cmath.sqrt(ia * ic - ib * ib)
+        t = cmath.sqrt(ia + ic + 2.0 * s)
+        return (ia + s) / t, ib / t, (ic + s) / t
+    root = cmath.sqrt(0.25 * (a - c) * (a - c) + b * b)
+    l1 = 0.5 * (a + c) + root
+    l2 = 0.5 * (a + c) - root
+    f1 = zero + 1.0 / CAP if l1r >= cap2 else 1.0 / cmath.sqrt(l1)
+    f2 = zero + 1.0 if l2r <= 1.0 else 1.0 / cmath.sqrt(l2)
+    q = (f1 - f2) / (l1 - l2)
+    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+
+
+@jit
+def footprint_slope(h00, h01, h02, h10, h11, h12, h20, h21, h22, j, i, k):
+    """d(m00, m01, m11) / dH_k (k = 3 row + column) at output pixel (j, i), by complex step
+    on the nine scalars of H (:func:`map_point`, :func:`footprint_step`): the CUDA twin of
+    the CPU's per-array derivative."""
+    e = 1j * _STEP
+    w, px, py, j00, j01, j10, j11 = map_point(
+        h00 + (e if k == 0 else 0.0), h01 + (e if k == 1 else 0.0), h02 + (e if k == 2 else 0.0),
+        h10 + (e if k == 3 else 0.0), h11 + (e if k == 4 else 0.0), h12 + (e if k == 5 else 0.0),
+        h20 + (e if k == 6 else 0.0), h21 + (e if k == 7 else 0.0), h22 + (e if k == 8 else 0.0),
+        j, i)
+    m00, m01, m11 = footprint_step(j00, j01, j10, j11)
+    return m00.imag / _STEP, m01.imag / _STEP, m11.imag / _STEP
 
 
 @jit

@@ -54,7 +54,16 @@ from ..core.coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ..cpu.antialias import aa_tap, footprint_real, kernel_weight, map_point, shrinks, support, tap_range
+from ..cpu.antialias import (
+    aa_tap,
+    footprint_real,
+    footprint_slope,
+    kernel_weight,
+    map_point,
+    shrinks,
+    support,
+    tap_range,
+)
 from ..cpu.generic import (
     cubic_slopes,
     cubic_taps,
@@ -315,6 +324,136 @@ def _build_antialias(store) -> SimpleNamespace:
                 store(out, n, i, j, c, acc / wsum)
 
     return SimpleNamespace(antialias=antialias)
+
+
+def antialias_backward_kernels(dtype) -> SimpleNamespace:
+    """The antialias filter's gradient for float16, float32 or float64 images (float16 in
+    float32, as the other backward kernels), built once."""
+    dtype = np.dtype(dtype)
+    key = "antialias-backward-" + dtype.name
+    if key not in _built:
+        acc = np.float64 if dtype == np.float64 else np.float32
+        _built[key] = _build_antialias_backward(acc, backward_kernels(dtype).scatter)
+    return _built[key]
+
+
+def _build_antialias_backward(acc, scatter) -> SimpleNamespace:
+    """The CPU's ``antialias.backward_kernel`` on the GPU, one thread per task of output rows."""
+
+    @cuda.jit
+    def antialias_backward(gout, src, hpx, fill, gimg, gh, K, cubic, padding, align_corners, projective,
+                           atomic):
+        """Task t = n K + k: output rows [k Ho / K, (k+1) Ho / K) of image n.  At each
+        shrinking pixel (v = sum_q w_q I[q] / W as in the forward): dL/dI[q] += g w_q / W into
+        gimg[n] (atomic adds) or gimg[t] (a task's own buffer, deterministic); dL/dH of the
+        row into gh[n, i] (p = (u / w, v / w) by hand, the footprint M by complex step,
+        :func:`antialias.footprint_slope`).  dL/dw_q = sum_c g_c (I[q, c] - v_c) / W is
+        summed as (sum_c g_c I[q, c] - sum_c g_c v_c) / W, so no per-channel scratch is needed.
+        """
+        t = cuda.grid(1)
+        N, Ho, Wo, C = gout.shape
+        if t >= N * K:
+            return
+        H = src.shape[1]
+        W = src.shape[2]
+        n = t // K
+        k = t - n * K
+        gn = n if atomic else t
+        h00, h01, h02 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 0, 2]
+        h10, h11, h12 = hpx[n, 1, 0], hpx[n, 1, 1], hpx[n, 1, 2]
+        h20, h21, h22 = hpx[n, 2, 0], hpx[n, 2, 1], hpx[n, 2, 2]
+        for i in range(k * Ho // K, (k + 1) * Ho // K):
+            for j in range(Wo):
+                fj = float64(j)
+                fi = float64(i)
+                w, px, py, j00, j01, j10, j11 = map_point(h00, h01, h02, h10, h11, h12, h20, h21, h22,
+                                                           fj, fi)
+                if not shrinks(w, px, py, j00, j01, j10, j11):
+                    continue
+                m00, m01, m11 = footprint_real(j00, j01, j10, j11)
+                ex, ey = support(m00, m01, m11, cubic)
+                x0, x1 = tap_range(px, ex)
+                y0, y1 = tap_range(py, ey)
+                # pass 1: W = sum_q w_q and G = sum_c g_c v_c
+                wsum = 0.0
+                for qy in range(y0, y1 + 1):
+                    for qx in range(x0, x1 + 1):
+                        wsum += (kernel_weight(m00 * (qx - px) + m01 * (qy - py), cubic)[0]
+                                 * kernel_weight(m01 * (qx - px) + m11 * (qy - py), cubic)[0])
+                big_g = 0.0
+                for c in range(C):
+                    a = 0.0
+                    for qy in range(y0, y1 + 1):
+                        row = aa_tap(float(qy), H, padding, align_corners)
+                        for qx in range(x0, x1 + 1):
+                            wq = (kernel_weight(m00 * (qx - px) + m01 * (qy - py), cubic)[0]
+                                  * kernel_weight(m01 * (qx - px) + m11 * (qy - py), cubic)[0])
+                            if wq == 0.0:
+                                continue
+                            col = aa_tap(float(qx), W, padding, align_corners)
+                            a += wq * (np.float64(src[n, row, col, c]) if row >= 0 and col >= 0 else fill[c])
+                    big_g += np.float64(gout[n, i, j, c]) * (a / wsum)
+                # pass 2: the scatter and dL/dw_q, chained to p and M
+                gpx = 0.0
+                gpy = 0.0
+                g00 = 0.0
+                g01 = 0.0
+                g11 = 0.0
+                for qy in range(y0, y1 + 1):
+                    dy = qy - py
+                    row = aa_tap(float(qy), H, padding, align_corners)
+                    for qx in range(x0, x1 + 1):
+                        dx = qx - px
+                        ka, da = kernel_weight(m00 * dx + m01 * dy, cubic)
+                        kb, db = kernel_weight(m01 * dx + m11 * dy, cubic)
+                        if ka * kb == 0.0 and da * kb == 0.0 and ka * db == 0.0:
+                            continue
+                        col = aa_tap(float(qx), W, padding, align_corners)
+                        inside = row >= 0 and col >= 0
+                        wq = ka * kb
+                        sg = 0.0
+                        for c in range(C):
+                            g = np.float64(gout[n, i, j, c])
+                            sg += g * (np.float64(src[n, row, col, c]) if inside else fill[c])
+                            if inside and wq != 0.0:
+                                scatter(gimg, gn, row, col, c, acc(g * wq / wsum), atomic)
+                        gw = (sg - big_g) / wsum
+                        ga = gw * da * kb  # dL/d(M d)_x
+                        gb = gw * ka * db  # dL/d(M d)_y
+                        gpx -= ga * m00 + gb * m01
+                        gpy -= ga * m01 + gb * m11
+                        g00 += ga * dx
+                        g01 += ga * dy + gb * dx
+                        g11 += gb * dy
+                # dL/dH: p = (u / w, v / w) with (u, v, w) = H (j, i, 1); M = footprint(J(H))
+                for b in range(3):
+                    base = fj if b == 0 else (fi if b == 1 else 1.0)
+                    gh[n, i, b] += gpx * base / w
+                    gh[n, i, 3 + b] += gpy * base / w
+                    if projective:
+                        gh[n, i, 6 + b] -= (gpx * px + gpy * py) * base / w
+                for kk in range(9 if projective else 6):
+                    if not projective and kk % 3 == 2:
+                        continue  # J of an affine map does not depend on the translation
+                    d00, d01, d11 = footprint_slope(h00, h01, h02, h10, h11, h12, h20, h21, h22, fj, fi, kk)
+                    gh[n, i, kk] += g00 * d00 + g01 * d01 + g11 * d11
+
+    @cuda.jit
+    def mask_shrinking(gout, hpx, masked):
+        """masked = gout with 0 at the pixels the filter replaces (their gradient is the filter's)."""
+        j, i, nz = cuda.grid(3)
+        N, Ho, Wo, C = gout.shape
+        if i >= Ho or j >= Wo:
+            return
+        for n in range(nz, N, cuda.gridDim.z):
+            w, px, py, j00, j01, j10, j11 = map_point(
+                hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 0, 2], hpx[n, 1, 0], hpx[n, 1, 1], hpx[n, 1, 2],
+                hpx[n, 2, 0], hpx[n, 2, 1], hpx[n, 2, 2], float64(j), float64(i))
+            keep = not shrinks(w, px, py, j00, j01, j10, j11)
+            for c in range(C):
+                masked[n, i, j, c] = gout[n, i, j, c] if keep else 0.0
+
+    return SimpleNamespace(antialias_backward=antialias_backward, mask_shrinking=mask_shrinking)
 
 
 # ------------------------------------------------------------------- backward
@@ -580,7 +719,7 @@ def _build_backward(acc) -> SimpleNamespace:
     return SimpleNamespace(
         grid_sample_backward=grid_sample_backward, warp_backward=warp_backward,
         grid_sample_backward_chunks=grid_sample_backward_chunks, warp_backward_chunks=warp_backward_chunks,
-        backprop=backprop)
+        backprop=backprop, scatter=scatter)
 
 
 def reduce_kernels() -> SimpleNamespace:
