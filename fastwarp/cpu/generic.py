@@ -50,6 +50,7 @@ from ..core.coords import (
     HUGE,
     NEAREST,
     REFLECTION,
+    TF_WRAP,
     WRAP,
     ZEROS,
     base_coord,
@@ -172,10 +173,15 @@ def cubic_taps(x, n, padding, align_corners):
 
 @jit
 def linear_pair(x, n, padding, align_corners):
-    """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction."""
+    """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction.
+
+    The coordinate was padded already, so a tap index is only wrapped (wrap) or
+    checked against the image (every other mode): :func:`tap_index` of WRAP or
+    CONSTANT, without compiling the other modes' index padding."""
     f = math.floor(x)
-    tp = WRAP if padding == WRAP else CONSTANT
-    return tap_index(f, n, tp, align_corners), tap_index(f + 1.0, n, tp, align_corners), x - f
+    if padding == WRAP:
+        return wrap_index(f, n), wrap_index(f + 1.0, n), x - f
+    return bound_index(f, n), bound_index(f + 1.0, n), x - f
 
 
 @jit
@@ -473,8 +479,10 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                             o[ob + c] = to_output(fill[c], o)
                 elif mode == BILINEAR:
                     # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
-                    x = pad_pixel(x, W, padding, align_corners)
-                    y = pad_pixel(y, H, padding, align_corners)
+                    if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+                        # (the other modes leave the coordinate as it is: not compiled for them)
+                        x = pad_pixel(x, W, padding, align_corners)
+                        y = pad_pixel(y, H, padding, align_corners)
                     if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
                         # all four taps inside
                         ix = int(x)
