@@ -61,11 +61,34 @@ def _unnormalize(c, n, align_corners):
 
 
 def _unnormalize_f32(c, n, align_corners):
-    """PyTorch's float32 arithmetic for a float32 grid: (c + 1) * s - 0.5 (or (c + 1) * s), s in float32."""
+    """PyTorch's float32 arithmetic for a float32 grid: t = c + 1 in float32, then t * s
+    (align_corners) or t * s - 0.5 as one fused multiply-add (PyTorch's CPU kernels are
+    built with FMA contraction, its CUDA kernels too), s = (n - 1) / 2 or n / 2.  The
+    product of two float32 numbers is exact in float64, so t * s - 0.5 there, rounded
+    once to float32, is the fused result."""
+    f = np.float32
+    t = c + f(1)
+    if align_corners:
+        return t * f((n - 1) / 2)
+    return (t.astype(np.float64) * (n / 2) - 0.5).astype(f)
+
+
+def _reflect_f32(x, n, align_corners):
+    """PyTorch's reflection of float32 pixel coordinates in float32, then the clamp (its
+    vectorized CPU formula: d = |x - low|, extra = d - trunc(d / 2span) 2span,
+    min(extra, 2span - extra) + low); nearest mode on a float32 grid uses it."""
     f = np.float32
     if align_corners:
-        return (c + f(1)) * f((n - 1) / 2)
-    return (c + f(1)) * f(n / 2) - f(0.5)
+        if n <= 1:
+            return np.zeros_like(x, dtype=f)
+        low, twice = f(0.0), f(2 * (n - 1))
+    else:
+        low, twice = f(-0.5), f(2 * n)
+    d = np.abs(x - low)
+    flips = np.trunc(d / twice)
+    extra = (d.astype(np.float64) - flips.astype(np.float64) * float(twice)).astype(f)
+    r = np.minimum(extra, twice - extra) + low
+    return np.clip(r, f(0.0), f(n - 1))
 
 
 def _pixel(c, n, align_corners, f32=False):
@@ -151,6 +174,9 @@ def _axis_taps(c, n, mode, padding_mode, align_corners):
     ok = ~np.isnan(x)
     x = np.where(ok, x, 0.0)
     if mode == "nearest":
+        if padding_mode == "reflection" and np.asarray(c).dtype == np.float32:
+            # PyTorch's float32 reflection of the float32 coordinate (x holds it exactly)
+            x = _reflect_f32(x.astype(np.float32), n, align_corners).astype(np.float64)
         k = np.rint(_pad_coord(x, n, padding_mode, align_corners))
         idx, inside = _tap_index(k, n, padding_mode, align_corners)
         return [(idx, inside & ok, ok * 1.0, np.zeros_like(x))]

@@ -87,11 +87,45 @@ jit = njit(cache=True, nogil=True)
 
 @jit
 def unnormalize_f32(c, n, align_corners):
-    """PyTorch's float32 unnormalize of a float32 c: (c + 1) (n - 1) / 2, or (c + 1) n / 2 - 1/2."""
-    one = np.float32(1.0)
+    """PyTorch's float32 unnormalize of a float32 c: t = c + 1, then t (n - 1) / 2, or
+    t n / 2 - 1/2 as one fused multiply-add (see ``reference._unnormalize_f32``: the
+    float64 product of two float32 numbers is exact, so one rounding to float32 is the FMA)."""
+    t = c + np.float32(1.0)
     if align_corners:
-        return (c + one) * np.float32((n - 1) * 0.5)
-    return (c + one) * np.float32(n * 0.5) - np.float32(0.5)
+        return t * np.float32((n - 1) * 0.5)
+    return np.float32(np.float64(t) * (n * 0.5) - 0.5)
+
+
+@jit
+def reflect_f32(x, n, align_corners):
+    """PyTorch's reflection of a float32 pixel coordinate in float32, then the clamp into
+    [0, n - 1] (its vectorized CPU formula: d = |x - low|, extra = d - trunc(d / 2span) 2span,
+    min(extra, 2span - extra) + low), so that nearest mode on a float32 grid picks the pixel
+    PyTorch picks at near-ties.  x is finite."""
+    if align_corners:
+        if n <= 1:
+            return np.float32(0.0)
+        low = np.float32(0.0)
+        twice = np.float32(2 * (n - 1))
+    else:
+        low = np.float32(-0.5)
+        twice = np.float32(2 * n)
+    d = abs(x - low)
+    flips = np.float32(int(d / twice))
+    extra = np.float32(np.float64(d) - np.float64(flips) * np.float64(twice))  # (exact: Sterbenz)
+    r = min(extra, twice - extra) + low
+    return min(max(r, np.float32(0.0)), np.float32(n - 1))
+
+
+@jit
+def nearest_f32(c, n, padding, align_corners):
+    """The pixel coordinate nearest mode reads for a float32 grid value c, in PyTorch's
+    float32 arithmetic: :func:`unnormalize_f32`, then :func:`reflect_f32` for reflection
+    (border's clamp is exact in either precision), as a float64."""
+    x = unnormalize_f32(c, n, align_corners)
+    if padding == REFLECTION:
+        x = reflect_f32(x, n, align_corners)
+    return float(x)
 
 
 @jit
@@ -467,8 +501,8 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                 if mode == NEAREST:
                     # v = I[round(y), round(x)] after padding the coordinate
                     if f32_nearest:  # a float32 grid (source GRID), read in its own precision
-                        x = float(unnormalize_f32(grid[n, i, j, 0], W, align_corners))
-                        y = float(unnormalize_f32(grid[n, i, j, 1], H, align_corners))
+                        x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
+                        y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
                     xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
                     if xi >= 0 and yi >= 0:
                         b = ((n * H + yi) * W + xi) * C
@@ -593,8 +627,8 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                     if mode == NEAREST:
                         # dL/dI[round(y), round(x)] += g; piecewise constant: no coordinate gradient
                         if f32_nearest:  # a float32 grid (source GRID), read in its own precision
-                            x = float(unnormalize_f32(grid[n, i, j, 0], W, align_corners))
-                            y = float(unnormalize_f32(grid[n, i, j, 1], H, align_corners))
+                            x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
+                            y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
                         else:
                             x = unnormalize(gx, W, align_corners)
                             y = unnormalize(gy, H, align_corners)

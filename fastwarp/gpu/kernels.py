@@ -69,9 +69,9 @@ from ..cpu.generic import (
     cubic_taps,
     cubic_weights,
     linear_pair,
+    nearest_f32,
     nearest_pair,
     project_point,
-    unnormalize_f32,
 )
 
 _built: dict = {}
@@ -184,8 +184,8 @@ def _build(acc, integer, lo, hi) -> SimpleNamespace:
         if mode == NEAREST:
             # v = I[round(y), round(x)] after padding the coordinate, the fill outside
             if f32:
-                px = np.float64(unnormalize_f32(x32, W, align_corners))
-                py = np.float64(unnormalize_f32(y32, H, align_corners))
+                px = nearest_f32(x32, W, padding, align_corners)
+                py = nearest_f32(y32, H, padding, align_corners)
             xi, yi = nearest_pair(px, py, W, H, padding, align_corners)
             for c in range(C):
                 if xi >= 0 and yi >= 0:
@@ -515,8 +515,8 @@ def _build_backward(acc) -> SimpleNamespace:
             px = unnormalize(x, W, align_corners)
             py = unnormalize(y, H, align_corners)
             if f32:
-                px = np.float64(unnormalize_f32(x32, W, align_corners))
-                py = np.float64(unnormalize_f32(y32, H, align_corners))
+                px = nearest_f32(x32, W, padding, align_corners)
+                py = nearest_f32(y32, H, padding, align_corners)
             xi, yi = nearest_pair(px, py, W, H, padding, align_corners)
             for c in range(C):
                 scatter(gimg, gn, yi, xi, c, acc(gout[n, i, j, c]), atomic)
