@@ -151,102 +151,56 @@ def stretch(j00, j01, j10, j11):
     return 0.5 * (a + c) + math.sqrt(0.25 * (a - c) * (a - c) + b * b)
 
 
-@jit
-def footprint(j00, j01, j10, j11):
-    """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues clamped into [1, CAP^2].
+def _footprint_with(sqrt, doc: str):
+    """The closed form of M = C'^(-1/2) (:func:`footprint`) with the square root ``sqrt``:
+    one body for the CPU's ``np.sqrt`` (real or complex J) and the CUDA kernels' ``math.sqrt``
+    and ``cmath.sqrt`` (numba-cuda has no ``np.sqrt`` on scalars)."""
+
+    def footprint(j00, j01, j10, j11):
+        a = j00 * j00 + j01 * j01
+        b = j00 * j10 + j01 * j11
+        c = j10 * j10 + j11 * j11
+        ar, br, cr = a.real, b.real, c.real
+        disc = math.sqrt(0.25 * (ar - cr) * (ar - cr) + br * br)
+        l1r = 0.5 * (ar + cr) + disc
+        l2r = 0.5 * (ar + cr) - disc
+        cap2 = CAP * CAP
+        zero = 0.0 * a
+        if l2r >= cap2:
+            return zero + 1.0 / CAP, zero, zero + 1.0 / CAP
+        if l2r >= 1.0 and l1r <= cap2:
+            det = a * c - b * b
+            ia = c / det
+            ib = -b / det
+            ic = a / det
+            s = sqrt(ia * ic - ib * ib)
+            t = sqrt(ia + ic + 2.0 * s)
+            return (ia + s) / t, ib / t, (ic + s) / t
+        root = sqrt(0.25 * (a - c) * (a - c) + b * b)
+        l1 = 0.5 * (a + c) + root
+        l2 = 0.5 * (a + c) - root
+        f1 = zero + 1.0 / CAP if l1r >= cap2 else 1.0 / sqrt(l1)
+        f2 = zero + 1.0 if l2r <= 1.0 else 1.0 / sqrt(l2)
+        q = (f1 - f2) / (l1 - l2)
+        return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+
+    footprint.__doc__ = doc
+    return jit(footprint)
+
+
+footprint = _footprint_with(np.sqrt, """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues
+    clamped into [1, CAP^2].
 
     The branch is chosen on the real parts, so a complex J (complex step) follows
     the same closed form.  No clamp active: M = sqrtm(C^-1), with
     sqrtm(A) = (A + sqrt(det A) I) / sqrt(tr A + 2 sqrt(det A)) for a 2 x 2 SPD A.
     A clamp active: M = f2 I + (f1 - f2) / (l1 - l2) (C - l2 I), f = clamp(l)^(-1/2),
     the spectral form through the projector (C - l2 I) / (l1 - l2).
-    """
-    a = j00 * j00 + j01 * j01
-    b = j00 * j10 + j01 * j11
-    c = j10 * j10 + j11 * j11
-    ar, br, cr = a.real, b.real, c.real
-    disc = math.sqrt(0.25 * (ar - cr) * (ar - cr) + br * br)
-    l1r = 0.5 * (ar + cr) + disc
-    l2r = 0.5 * (ar + cr) - disc
-    cap2 = CAP * CAP
-    zero = 0.0 * a
-    if l2r >= cap2:
-        return zero + 1.0 / CAP, zero, zero + 1.0 / CAP
-    if l2r >= 1.0 and l1r <= cap2:
-        det = a * c - b * b
-        ia = c / det
-        ib = -b / det
-        ic = a / det
-        s = np.sqrt(ia * ic - ib * ib)
-        t = np.sqrt(ia + ic + 2.0 * s)
-        return (ia + s) / t, ib / t, (ic + s) / t
-    root = np.sqrt(0.25 * (a - c) * (a - c) + b * b)
-    l1 = 0.5 * (a + c) + root
-    l2 = 0.5 * (a + c) - root
-    f1 = zero + 1.0 / CAP if l1r >= cap2 else 1.0 / np.sqrt(l1)
-    f2 = zero + 1.0 if l2r <= 1.0 else 1.0 / np.sqrt(l2)
-    q = (f1 - f2) / (l1 - l2)
-    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
-
-
-@jit
-def footprint_real(j00, j01, j10, j11):
-    """:func:`footprint` for a real J with ``math.sqrt``: the same closed form and operations,
-    for the CUDA kernels (numba-cuda has no ``np.sqrt`` on scalars); a test pins the two equal."""
-    a = j00 * j00 + j01 * j01
-    b = j00 * j10 + j01 * j11
-    c = j10 * j10 + j11 * j11
-    disc = math.sqrt(0.25 * (a - c) * (a - c) + b * b)
-    l1 = 0.5 * (a + c) + disc
-    l2 = 0.5 * (a + c) - disc
-    cap2 = CAP * CAP
-    if l2 >= cap2:
-        return 1.0 / CAP, 0.0, 1.0 / CAP
-    if l2 >= 1.0 and l1 <= cap2:
-        det = a * c - b * b
-        ia = c / det
-        ib = -b / det
-        ic = a / det
-        s = math.sqrt(ia * ic - ib * ib)
-        t = math.sqrt(ia + ic + 2.0 * s)
-        return (ia + s) / t, ib / t, (ic + s) / t
-    f1 = 1.0 / CAP if l1 >= cap2 else 1.0 / math.sqrt(l1)
-    f2 = 1.0 if l2 <= 1.0 else 1.0 / math.sqrt(l2)
-    q = (f1 - f2) / (l1 - l2)
-    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
-
-
-@jit
-def footprint_step(j00, j01, j10, j11):
-    """:func:`footprint` for a complex J (the complex step of the gradient) with ``cmath.sqrt``:
-    the same closed form and operations, for the CUDA kernels (numba-cuda has no ``np.sqrt``
-    on scalars); a test pins the two equal."""
-    a = j00 * j00 + j01 * j01
-    b = j00 * j10 + j01 * j11
-    c = j10 * j10 + j11 * j11
-    ar, br, cr = a.real, b.real, c.real
-    disc = math.sqrt(0.25 * (ar - cr) * (ar - cr) + br * br)
-    l1r = 0.5 * (ar + cr) + disc
-    l2r = 0.5 * (ar + cr) - disc
-    cap2 = CAP * CAP
-    zero = 0.0 * a
-    if l2r >= cap2:
-        return zero + 1.0 / CAP, zero, zero + 1.0 / CAP
-    if l2r >= 1.0 and l1r <= cap2:
-        det = a * c - b * b
-        ia = c / det
-        ib = -b / det
-        ic = a / det
-        s = cmath.sqrt(ia * ic - ib * ib)
-        t = cmath.sqrt(ia + ic + 2.0 * s)
-        return (ia + s) / t, ib / t, (ic + s) / t
-    root = cmath.sqrt(0.25 * (a - c) * (a - c) + b * b)
-    l1 = 0.5 * (a + c) + root
-    l2 = 0.5 * (a + c) - root
-    f1 = zero + 1.0 / CAP if l1r >= cap2 else 1.0 / cmath.sqrt(l1)
-    f2 = zero + 1.0 if l2r <= 1.0 else 1.0 / cmath.sqrt(l2)
-    q = (f1 - f2) / (l1 - l2)
-    return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
+    """)
+footprint_real = _footprint_with(math.sqrt, """:func:`footprint` for a real J with ``math.sqrt``, for the
+    CUDA kernels; a test pins the two equal bit for bit.""")
+footprint_step = _footprint_with(cmath.sqrt, """:func:`footprint` for a complex J (the complex step of the
+    gradient) with ``cmath.sqrt``, for the CUDA kernels; a test pins the two equal.""")
 
 
 @jit
