@@ -18,6 +18,26 @@ def rng(request):
     return np.random.default_rng(seed)
 
 
+def pytest_configure(config):
+    """One seed per run for helpers.channels_for, inherited by the xdist workers."""
+    os.environ.setdefault("FASTWARP_CLASS_SEED", str(np.random.SeedSequence().entropy % 2**32))
+
+
+# Files that run longest (a GPU-simulator subprocess of about two minutes, the PTX compile):
+# started first, so that the other worker's many short files fill the time beside them.
+# (xdist's default order, most tests per file first, would start them last and leave one
+# worker idle at the end.)
+LONG_FIRST = ("test_cuda_sim.py",)
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: item.path.name not in LONG_FIRST)  # stable: the rest keep their order
+
+
+def pytest_report_header(config):
+    return f"FASTWARP_CLASS_SEED={os.environ['FASTWARP_CLASS_SEED']} (channel classes; set it to replay)"
+
+
 def pytest_sessionstart(session):
     """Under pytest-xdist, split the compilation of ``fastwarp precompile``'s kernels between the workers.
 

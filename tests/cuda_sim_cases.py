@@ -534,39 +534,43 @@ def test_every_mode_and_padding_matches_the_reference(rng):
 
 
 def test_every_mode_and_padding_backward(rng):
-    """Gradients of the three operations for every mode x padding (float64), each with both
-    align_corners values across the operations, alternating the atomic and the deterministic
-    image gradient.  (The simulator runs every GPU thread in Python: the full product with
-    align_corners would double this test's minute.)"""
+    """Gradients for every mode x padding (float64): perspective_warp or affine_warp by turns
+    (they run the same kernel; every padding meets both), both align_corners values and both
+    the atomic and the deterministic image gradient for each, and grid_sample for one
+    combination in three.  (The simulator runs every GPU thread in Python: the full product
+    would take minutes.)"""
     img = random_images(rng, SHAPE, np.float64)
     d_img = cuda.to_device(img)
     for k, (mode, padding) in enumerate(itertools.product(ALL_MODES, ALL_PADDINGS)):
-        align = k % 2 == 0
+        align = k % 3 == 0
         fill = rng.uniform(-2, 2, SHAPE[3])
         kw = dict(mode=mode, padding_mode=padding, align_corners=align, fill_value=fill)
-        det = k % 2 == 1
+        det = k % 4 < 2
         msg = f"{mode}/{padding}/{align}/det={det}"
         gout = rng.standard_normal((SHAPE[0],) + SIZE + (SHAPE[3],))
         d_gout = cuda.to_device(gout)
-        theta = random_perspective(rng, SHAPE[0])
-        gi, gt = fc.perspective_warp_backward(d_gout, d_img, theta, SIZE, deterministic=det, **kw)
-        wi, wt = ref.perspective_warp_backward(gout, img, theta, SIZE, mode, padding, align, fill)
-        assert gt.shape == (SHAPE[0], 3, 3)
-        assert_grad_close(gi, wi, np.float64, "perspective images " + msg)
-        assert_grad_close(gt, wt, np.float64, "perspective theta " + msg)
-        theta = random_theta(rng, SHAPE[0])
-        kw["align_corners"] = not align
-        gi, gt = fc.affine_warp_backward(d_gout, d_img, theta, SIZE, deterministic=not det, **kw)
-        wi, wt = ref.affine_warp_backward(gout, img, theta, SIZE, mode, padding, not align, fill)
-        assert_grad_close(gi, wi, np.float64, "affine images " + msg)
-        assert_grad_close(gt, wt, np.float64, "affine theta " + msg)
+        if k % 2 == 0:
+            theta = random_perspective(rng, SHAPE[0])
+            gi, gt = fc.perspective_warp_backward(d_gout, d_img, theta, SIZE, deterministic=det, **kw)
+            wi, wt = ref.perspective_warp_backward(gout, img, theta, SIZE, mode, padding, align, fill)
+            assert gt.shape == (SHAPE[0], 3, 3)
+            what = "perspective"
+        else:
+            theta = random_theta(rng, SHAPE[0])
+            gi, gt = fc.affine_warp_backward(d_gout, d_img, theta, SIZE, deterministic=det, **kw)
+            wi, wt = ref.affine_warp_backward(gout, img, theta, SIZE, mode, padding, align, fill)
+            what = "affine"
+        assert_grad_close(gi, wi, np.float64, f"{what} images " + msg)
+        assert_grad_close(gt, wt, np.float64, f"{what} theta " + msg)
         if k % 3:
             continue  # the grid source for one combination in three, each padding once
         grid = rng.uniform(-1.4, 1.4, size=(SHAPE[0],) + SIZE + (2,))
         grid[0, 0, 0] = (np.nan, 0.3)
         grid[1, 4, 5] = (1.0, -1.0)
+        kw["align_corners"] = galign = k % 2 == 1  # (align is True wherever k % 3 == 0)
         gi, gg = fc.grid_sample_backward(d_gout, d_img, cuda.to_device(grid), deterministic=det, **kw)
-        wi, wg = ref.grid_sample_backward(gout, img, grid, mode, padding, not align, fill)
+        wi, wg = ref.grid_sample_backward(gout, img, grid, mode, padding, galign, fill)
+        msg = f"{mode}/{padding}/{galign}/det={det}"
         assert_grad_close(gi, wi, np.float64, "grid images " + msg)
         assert_grad_close(gg, wg, np.float64, "grid " + msg)
 

@@ -62,3 +62,40 @@ def test_every_compilation_of_a_kernel_runs_with_slp_and_restores_the_setting(rn
     _runtime.call(scaled, x, 4.0)
     assert seen == [1, 1]  # a known specialization compiles nothing
     assert numba.config.SLP_VECTORIZE == before
+
+
+def test_numba_started_without_scipy_linalg_still_compiles_everything():
+    """The command-line tools start Numba's CPU context with scipy.linalg refused: fastwarp's
+    kernels, Numba's np.correlate and (importing SciPy on its own compile) np.dot still work."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    code = """
+import sys
+import numba
+import numpy as np
+import fastwarp as fw
+from fastwarp.core.runtime import start_numba_without_blas
+from fastwarp.reference import affine_warp
+assert "numba.np.arraymath" not in sys.modules
+assert start_numba_without_blas() is True
+assert "numba.np.arraymath" in sys.modules and "scipy.linalg" not in sys.modules
+assert start_numba_without_blas() is False  # once per process
+rng = np.random.default_rng(int(sys.argv[1]))
+x = rng.random((2, 7, 9, 3))
+theta = np.array([[0.8, -0.3, 0.1], [0.35, 0.9, -0.2]])
+np.testing.assert_allclose(fw.affine_warp(x, theta), affine_warp(x, theta), rtol=0, atol=1e-12)
+assert "scipy.linalg" not in sys.modules
+a = rng.random(5)
+assert np.allclose(numba.njit(lambda v: np.correlate(v, v))(a), np.correlate(a, a))
+if sys.argv[2] == "1":
+    assert np.isclose(numba.njit(lambda v: np.dot(v, v))(a), a @ a)
+    assert "scipy.linalg" in sys.modules
+print("ok")
+"""
+    has_scipy = "1" if importlib.util.find_spec("scipy") else "0"
+    seed = str(np.random.SeedSequence().entropy % 2**32)
+    r = subprocess.run([sys.executable, "-c", code, seed, has_scipy], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

@@ -204,7 +204,10 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from ..batch.budget import parse_bytes
+    from ..core.runtime import start_numba_without_blas
     from ..folder import plan_jobs, run_local
+
+    start_numba_without_blas()  # a short-lived process: skip Numba's scipy.linalg import
 
     try:
         spec, opts = build_spec(args)

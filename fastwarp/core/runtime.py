@@ -153,3 +153,41 @@ def threading_layer() -> str:
         return numba.threading_layer()
     except ValueError:
         return str(config.THREADING_LAYER)
+
+
+class _NoScipyLinalg:
+    """A meta-path finder that refuses ``scipy.linalg`` (see :func:`start_numba_without_blas`)."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
+            raise ImportError(f"{name}: not needed by fastwarp's kernels")
+        return None
+
+
+def start_numba_without_blas() -> bool:
+    """Start Numba's CPU target without importing ``scipy.linalg`` (for short-lived processes).
+
+    Numba's CPU context, on the first call of any compiled function in a
+    process (a cache load included), imports ``numba.np.arraymath``, which
+    imports ``scipy.linalg`` when SciPy is installed, only to learn whether
+    ``np.correlate`` and ``np.convolve`` may use BLAS: a large part of the
+    first call's latency in a fresh process.  fastwarp's kernels call no BLAS, so
+    the command-line tools start the context with that import refused:
+    ``np.correlate``/``np.convolve`` in Numba code of the same process then use
+    Numba's own loop, and ``np.dot`` and ``np.linalg`` import SciPy when they
+    first compile, as usual.  Returns False (and does nothing) where the context
+    has started already or ``scipy.linalg`` is imported anyway.
+    """
+    import sys
+
+    if "numba.np.arraymath" in sys.modules or "scipy.linalg" in sys.modules:
+        return False
+    from numba.core.registry import cpu_target
+
+    finder = _NoScipyLinalg()
+    sys.meta_path.insert(0, finder)
+    try:
+        cpu_target.target_context.refresh()
+    finally:
+        sys.meta_path.remove(finder)
+    return True
