@@ -103,9 +103,24 @@ def _readable_extensions() -> frozenset:
     return frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 
+# Extensions answered without the full registry: Pillow's registry loads every one of its
+# plugins (about 0.2 s, at the start of every folder walk); tests check both sets against it.
+COMMON_IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".bmp", ".dib", ".gif", ".tif", ".tiff",
+    ".webp", ".ppm", ".pgm", ".pbm", ".pnm"})
+COMMON_OTHER_EXTENSIONS = frozenset({
+    "", ".txt", ".json", ".csv", ".md", ".py", ".yaml", ".yml", ".xml", ".html", ".log", ".zip",
+    ".tar", ".gz", ".npy", ".npz", ".part", ".tmp"})
+
+
 def is_image_name(name: str) -> bool:
     """Whether a file name has an extension Pillow can open."""
-    return os.path.splitext(name)[1].lower() in _readable_extensions()
+    ext = os.path.splitext(name)[1].lower()
+    if ext in COMMON_IMAGE_EXTENSIONS:
+        return True
+    if ext in COMMON_OTHER_EXTENSIONS:
+        return False
+    return ext in _readable_extensions()
 
 
 def format_extension(fmt: str) -> str:

@@ -281,3 +281,20 @@ def test_peak_memory_stays_under_the_budget_on_large_images(rng, tmp_path):
     print("loose", loose["peak"] / 1e6)
     assert loose["peak"] > budget, loose  # files side by side do not fit: the bound is what held
     assert tight["peak"] > 3 * one_image  # the measure does see the pixels
+
+
+def test_image_names_without_loading_every_pillow_plugin(monkeypatch):
+    """Common extensions are answered from fixed sets that agree with Pillow's registry; only
+    other extensions load the registry."""
+    readable = io_mod._readable_extensions()
+    assert io_mod.COMMON_IMAGE_EXTENSIONS <= readable
+    assert io_mod.COMMON_OTHER_EXTENSIONS.isdisjoint(readable)
+    calls = []
+    monkeypatch.setattr(io_mod, "_readable_extensions", lambda: calls.append(1) or readable)
+    monkeypatch.setattr(Image, "init", lambda: (_ for _ in ()).throw(AssertionError("init called")))
+    assert all(io_mod.is_image_name(n) for n in ("a/b.JPG", "x.tiff", "p.png"))
+    assert not io_mod.is_image_name("notes.txt") and not io_mod.is_image_name("README")
+    assert calls == []
+    rare = sorted(readable - io_mod.COMMON_IMAGE_EXTENSIONS)[0]  # e.g. a Pillow-only format
+    assert io_mod.is_image_name("f" + rare) and calls == [1]
+    assert not io_mod.is_image_name("f.not-an-image-ext") and calls == [1, 1]
