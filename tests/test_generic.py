@@ -235,6 +235,28 @@ def test_wrap_is_sampling_the_tiled_image(rng):
         assert close[inside].mean() > (0.99 if mode == "nearest" else 1 - 1e-12), mode
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.uint8])
+def test_wrapped_bilinear_points_on_seams_and_periods_away(rng, dtype):
+    """Bilinear wrap blends the 2 x 2 taps floor(x) + {0, 1} mod W directly unless they straddle
+    the seam: points on pixel centres, on the seam (between the last and the first column or
+    row), several periods away on both sides, on 1- and 2-pixel axes, against the reference."""
+    for h, w in ((int(rng.integers(3, 9)), int(rng.integers(3, 9))), (1, 5), (2, 1), (1, 1)):
+        img = random_images(rng, (2, h, w, 3), dtype)
+        def points(n):  # pixel coordinates: random, centres and edges, and seam crossings
+            return np.concatenate([rng.uniform(-4 * n, 5 * n, 200), np.arange(-3 * n, 4 * n, 0.5)]
+                                  + [k * n - 1 + rng.uniform(0, 1, 8) for k in range(-3, 4)])
+
+        px = points(w)
+        py = rng.permutation(np.resize(points(h), px.size))
+        grid = np.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], -1).reshape(1, 1, -1, 2)
+        grid = np.repeat(grid, 2, 0)
+        got = fw.grid_sample(img, grid, padding_mode="wrap")
+        want = ref.grid_sample(img, grid, "bilinear", "wrap", False)
+        tol = 1 if dtype == np.uint8 else 1e-12
+        np.testing.assert_allclose(got.astype(float), want.astype(float), rtol=0, atol=tol,
+                                   err_msg=f"{h}x{w}")
+
+
 def test_perspective_with_affine_last_row_is_affine_warp(rng):
     img = random_images(rng, (3, 9, 8, 3), np.float32)
     a = random_affine(rng, 3)

@@ -529,6 +529,17 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         for c in range(C):  # every tap outside: the fill
                             o[ob + c] = to_output(fill[c], o)
                         continue
+                    if padding == WRAP:
+                        # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
+                        # adjacent unless they straddle the seam (same fractions as the per-tap path)
+                        x0 = math.floor(x)
+                        y0 = math.floor(y)
+                        ix = int(x0) % W
+                        iy = int(y0) % H
+                        if ix < W - 1 and iy < H - 1:
+                            blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow,
+                                           np.uint64(ob), x - x0, y - y0, C)
+                            continue
                     bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
                 else:
                     # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
