@@ -534,7 +534,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         # adjacent unless they straddle the seam (same fractions as the per-tap path)
                         x0 = math.floor(x)
                         y0 = math.floor(y)
-                        ix = int(x0) % W
+                        ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
                         iy = int(y0) % H
                         if ix < W - 1 and iy < H - 1:
                             blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow,
