@@ -80,7 +80,7 @@ import numpy as np
 
 from .core.coords import BICUBIC, NEAREST
 from .core.dispatch import gpu_backend, wants_gpu
-from .core.runtime import call, call_rows
+from .core.runtime import call
 from .core.validate import (
     check_antialias,
     check_flags,
@@ -95,6 +95,7 @@ from .core.validate import (
 )
 from .cpu import antialias as AA
 from .cpu import generic as G
+from .cpu.sched import call_rows
 
 __all__ = ["affine_grid", "grid_sample", "affine_warp", "perspective_grid", "perspective_warp"]
 

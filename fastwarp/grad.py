@@ -25,7 +25,7 @@ import numpy as np
 
 from .core.coords import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
 from .core.dispatch import gpu_backend, wants_gpu
-from .core.runtime import call, call_rows
+from .core.runtime import call
 from .core.validate import (
     FLOAT_DTYPES,
     GRAD_DTYPES,
@@ -44,6 +44,7 @@ from .core.validate import (
 from .cpu import antialias as AA
 from .cpu import backward as B
 from .cpu import generic as G
+from .cpu.sched import call_rows
 
 __all__ = ["affine_warp_backward", "grid_sample_backward", "perspective_warp_backward"]
 

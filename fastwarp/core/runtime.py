@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import numba
 from numba.core import config
@@ -102,49 +101,6 @@ def call(kernel, *args, work: int | None = None):
             finally:
                 numba.set_num_threads(threads)
     return kernel(*args)
-
-
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
-
-
-def _executor(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < n:
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastwarp")
-            _pool_size = n
-        return _pool
-
-
-def call_rows(kernel, *args, rows: int, work: int):
-    """Run the ``nogil`` kernel ``kernel(*args, r0, r1)`` over [0, rows) in contiguous
-    chunks, one per thread of the caller's Numba thread count (the caller runs
-    the first chunk; a pool runs the others).
-
-    The first call of a specialization compiles it on the calling thread (an
-    empty range).  Calls below :data:`SMALL_WORK` elements, or
-    from a thread limited to one kernel thread (``set_kernel_threads(1)``),
-    run on the calling thread alone.  The kernel must make every chunk
-    independent, so the result never depends on the split.
-    """
-    if work < SMALL_WORK or rows <= 1:
-        call(kernel, *args, 0, rows)
-        return
-    threads = numba.get_num_threads()
-    if threads <= 1:
-        call(kernel, *args, 0, rows)
-        return
-    call(kernel, *args, 0, 0)  # compile here (an empty range), before the pool's threads call it
-    k = min(threads, rows)
-    bounds = [rows * t // k for t in range(k + 1)]
-    futures = [_executor(k - 1).submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, k)]
-    try:
-        kernel(*args, bounds[0], bounds[1])
-    finally:
-        for f in futures:
-            f.result()
 
 
 def threading_layer() -> str:

@@ -53,6 +53,7 @@ from numba import njit
 from ..core.coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
 from .backward import touch
 from .generic import CUBIC_A, bound_index, wrap_index
+from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .store import to_output
 
 __all__ = ["CAP", "SHRINK_TOL", "pixel_homographies", "largest_stretch"]
@@ -446,15 +447,19 @@ def padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, 
 # ---------------------------------------------------------------------------
 
 @jit
-def mask_kernel(hpx, mask, r0, r1):
+def mask_kernel(hpx, mask, sched):
     """mask[n, i, j] = 1 where the filter replaces the plain sample."""
     Ho = mask.shape[1]
     Wo = mask.shape[2]
-    for r in range(r0, r1):
-        n = r // Ho
-        i = r - n * Ho
-        for j in range(Wo):
-            mask[n, i, j] = shrinking(hpx, n, j, i)[0]
+    c = claim(sched)
+    while c < sched[CHUNKS]:
+        r0, r1 = chunk_rows(sched, c)
+        for r in range(r0, r1):
+            n = r // Ho
+            i = r - n * Ho
+            for j in range(Wo):
+                mask[n, i, j] = shrinking(hpx, n, j, i)[0]
+        c = next_chunk(sched)
 
 
 @inline
@@ -493,7 +498,7 @@ def affine_rows(hpx, n):
 
 
 @jit
-def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
+def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
     """Overwrite the shrinking pixels of out (rows r0..r1 of the flattened (N, Ho)) with the filter."""
     _, H, W, C = src.shape
     Ho = out.shape[1]
@@ -506,45 +511,49 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, r0, r1):
     handled = np.zeros(Wo, np.uint8)
     flat = src.reshape(src.shape[0], H, W * C)
     r = 2.0 if cubic else 1.0
-    for row in range(r0, r1):
-        n = row // Ho
-        i = row - n * Ho
-        affine = affine_rows(hpx, n)
-        shared = False
-        if affine:
-            # one footprint for the whole image: J = H[:2, :2]
-            j00, j01, j10, j11 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 1, 0], hpx[n, 1, 1]
-            if not stretch(j00, j01, j10, j11) > _LIMIT:
-                continue
-            am00, am01, am11 = footprint(j00, j01, j10, j11)
-            aex, aey = support(am00, am01, am11, cubic)
-            if j10 == 0.0 and am01 == 0.0:
-                # no rotation: the row reads the same input rows at every pixel; share the vertical pass
-                py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
-                y0, y1 = tap_range(py, r / am11)
-                shared = abs(py) < HUGE and y0 >= 0 and y1 < H
-                if shared:
-                    row_filter(flat, n, i, hpx, out, am00, am11, y0, y1, cubic, wrow, wcol, vrow, acc, C,
-                               handled)
-        for j in range(Wo):
-            if shared and handled[j]:
-                continue  # row_filter wrote it
+    c = claim(sched)
+    while c < sched[CHUNKS]:
+        r0, r1 = chunk_rows(sched, c)
+        for row in range(r0, r1):
+            n = row // Ho
+            i = row - n * Ho
+            affine = affine_rows(hpx, n)
+            shared = False
             if affine:
-                # p = H (j, i, 1), as pixel_map computes it with w = 1
-                px = hpx[n, 0, 0] * j + hpx[n, 0, 1] * i + hpx[n, 0, 2]
-                py = hpx[n, 1, 0] * j + hpx[n, 1, 1] * i + hpx[n, 1, 2]
-                if not (abs(px) < HUGE and abs(py) < HUGE):
+                # one footprint for the whole image: J = H[:2, :2]
+                j00, j01, j10, j11 = hpx[n, 0, 0], hpx[n, 0, 1], hpx[n, 1, 0], hpx[n, 1, 1]
+                if not stretch(j00, j01, j10, j11) > _LIMIT:
                     continue
-                m00, m01, m11, ex, ey = am00, am01, am11, aex, aey
-            else:
-                # projective: the footprint changes from pixel to pixel
-                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
-                if not ok:
-                    continue
-                m00, m01, m11 = footprint(j00, j01, j10, j11)
-                ex, ey = support(m00, m01, m11, cubic)
-            filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
-                         align_corners, acc, cols, wrow, wcol)
+                am00, am01, am11 = footprint(j00, j01, j10, j11)
+                aex, aey = support(am00, am01, am11, cubic)
+                if j10 == 0.0 and am01 == 0.0:
+                    # no rotation: the row reads the same input rows at every pixel; share the vertical pass
+                    py = hpx[n, 1, 1] * i + hpx[n, 1, 2]
+                    y0, y1 = tap_range(py, r / am11)
+                    shared = abs(py) < HUGE and y0 >= 0 and y1 < H
+                    if shared:
+                        row_filter(flat, n, i, hpx, out, am00, am11, y0, y1, cubic, wrow, wcol, vrow, acc, C,
+                                   handled)
+            for j in range(Wo):
+                if shared and handled[j]:
+                    continue  # row_filter wrote it
+                if affine:
+                    # p = H (j, i, 1), as pixel_map computes it with w = 1
+                    px = hpx[n, 0, 0] * j + hpx[n, 0, 1] * i + hpx[n, 0, 2]
+                    py = hpx[n, 1, 0] * j + hpx[n, 1, 1] * i + hpx[n, 1, 2]
+                    if not (abs(px) < HUGE and abs(py) < HUGE):
+                        continue
+                    m00, m01, m11, ex, ey = am00, am01, am11, aex, aey
+                else:
+                    # projective: the footprint changes from pixel to pixel
+                    ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+                    if not ok:
+                        continue
+                    m00, m01, m11 = footprint(j00, j01, j10, j11)
+                    ex, ey = support(m00, m01, m11, cubic)
+                filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                             align_corners, acc, cols, wrow, wcol)
+        c = next_chunk(sched)
 
 
 @jit
@@ -562,7 +571,7 @@ def _m_derivative(hpx, n, jf, i_f, k, hc):
 
 @jit
 def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding, align_corners,
-                    projective, t0, t1):
+                    projective, sched):
     """Gradients of the shrinking pixels: image gradient into chunk buffers (as the generic
     backward), dL/dH into ghrows[n, i] (one row of 9 per output row, summed on the host)."""
     N, Ho, Wo, C = gout.shape
@@ -573,75 +582,79 @@ def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding
     cols = np.empty(_MAX_TAPS, np.int64)
     hc = np.empty((1, 3, 3), np.complex128)
     nk = 9 if projective else 6
-    for t in range(t0, t1):
-        n = t // K
-        k = t - n * K
-        gimg = buf[n, k]
-        seen = rows_seen[n, k]
-        for i in range(k * Ho // K, (k + 1) * Ho // K):
-            for j in range(Wo):
-                ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
-                if not ok:
-                    continue
-                m00, m01, m11 = footprint(j00, j01, j10, j11)
-                ex, ey = support(m00, m01, m11, cubic)
-                x0, x1 = tap_range(px, ex)
-                y0, y1 = tap_range(py, ey)
-                for q in range(x0, x1 + 1):
-                    cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
-                # pass 1: v = sum w I / W
-                for c in range(C):
-                    acc[c] = 0.0
-                wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
-                                  padding, align_corners)
-                for c in range(C):
-                    acc[c] /= wsum
-                # pass 2: dL/dI[q] += g w / W; dL/dw_q = g . (I[q] - v) / W, chained to p and M
-                gpx = 0.0
-                gpy = 0.0
-                g00 = 0.0
-                g01 = 0.0
-                g11 = 0.0
-                for qy in range(y0, y1 + 1):
-                    dy = qy - py
-                    row = aa_tap(float(qy), H, padding, align_corners)
-                    if row >= 0:
-                        touch(gimg, seen, row)
-                    for qx in range(x0, x1 + 1):
-                        dx = qx - px
-                        ka, da = kernel_weight(m00 * dx + m01 * dy, cubic)
-                        kb, db = kernel_weight(m01 * dx + m11 * dy, cubic)
-                        if ka * kb == 0.0 and da * kb == 0.0 and ka * db == 0.0:
-                            continue  # neither the weight nor its slope (the cubic's zeros have one)
-                        col = cols[qx - x0]
-                        inside = row >= 0 and col >= 0
-                        wq = ka * kb
-                        gw = 0.0
-                        for c in range(C):
-                            g = gout[n, i, j, c]
-                            v = src[n, row, col, c] if inside else fill[c]
-                            gw += g * (v - acc[c])
-                            if inside and wq != 0.0:
-                                gimg[row, col, c] += g * wq / wsum
-                        gw /= wsum
-                        ga = gw * da * kb  # dL/d(M d)_x
-                        gb = gw * ka * db  # dL/d(M d)_y
-                        gpx -= ga * m00 + gb * m01
-                        gpy -= ga * m01 + gb * m11
-                        g00 += ga * dx
-                        g01 += ga * dy + gb * dx
-                        g11 += gb * dy
-                # dL/dH: p = (u / w, v / w) with (u, v, w) = H (j, i, 1); M = footprint(J(H))
-                w = hpx[n, 2, 0] * j + hpx[n, 2, 1] * i + hpx[n, 2, 2]
-                base = (float(j), float(i), 1.0)
-                for b in range(3):
-                    ghrows[n, i, b] += gpx * base[b] / w
-                    ghrows[n, i, 3 + b] += gpy * base[b] / w
-                    if projective:
-                        ghrows[n, i, 6 + b] -= (gpx * px + gpy * py) * base[b] / w
-                for kk in range(nk):
-                    if not projective and kk % 3 == 2:
-                        continue  # J of an affine map does not depend on the translation
-                    d00, d01, d11 = _m_derivative(hpx, n, float(j), float(i), kk, hc)
-                    ghrows[n, i, kk] += g00 * d00 + g01 * d01 + g11 * d11
+    c = claim(sched)
+    while c < sched[CHUNKS]:
+        t0, t1 = chunk_rows(sched, c)
+        for t in range(t0, t1):
+            n = t // K
+            k = t - n * K
+            gimg = buf[n, k]
+            seen = rows_seen[n, k]
+            for i in range(k * Ho // K, (k + 1) * Ho // K):
+                for j in range(Wo):
+                    ok, px, py, j00, j01, j10, j11 = shrinking(hpx, n, j, i)
+                    if not ok:
+                        continue
+                    m00, m01, m11 = footprint(j00, j01, j10, j11)
+                    ex, ey = support(m00, m01, m11, cubic)
+                    x0, x1 = tap_range(px, ex)
+                    y0, y1 = tap_range(py, ey)
+                    for q in range(x0, x1 + 1):
+                        cols[q - x0] = aa_tap(float(q), W, padding, align_corners)
+                    # pass 1: v = sum w I / W
+                    for c in range(C):
+                        acc[c] = 0.0
+                    wsum = padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, fill,
+                                      padding, align_corners)
+                    for c in range(C):
+                        acc[c] /= wsum
+                    # pass 2: dL/dI[q] += g w / W; dL/dw_q = g . (I[q] - v) / W, chained to p and M
+                    gpx = 0.0
+                    gpy = 0.0
+                    g00 = 0.0
+                    g01 = 0.0
+                    g11 = 0.0
+                    for qy in range(y0, y1 + 1):
+                        dy = qy - py
+                        row = aa_tap(float(qy), H, padding, align_corners)
+                        if row >= 0:
+                            touch(gimg, seen, row)
+                        for qx in range(x0, x1 + 1):
+                            dx = qx - px
+                            ka, da = kernel_weight(m00 * dx + m01 * dy, cubic)
+                            kb, db = kernel_weight(m01 * dx + m11 * dy, cubic)
+                            if ka * kb == 0.0 and da * kb == 0.0 and ka * db == 0.0:
+                                continue  # neither the weight nor its slope (the cubic's zeros have one)
+                            col = cols[qx - x0]
+                            inside = row >= 0 and col >= 0
+                            wq = ka * kb
+                            gw = 0.0
+                            for c in range(C):
+                                g = gout[n, i, j, c]
+                                v = src[n, row, col, c] if inside else fill[c]
+                                gw += g * (v - acc[c])
+                                if inside and wq != 0.0:
+                                    gimg[row, col, c] += g * wq / wsum
+                            gw /= wsum
+                            ga = gw * da * kb  # dL/d(M d)_x
+                            gb = gw * ka * db  # dL/d(M d)_y
+                            gpx -= ga * m00 + gb * m01
+                            gpy -= ga * m01 + gb * m11
+                            g00 += ga * dx
+                            g01 += ga * dy + gb * dx
+                            g11 += gb * dy
+                    # dL/dH: p = (u / w, v / w) with (u, v, w) = H (j, i, 1); M = footprint(J(H))
+                    w = hpx[n, 2, 0] * j + hpx[n, 2, 1] * i + hpx[n, 2, 2]
+                    base = (float(j), float(i), 1.0)
+                    for b in range(3):
+                        ghrows[n, i, b] += gpx * base[b] / w
+                        ghrows[n, i, 3 + b] += gpy * base[b] / w
+                        if projective:
+                            ghrows[n, i, 6 + b] -= (gpx * px + gpy * py) * base[b] / w
+                    for kk in range(nk):
+                        if not projective and kk % 3 == 2:
+                            continue  # J of an affine map does not depend on the translation
+                        d00, d01, d11 = _m_derivative(hpx, n, float(j), float(i), kk, hc)
+                        ghrows[n, i, kk] += g00 * d00 + g01 * d01 + g11 * d11
+        c = next_chunk(sched)
 

@@ -61,6 +61,7 @@ from ..core.coords import (
     unnormalize_scale,
 )
 from .backward import scatter_taps, touch
+from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .span import (
     WEIGHT_BITS,
     lerp_channels,
@@ -406,6 +407,54 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
     return False
 
 
+@jit
+def copy_run(dst, d0, src, s0, n):
+    """dst[d0:d0 + n] = src[s0:s0 + n] (flat arrays), as one straight loop (unsigned
+    indices: no negative-index wraparound, so LLVM vectorizes it)."""
+    ud = np.uint64(d0)
+    us = np.uint64(s0)
+    for k in range(np.uint64(n)):
+        dst[ud + k] = src[us + k]
+
+
+@jit
+def first_above(v, bound, inclusive, rising, ka, kb):
+    """The first j in [ka, kb] past which the monotone v[j] (rising or falling) has
+    crossed ``bound``: for rising v the first v[j] > bound (>= if inclusive), for
+    falling v the first v[j] < bound (<= if inclusive); kb if none (binary search)."""
+    lo = ka
+    hi = kb
+    while lo < hi:
+        mid = (lo + hi) // 2
+        x = v[mid]
+        past = (x >= bound if inclusive else x > bound) if rising else (x <= bound if inclusive else x < bound)
+        if past:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@jit
+def clip_axis(v, lo, hi, ka, kb):
+    """[ka, kb) narrowed to the columns with lo < v[j] < hi, for v monotone in j."""
+    if kb <= ka:
+        return ka, ka
+    if v[ka] <= v[kb - 1]:
+        return first_above(v, lo, False, True, ka, kb), first_above(v, hi, True, True, ka, kb)
+    return first_above(v, hi, False, False, ka, kb), first_above(v, lo, True, False, ka, kb)
+
+
+@jit
+def reach_range(xs, ys, W, H, Wo):
+    """The columns [ka, kb) of a row whose points have some bilinear tap inside the image
+    (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine
+    row): every point outside it reads only the fill.  Four binary searches."""
+    ka, kb = clip_axis(xs, -1.0, W, 0, Wo)
+    ka, kb = clip_axis(ys, -1.0, H, ka, kb)
+    return ka, max(ka, kb)
+
+
 def blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):  # pragma: no cover - overloaded below
     raise NotImplementedError
 
@@ -447,7 +496,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     spans = mode == BILINEAR  # affine rows: interior spans in one loop
 
     @njit(nogil=True, cache=True)
-    def kernel(src, grid, theta, fill, out, source, align_corners, r0, r1):
+    def kernel(src, grid, theta, fill, out, source, align_corners, sched):
         N, Ho, Wo, C0 = out.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -462,124 +511,144 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         last = -1
         scr = np.empty((3, 64), np.int64)  # scratch of interior_loop
         wscr = np.empty((2, 64), np.float32)
-        for r in range(r0, r1):
-            n = r // Ho
-            i = r - n * Ho
-            if source == AFFINE and n != last:
-                pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
-                last = n
-            ja = 0
-            jb = 0
-            if row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys) and spans:
-                # the columns whose taps are all inside (all of them for border padding, whose
-                # clamp the loop applies) in one branch-free loop (``span``: one shared
-                # function per channel class)
-                if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
-                    jb = Wo
-                else:
-                    ja, jb = row_interior(xs[0], pa[0], ys[0], pa[3], W, H, Wo)
-                if jb > ja:
+        fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
+        for k in range(fillrow.size):
+            fillrow[k] = to_output(fill[k % C], o)
+        c = claim(sched)
+        while c < sched[CHUNKS]:
+            r0, r1 = chunk_rows(sched, c)
+            for r in range(r0, r1):
+                n = r // Ho
+                i = r - n * Ho
+                if source == AFFINE and n != last:
+                    pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+                    last = n
+                ja = 0
+                jb = 0
+                linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+                if linear and spans:
+                    # the columns whose taps are all inside (all of them for border padding, whose
+                    # clamp the loop applies) in one branch-free loop (``span``: one shared
+                    # function per channel class)
+                    if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
+                        jb = Wo
+                    else:
+                        ja, jb = row_interior(xs[0], pa[0], ys[0], pa[3], W, H, Wo)
+                    if jb > ja:
+                        ob = (n * Ho + i) * Wo * C
+                        if cclass == 3:
+                            span_c3(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                        elif cclass == 1:
+                            span_c1(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                        elif cclass == 4:
+                            span_c4(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
+                        else:
+                            span_cn(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, C, scr, wscr)
+                # columns the general path takes: [ka, ja) and [jb, kb); beyond them, with zeros or
+                # constant padding, every tap of an affine row's points lies outside: the fill
+                ka = 0
+                kb = Wo
+                if (padding == ZEROS or padding == CONSTANT) and mode == BILINEAR and linear:
+                    ka, kb = reach_range(xs, ys, W, H, Wo)
                     ob = (n * Ho + i) * Wo * C
-                    if cclass == 3:
-                        span_c3(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                    elif cclass == 1:
-                        span_c1(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                    elif cclass == 4:
-                        span_c4(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                    else:
-                        span_cn(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, C, scr, wscr)
-            before = ja
-            for k in range(before + (Wo - jb)):
-                j = k if k < before else jb + (k - before)
-                ob = ((n * Ho + i) * Wo + j) * C
-                x = xs[j]
-                y = ys[j]
-                if x != x or y != y:  # NaN: no image
-                    for c in range(C):
-                        o[ob + c] = to_output(fill[c], o)
-                    continue
-                if mode == NEAREST:
-                    # v = I[round(y), round(x)] after padding the coordinate
-                    if f32_nearest:  # a float32 grid (source GRID), read in its own precision
-                        x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
-                        y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
-                    xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
-                    if xi >= 0 and yi >= 0:
-                        b = ((n * H + yi) * W + xi) * C
-                        for c in range(C):
-                            o[ob + c] = s[b + c]
-                    else:
+                    copy_run(o, ob, fillrow, 0, ka * C)
+                    copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
+                    if jb <= ja:
+                        ja = ka
+                        jb = ka
+                before = ja - ka
+                for k in range(before + (kb - jb)):
+                    j = ka + k if k < before else jb + (k - before)
+                    ob = ((n * Ho + i) * Wo + j) * C
+                    x = xs[j]
+                    y = ys[j]
+                    if x != x or y != y:  # NaN: no image
                         for c in range(C):
                             o[ob + c] = to_output(fill[c], o)
-                elif mode == BILINEAR:
-                    # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
-                    if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
-                        # (the other modes leave the coordinate as it is: not compiled for them)
-                        x = pad_pixel(x, W, padding, align_corners)
-                        y = pad_pixel(y, H, padding, align_corners)
-                    if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
-                        # all four taps inside
-                        ix = int(x)
-                        iy = int(y)
-                        blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow, np.uint64(ob),
-                                       x - ix, y - iy, C)
                         continue
-                    if (padding == ZEROS or padding == CONSTANT) and not (
-                            x > -1.0 and y > -1.0 and x < W and y < H):
-                        for c in range(C):  # every tap outside: the fill
-                            o[ob + c] = to_output(fill[c], o)
-                        continue
-                    if padding == WRAP:
-                        # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
-                        # adjacent unless they straddle the seam (same fractions as the per-tap path)
-                        x0 = math.floor(x)
-                        y0 = math.floor(y)
-                        ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
-                        iy = int(y0) % H
-                        if ix < W - 1 and iy < H - 1:
-                            blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow,
-                                           np.uint64(ob), x - x0, y - y0, C)
+                    if mode == NEAREST:
+                        # v = I[round(y), round(x)] after padding the coordinate
+                        if f32_nearest:  # a float32 grid (source GRID), read in its own precision
+                            x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
+                            y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
+                        xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
+                        if xi >= 0 and yi >= 0:
+                            b = ((n * H + yi) * W + xi) * C
+                            for c in range(C):
+                                o[ob + c] = s[b + c]
+                        else:
+                            for c in range(C):
+                                o[ob + c] = to_output(fill[c], o)
+                    elif mode == BILINEAR:
+                        # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
+                        if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+                            # (the other modes leave the coordinate as it is: not compiled for them)
+                            x = pad_pixel(x, W, padding, align_corners)
+                            y = pad_pixel(y, H, padding, align_corners)
+                        if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
+                            # all four taps inside
+                            ix = int(x)
+                            iy = int(y)
+                            blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow, np.uint64(ob),
+                                           x - ix, y - iy, C)
                             continue
-                    bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
-                else:
-                    # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
-                    if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
-                        # all 16 taps inside: unrolled on flat offsets
-                        ix = int(x)
-                        iy = int(y)
-                        w0, w1, w2, w3 = cubic_weights(x - ix)
-                        wx0 = acc_type(w0, s)
-                        wx1 = acc_type(w1, s)
-                        wx2 = acc_type(w2, s)
-                        wx3 = acc_type(w3, s)
-                        w0, w1, w2, w3 = cubic_weights(y - iy)
-                        wy0 = acc_type(w0, s)
-                        wy1 = acc_type(w1, s)
-                        wy2 = acc_type(w2, s)
-                        wy3 = acc_type(w3, s)
-                        b0 = np.uint64(((n * H + iy - 1) * W + ix - 1) * C)
-                        b1 = b0 + urow
-                        b2 = b1 + urow
-                        b3 = b2 + urow
-                        uo = np.uint64(ob)
-                        for c in range(C):
-                            k = np.uint64(c)
-                            r0 = (wx0 * s[b0 + k] + wx1 * s[b0 + uC + k] + wx2 * s[b0 + 2 * uC + k]
-                                  + wx3 * s[b0 + 3 * uC + k])
-                            r1 = (wx0 * s[b1 + k] + wx1 * s[b1 + uC + k] + wx2 * s[b1 + 2 * uC + k]
-                                  + wx3 * s[b1 + 3 * uC + k])
-                            r2 = (wx0 * s[b2 + k] + wx1 * s[b2 + uC + k] + wx2 * s[b2 + 2 * uC + k]
-                                  + wx3 * s[b2 + 3 * uC + k])
-                            r3 = (wx0 * s[b3 + k] + wx1 * s[b3 + uC + k] + wx2 * s[b3 + 2 * uC + k]
-                                  + wx3 * s[b3 + 3 * uC + k])
-                            o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
-                        continue
-                    if (padding == ZEROS or padding == CONSTANT) and not (
-                            x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0):
-                        for c in range(C):  # every tap outside: the fill
-                            o[ob + c] = to_output(fill[c], o)
-                        continue
-                    bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
+                        if (padding == ZEROS or padding == CONSTANT) and not (
+                                x > -1.0 and y > -1.0 and x < W and y < H):
+                            for c in range(C):  # every tap outside: the fill
+                                o[ob + c] = to_output(fill[c], o)
+                            continue
+                        if padding == WRAP:
+                            # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
+                            # adjacent unless they straddle the seam (same fractions as the per-tap path)
+                            x0 = math.floor(x)
+                            y0 = math.floor(y)
+                            ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
+                            iy = int(y0) % H
+                            if ix < W - 1 and iy < H - 1:
+                                blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow,
+                                               np.uint64(ob), x - x0, y - y0, C)
+                                continue
+                        bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
+                    else:
+                        # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
+                        if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
+                            # all 16 taps inside: unrolled on flat offsets
+                            ix = int(x)
+                            iy = int(y)
+                            w0, w1, w2, w3 = cubic_weights(x - ix)
+                            wx0 = acc_type(w0, s)
+                            wx1 = acc_type(w1, s)
+                            wx2 = acc_type(w2, s)
+                            wx3 = acc_type(w3, s)
+                            w0, w1, w2, w3 = cubic_weights(y - iy)
+                            wy0 = acc_type(w0, s)
+                            wy1 = acc_type(w1, s)
+                            wy2 = acc_type(w2, s)
+                            wy3 = acc_type(w3, s)
+                            b0 = np.uint64(((n * H + iy - 1) * W + ix - 1) * C)
+                            b1 = b0 + urow
+                            b2 = b1 + urow
+                            b3 = b2 + urow
+                            uo = np.uint64(ob)
+                            for c in range(C):
+                                k = np.uint64(c)
+                                r0 = (wx0 * s[b0 + k] + wx1 * s[b0 + uC + k] + wx2 * s[b0 + 2 * uC + k]
+                                      + wx3 * s[b0 + 3 * uC + k])
+                                r1 = (wx0 * s[b1 + k] + wx1 * s[b1 + uC + k] + wx2 * s[b1 + 2 * uC + k]
+                                      + wx3 * s[b1 + 3 * uC + k])
+                                r2 = (wx0 * s[b2 + k] + wx1 * s[b2 + uC + k] + wx2 * s[b2 + 2 * uC + k]
+                                      + wx3 * s[b2 + 3 * uC + k])
+                                r3 = (wx0 * s[b3 + k] + wx1 * s[b3 + uC + k] + wx2 * s[b3 + 2 * uC + k]
+                                      + wx3 * s[b3 + 3 * uC + k])
+                                o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
+                            continue
+                        if (padding == ZEROS or padding == CONSTANT) and not (
+                                x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0):
+                            for c in range(C):  # every tap outside: the fill
+                                o[ob + c] = to_output(fill[c], o)
+                            continue
+                        bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
+            c = next_chunk(sched)
 
     return kernel
 
@@ -596,7 +665,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """
 
     @njit(nogil=True, cache=True)
-    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, t0, t1):
+    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, sched):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -609,148 +678,152 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         xbs = np.empty(Wo)
         for j in range(Wo):
             xbs[j] = base_coord(j, Wo, align_corners)
-        for t in range(t0, t1):
-            n = t // K
-            k = t - n * K
-            gimg = buf[n, k]
-            gf = gimg.reshape(-1)
-            seen = rows_seen[n, k]
-            for i in range(k * Ho // K, (k + 1) * Ho // K):
-                yb = base_coord(i, Ho, align_corners)
-                su = 0.0
-                sux = 0.0
-                sv = 0.0
-                svx = 0.0
-                sw = 0.0
-                swx = 0.0
-                for j in range(Wo):
-                    xb = xbs[j]
-                    w = 1.0
-                    if source == GRID:
-                        gx = grid[n, i, j, 0]
-                        gy = grid[n, i, j, 1]
-                    else:
-                        gx, gy, w = project(theta, n, xb, yb, source == PERSPECTIVE)
-                    if not (abs(gx) < HUGE and abs(gy) < HUGE):
-                        continue
-                    dx = 0.0
-                    dy = 0.0
-                    if mode == NEAREST:
-                        # dL/dI[round(y), round(x)] += g; piecewise constant: no coordinate gradient
-                        if f32_nearest:  # a float32 grid (source GRID), read in its own precision
-                            x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
-                            y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
+        c = claim(sched)
+        while c < sched[CHUNKS]:
+            t0, t1 = chunk_rows(sched, c)
+            for t in range(t0, t1):
+                n = t // K
+                k = t - n * K
+                gimg = buf[n, k]
+                gf = gimg.reshape(-1)
+                seen = rows_seen[n, k]
+                for i in range(k * Ho // K, (k + 1) * Ho // K):
+                    yb = base_coord(i, Ho, align_corners)
+                    su = 0.0
+                    sux = 0.0
+                    sv = 0.0
+                    svx = 0.0
+                    sw = 0.0
+                    swx = 0.0
+                    for j in range(Wo):
+                        xb = xbs[j]
+                        w = 1.0
+                        if source == GRID:
+                            gx = grid[n, i, j, 0]
+                            gy = grid[n, i, j, 1]
                         else:
+                            gx, gy, w = project(theta, n, xb, yb, source == PERSPECTIVE)
+                        if not (abs(gx) < HUGE and abs(gy) < HUGE):
+                            continue
+                        dx = 0.0
+                        dy = 0.0
+                        if mode == NEAREST:
+                            # dL/dI[round(y), round(x)] += g; piecewise constant: no coordinate gradient
+                            if f32_nearest:  # a float32 grid (source GRID), read in its own precision
+                                x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
+                                y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
+                            else:
+                                x = unnormalize(gx, W, align_corners)
+                                y = unnormalize(gy, H, align_corners)
+                            xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
+                            if xi >= 0 and yi >= 0:
+                                touch(gimg, seen, yi)
+                                for c in range(C):
+                                    gimg[yi, xi, c] += gout[n, i, j, c]
+                        elif mode == BILINEAR:
+                            px = unnormalize(gx, W, align_corners)
+                            py = unnormalize(gy, H, align_corners)
+                            if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:
+                                # strictly inside, where every padding is the identity with slope 1:
+                                # the four taps on flat offsets, in the accumulation type
+                                x0 = int(px)
+                                y0 = int(py)
+                                touch(gimg, seen, y0)
+                                touch(gimg, seen, y0 + 1)
+                                dx, dy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C,
+                                                      (y0 * W + x0) * C, ((n * Ho + i) * Wo + j) * C, W * C,
+                                                      px - x0, py - y0, C)
+                                dx *= scale_x
+                                dy *= scale_y
+                            else:
+                                # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y
+                                x, sx = source_coord_and_grad(gx, W, padding, align_corners)
+                                y, sy = source_coord_and_grad(gy, H, padding, align_corners)
+                                x0, x1, fx = linear_pair(x, W, padding, align_corners)
+                                y0, y1, fy = linear_pair(y, H, padding, align_corners)
+                                if y0 >= 0:
+                                    touch(gimg, seen, y0)
+                                if y1 >= 0:
+                                    touch(gimg, seen, y1)
+                                for c in range(C):
+                                    g = gout[n, i, j, c]
+                                    f = fill[c]
+                                    v00 = f
+                                    v01 = f
+                                    v10 = f
+                                    v11 = f
+                                    if y0 >= 0:
+                                        if x0 >= 0:
+                                            v00 = src[n, y0, x0, c]
+                                            gimg[y0, x0, c] += (1.0 - fy) * (1.0 - fx) * g
+                                        if x1 >= 0:
+                                            v01 = src[n, y0, x1, c]
+                                            gimg[y0, x1, c] += (1.0 - fy) * fx * g
+                                    if y1 >= 0:
+                                        if x0 >= 0:
+                                            v10 = src[n, y1, x0, c]
+                                            gimg[y1, x0, c] += fy * (1.0 - fx) * g
+                                        if x1 >= 0:
+                                            v11 = src[n, y1, x1, c]
+                                            gimg[y1, x1, c] += fy * fx * g
+                                    dx += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
+                                    dy += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
+                                dx *= sx
+                                dy *= sy
+                        else:
+                            # v = sum_ab wy_a wx_b I_ab: dL/dI_ab += wy_a wx_b g, dv/dx = sum wy_a wx_b' I_ab
                             x = unnormalize(gx, W, align_corners)
                             y = unnormalize(gy, H, align_corners)
-                        xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
-                        if xi >= 0 and yi >= 0:
-                            touch(gimg, seen, yi)
-                            for c in range(C):
-                                gimg[yi, xi, c] += gout[n, i, j, c]
-                    elif mode == BILINEAR:
-                        px = unnormalize(gx, W, align_corners)
-                        py = unnormalize(gy, H, align_corners)
-                        if px > 0.0 and px < W - 1 and py > 0.0 and py < H - 1:
-                            # strictly inside, where every padding is the identity with slope 1:
-                            # the four taps on flat offsets, in the accumulation type
-                            x0 = int(px)
-                            y0 = int(py)
-                            touch(gimg, seen, y0)
-                            touch(gimg, seen, y0 + 1)
-                            dx, dy = scatter_taps(s, go, gf, ((n * H + y0) * W + x0) * C,
-                                                  (y0 * W + x0) * C, ((n * Ho + i) * Wo + j) * C, W * C,
-                                                  px - x0, py - y0, C)
-                            dx *= scale_x
-                            dy *= scale_y
-                        else:
-                            # dL/dI[tap] += w g; dv/dx = (1 - fy) (v01 - v00) + fy (v11 - v10), likewise y
-                            x, sx = source_coord_and_grad(gx, W, padding, align_corners)
-                            y, sy = source_coord_and_grad(gy, H, padding, align_corners)
-                            x0, x1, fx = linear_pair(x, W, padding, align_corners)
-                            y0, y1, fy = linear_pair(y, H, padding, align_corners)
-                            if y0 >= 0:
-                                touch(gimg, seen, y0)
-                            if y1 >= 0:
-                                touch(gimg, seen, y1)
+                            xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
+                            ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
+                            xs = (xa, xb_, xc, xd)
+                            ys = (ya, yb_, yc, yd)
+                            wx = cubic_weights(tx)
+                            wy = cubic_weights(ty)
+                            sxs = cubic_slopes(tx)
+                            sys_ = cubic_slopes(ty)
+                            for a in range(4):
+                                if ys[a] >= 0:
+                                    touch(gimg, seen, ys[a])
                             for c in range(C):
                                 g = gout[n, i, j, c]
                                 f = fill[c]
-                                v00 = f
-                                v01 = f
-                                v10 = f
-                                v11 = f
-                                if y0 >= 0:
-                                    if x0 >= 0:
-                                        v00 = src[n, y0, x0, c]
-                                        gimg[y0, x0, c] += (1.0 - fy) * (1.0 - fx) * g
-                                    if x1 >= 0:
-                                        v01 = src[n, y0, x1, c]
-                                        gimg[y0, x1, c] += (1.0 - fy) * fx * g
-                                if y1 >= 0:
-                                    if x0 >= 0:
-                                        v10 = src[n, y1, x0, c]
-                                        gimg[y1, x0, c] += fy * (1.0 - fx) * g
-                                    if x1 >= 0:
-                                        v11 = src[n, y1, x1, c]
-                                        gimg[y1, x1, c] += fy * fx * g
-                                dx += g * ((1.0 - fy) * (v01 - v00) + fy * (v11 - v10))
-                                dy += g * ((1.0 - fx) * (v10 - v00) + fx * (v11 - v01))
-                            dx *= sx
-                            dy *= sy
-                    else:
-                        # v = sum_ab wy_a wx_b I_ab: dL/dI_ab += wy_a wx_b g, dv/dx = sum wy_a wx_b' I_ab
-                        x = unnormalize(gx, W, align_corners)
-                        y = unnormalize(gy, H, align_corners)
-                        xa, xb_, xc, xd, tx = cubic_taps(x, W, padding, align_corners)
-                        ya, yb_, yc, yd, ty = cubic_taps(y, H, padding, align_corners)
-                        xs = (xa, xb_, xc, xd)
-                        ys = (ya, yb_, yc, yd)
-                        wx = cubic_weights(tx)
-                        wy = cubic_weights(ty)
-                        sxs = cubic_slopes(tx)
-                        sys_ = cubic_slopes(ty)
-                        for a in range(4):
-                            if ys[a] >= 0:
-                                touch(gimg, seen, ys[a])
-                        for c in range(C):
-                            g = gout[n, i, j, c]
-                            f = fill[c]
-                            for a in range(4):
-                                for b in range(4):
-                                    v = f
-                                    if ys[a] >= 0 and xs[b] >= 0:
-                                        v = src[n, ys[a], xs[b], c]
-                                        gimg[ys[a], xs[b], c] += wy[a] * wx[b] * g
-                                    dx += g * wy[a] * sxs[b] * v
-                                    dy += g * sys_[a] * wx[b] * v
-                        dx *= scale_x
-                        dy *= scale_y
-                    if source == GRID:
-                        ggrid[n, i, j, 0] = dx
-                        ggrid[n, i, j, 1] = dy
-                    else:
-                        # chain through (x, y) = (u / w, v / w): dL/du = dx / w, dL/dw = -(dx x + dy y) / w
-                        du = dx
-                        dv = dy
-                        if source == PERSPECTIVE:
-                            du = dx / w
-                            dv = dy / w
-                        su += du
-                        sux += du * xb
-                        sv += dv
-                        svx += dv * xb
-                        if source == PERSPECTIVE:
-                            dw = -(dx * gx + dy * gy) / w
-                            sw += dw
-                            swx += dw * xb
-                if source != GRID:
-                    rows[n, i, 0] = su
-                    rows[n, i, 1] = sux
-                    rows[n, i, 2] = sv
-                    rows[n, i, 3] = svx
-                    rows[n, i, 4] = sw
-                    rows[n, i, 5] = swx
+                                for a in range(4):
+                                    for b in range(4):
+                                        v = f
+                                        if ys[a] >= 0 and xs[b] >= 0:
+                                            v = src[n, ys[a], xs[b], c]
+                                            gimg[ys[a], xs[b], c] += wy[a] * wx[b] * g
+                                        dx += g * wy[a] * sxs[b] * v
+                                        dy += g * sys_[a] * wx[b] * v
+                            dx *= scale_x
+                            dy *= scale_y
+                        if source == GRID:
+                            ggrid[n, i, j, 0] = dx
+                            ggrid[n, i, j, 1] = dy
+                        else:
+                            # chain through (x, y) = (u / w, v / w): dL/du = dx / w, dL/dw = -(dx x + dy y) / w
+                            du = dx
+                            dv = dy
+                            if source == PERSPECTIVE:
+                                du = dx / w
+                                dv = dy / w
+                            su += du
+                            sux += du * xb
+                            sv += dv
+                            svx += dv * xb
+                            if source == PERSPECTIVE:
+                                dw = -(dx * gx + dy * gy) / w
+                                sw += dw
+                                swx += dw * xb
+                    if source != GRID:
+                        rows[n, i, 0] = su
+                        rows[n, i, 1] = sux
+                        rows[n, i, 2] = sv
+                        rows[n, i, 3] = svx
+                        rows[n, i, 4] = sw
+                        rows[n, i, 5] = swx
+            c = next_chunk(sched)
 
     return kernel
 

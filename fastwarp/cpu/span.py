@@ -24,6 +24,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from .simd import blend_pixel, span_taps
 from .store import acc_type, to_output
 
 # 'contract' lets LLVM fuse a * b + c into one FMA; nnan/ninf stay off because
@@ -97,6 +98,40 @@ def lerp_channels_int(s, o, ob, b00, b01, b10, b11, fx, fy, C):
         o[uo + k] = np.uint8((v + WEIGHT_HALF) >> (2 * WEIGHT_BITS))
 
 
+def blend_taps(s, o, ob, b, row, fx, fy, C, spill):  # pragma: no cover - overloaded below
+    """o[ob + c] = the bilinear blend of the 2 x 2 taps at flat offsets b, b + C, b + row,
+    b + row + C (channel c), c < C, with fractions fx, fy (in the accumulation type;
+    int64 units of 2**-20 for uint8).  3- and 4-channel float32 and uint8 pixels (C a
+    literal) blend as SIMD vectors (``simd.blend_pixel``), every other pixel with
+    :func:`lerp_channels` or :func:`lerp_channels_int`.  ``spill`` (a literal): a
+    3-channel pixel may write o[ob + 3], which the caller writes afterwards."""
+    raise NotImplementedError
+
+
+@overload(blend_taps, inline="always", prefer_literal=True,
+          jit_options={"cache": True, "fastmath": FASTMATH})
+def _blend_taps(s, o, ob, b, row, fx, fy, C, spill):
+    vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
+              and s.dtype in (types.float32, types.uint8) and o.dtype == s.dtype)
+    if not vector:
+        if s.dtype == types.uint8:
+            return lambda s, o, ob, b, row, fx, fy, C, spill: lerp_channels_int(
+                s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+        return lambda s, o, ob, b, row, fx, fy, C, spill: lerp_channels(
+            s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+    nc = C.literal_value
+    sp = bool(getattr(spill, "literal_value", False))
+
+    def impl(s, o, ob, b, row, fx, fy, C, spill):
+        # an 8-lane row load reads 2 C values, and 8 - 2 C past them
+        if nc == 4 or b + row + 8 <= s.size:
+            blend_pixel(s, o, b, row, ob, fx, fy, nc, sp, False)
+        else:
+            blend_pixel(s, o, b, row, ob, fx, fy, nc, sp, True)
+
+    return impl
+
+
 @always_inline
 def is_interior(x, y, W, H):
     """All four bilinear taps of pixel point (x, y) are inside the image."""
@@ -115,43 +150,41 @@ def to_fixed(v):
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
 
 
-def put_weights(scr, wscr, t, fx, fy, s):  # pragma: no cover - overloaded below
+def put_taps(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):  # pragma: no cover
     raise NotImplementedError
 
 
-def lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):  # pragma: no cover - overloaded below
+def lerp_fixed(s, o, ob, b, row, scr, wscr, t, C, spill):  # pragma: no cover - overloaded below
     raise NotImplementedError
 
 
-def _put_weights_float(scr, wscr, t, fx, fy, s):
-    # fx = x - x0 from its fixed-point fraction (exact in int64), in the accumulation type
-    wscr[0, t] = acc_type(fx, s) * acc_type(FRAC_INV, s)
-    wscr[1, t] = acc_type(fy, s) * acc_type(FRAC_INV, s)
+def _put_taps_float(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
+    # the fractions x - x0 as float32 (to 2**-24)
+    span_taps(scr[0], wscr[0], wscr[1], t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C)
 
 
-def _put_weights_int(scr, wscr, t, fx, fy, s):
+def _put_taps_int(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
     # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
-    half = np.int64(1) << (FRAC_BITS - WEIGHT_BITS - 1)
-    scr[1, t] = (fx + half) >> (FRAC_BITS - WEIGHT_BITS)
-    scr[2, t] = (fy + half) >> (FRAC_BITS - WEIGHT_BITS)
+    span_taps(scr[0], scr[1], scr[2], t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C)
 
 
-def _lerp_fixed_float(s, o, ob, b, row, scr, wscr, t, C):
-    lerp_channels(s, o, ob, b, b + C, b + row, b + row + C, wscr[0, t], wscr[1, t], C)
+def _lerp_fixed_float(s, o, ob, b, row, scr, wscr, t, C, spill):
+    blend_taps(s, o, ob, b, row, wscr[0, t], wscr[1, t], C, spill)
 
 
-def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C):
-    lerp_channels_int(s, o, ob, b, b + C, b + row, b + row + C, scr[1, t], scr[2, t], C)
+def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C, spill):
+    blend_taps(s, o, ob, b, row, scr[1, t], scr[2, t], C, spill)
 
 
-@overload(put_weights, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _put_weights(scr, wscr, t, fx, fy, s):
-    """Integer weights (in scr) for uint8 images, float weights (in wscr) otherwise."""
-    return _put_weights_int if s.dtype == types.uint8 else _put_weights_float
+@overload(put_taps, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+def _put_taps(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
+    """Offsets in scr[0]; integer weights (in scr[1:3]) for uint8 images, float weights
+    (in wscr) otherwise (``simd.span_taps``)."""
+    return _put_taps_int if s.dtype == types.uint8 else _put_taps_float
 
 
-@overload(lerp_fixed, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C):
+@overload(lerp_fixed, inline="always", prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C, spill):
     """Blend with the weights :func:`put_weights` stored (chosen when typing)."""
     return _lerp_fixed_int if s.dtype == types.uint8 else _lerp_fixed_float
 
@@ -170,18 +203,18 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
     offs = scr[0]
     for t0 in range(0, jb - ja, scr.shape[1]):
         m = min(scr.shape[1], jb - ja - t0)
-        # pass 1, branch-free arithmetic that LLVM vectorizes across pixels: clamp
-        # into the image, x0 = floor(x) (at most W-2), the tap offset and weights
-        for t in range(m):
-            xc = min(max(X0 + (t0 + t) * DX, 0), xmax)
-            yc = min(max(Y0 + (t0 + t) * DY, 0), ymax)
-            x0 = min(xc >> FRAC_BITS, W - 2)
-            y0 = min(yc >> FRAC_BITS, H - 2)
-            offs[t] = ((img + y0) * W + x0) * C
-            put_weights(scr, wscr, t, xc - (x0 << FRAC_BITS), yc - (y0 << FRAC_BITS), s)
-        # pass 2: read the taps and interpolate
-        for t in range(m):
-            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C)
+        # pass 1, eight pixels per step as SIMD vectors: clamp into the image,
+        # x0 = floor(x) (at most W-2), the tap offset and the fractions
+        for t in range(0, m, 8):
+            put_taps(scr, wscr, t, X0 + (t0 + t) * DX, DX, Y0 + (t0 + t) * DY, DY, xmax, ymax,
+                     W - 2, H - 2, img * row, row, C, s)
+        # pass 2: read the taps and interpolate; a 3-channel pixel's store may spill into
+        # the next pixel of the span, written next (the span's last pixel may not)
+        last = m if t0 + m < jb - ja else m - 1
+        for t in range(last):
+            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C, True)
+        for t in range(last, m):
+            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C, False)
 
 
 def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
@@ -223,7 +256,7 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
     raise NotImplementedError
 
 
-@overload(interior_loop, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
+@overload(interior_loop, inline="always", prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     return _interior_float if s.dtype in (types.float64, types.uint16) else _interior_fixed
