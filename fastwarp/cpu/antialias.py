@@ -451,15 +451,15 @@ def mask_kernel(hpx, mask, sched):
     """mask[n, i, j] = 1 where the filter replaces the plain sample."""
     Ho = mask.shape[1]
     Wo = mask.shape[2]
-    c = claim(sched)
-    while c < sched[CHUNKS]:
-        r0, r1 = chunk_rows(sched, c)
+    chunk = claim(sched)
+    while chunk < sched[CHUNKS]:
+        r0, r1 = chunk_rows(sched, chunk)
         for r in range(r0, r1):
             n = r // Ho
             i = r - n * Ho
             for j in range(Wo):
                 mask[n, i, j] = shrinking(hpx, n, j, i)[0]
-        c = next_chunk(sched)
+        chunk = next_chunk(sched)
 
 
 @inline
@@ -511,9 +511,9 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
     handled = np.zeros(Wo, np.uint8)
     flat = src.reshape(src.shape[0], H, W * C)
     r = 2.0 if cubic else 1.0
-    c = claim(sched)
-    while c < sched[CHUNKS]:
-        r0, r1 = chunk_rows(sched, c)
+    chunk = claim(sched)
+    while chunk < sched[CHUNKS]:
+        r0, r1 = chunk_rows(sched, chunk)
         for row in range(r0, r1):
             n = row // Ho
             i = row - n * Ho
@@ -553,7 +553,7 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
                     ex, ey = support(m00, m01, m11, cubic)
                 filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
                              align_corners, acc, cols, wrow, wcol)
-        c = next_chunk(sched)
+        chunk = next_chunk(sched)
 
 
 @jit
@@ -582,9 +582,9 @@ def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding
     cols = np.empty(_MAX_TAPS, np.int64)
     hc = np.empty((1, 3, 3), np.complex128)
     nk = 9 if projective else 6
-    c = claim(sched)
-    while c < sched[CHUNKS]:
-        t0, t1 = chunk_rows(sched, c)
+    chunk = claim(sched)
+    while chunk < sched[CHUNKS]:
+        t0, t1 = chunk_rows(sched, chunk)
         for t in range(t0, t1):
             n = t // K
             k = t - n * K
@@ -656,5 +656,5 @@ def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding
                             continue  # J of an affine map does not depend on the translation
                         d00, d01, d11 = _m_derivative(hpx, n, float(j), float(i), kk, hc)
                         ghrows[n, i, kk] += g00 * d00 + g01 * d01 + g11 * d11
-        c = next_chunk(sched)
+        chunk = next_chunk(sched)
 

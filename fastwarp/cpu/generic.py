@@ -40,7 +40,7 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange, types
+from numba import njit, prange
 from numba.extending import overload
 
 from ..core.coords import (
@@ -63,9 +63,7 @@ from ..core.coords import (
 from .backward import scatter_taps, touch
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .span import (
-    WEIGHT_BITS,
-    lerp_channels,
-    lerp_channels_int,
+    blend_taps,
     row_in_range,
     row_interior,
     span_c1,
@@ -460,25 +458,17 @@ def blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):  # pragma: no cover - over
 
 
 def _blend_float(s, o, b, uC, urow, uo, fx, fy, C):
-    lerp_channels(s, o, uo, b, b + uC, b + urow, b + urow + uC, acc_type(fx, s), acc_type(fy, s), C)
+    wx = acc_type(fx, s)
+    wy = acc_type(fy, s)
+    one = acc_type(1.0, s)
+    blend_taps(s, o, uo, b, urow, wx, one - wx, wy, one - wy, C, False, False)
 
 
-WEIGHT_ONE = float(1 << WEIGHT_BITS)
-
-
-def _blend_uint8(s, o, b, uC, urow, uo, fx, fy, C):
-    # the fractions in units of 2**-WEIGHT_BITS
-    lerp_channels_int(s, o, uo, b, b + uC, b + urow, b + urow + uC, np.int64(fx * WEIGHT_ONE + 0.5),
-                      np.int64(fy * WEIGHT_ONE + 0.5), C)
-
-
-@overload(blend_bilinear, inline="always", jit_options={"cache": True})
+@overload(blend_bilinear, inline="always", prefer_literal=True, jit_options={"cache": True})
 def _blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):
-    """The 2 x 2 blend at flat offset b (row stride urow, pixel stride uC) into o[uo:]:
-    in integers for uint8 images (within 2.4e-4 of a grey level of the float32
-    blend, so only values that close to a .5 tie can round the other way), in
-    the accumulation type of ``store.acc_type`` otherwise."""
-    return _blend_uint8 if s.dtype == types.uint8 else _blend_float
+    """The 2 x 2 blend at flat offset b (row stride urow, pixel stride uC) into o[uo:],
+    in the accumulation type of ``store.acc_type`` (``span.blend_taps``)."""
+    return _blend_float
 
 
 @functools.cache
@@ -509,14 +499,14 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         ys = np.empty(Wo)
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         last = -1
-        scr = np.empty((3, 64), np.int64)  # scratch of interior_loop
-        wscr = np.empty((2, 64), np.float32)
+        scr = np.empty((1, 64), np.int64)  # scratch of interior_loop
+        wscr = np.empty((4, 64), np.float32)
         fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
         for k in range(fillrow.size):
             fillrow[k] = to_output(fill[k % C], o)
-        c = claim(sched)
-        while c < sched[CHUNKS]:
-            r0, r1 = chunk_rows(sched, c)
+        chunk = claim(sched)
+        while chunk < sched[CHUNKS]:
+            r0, r1 = chunk_rows(sched, chunk)
             for r in range(r0, r1):
                 n = r // Ho
                 i = r - n * Ho
@@ -648,7 +638,7 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                                 o[ob + c] = to_output(fill[c], o)
                             continue
                         bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
-            c = next_chunk(sched)
+            chunk = next_chunk(sched)
 
     return kernel
 
@@ -678,9 +668,9 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         xbs = np.empty(Wo)
         for j in range(Wo):
             xbs[j] = base_coord(j, Wo, align_corners)
-        c = claim(sched)
-        while c < sched[CHUNKS]:
-            t0, t1 = chunk_rows(sched, c)
+        chunk = claim(sched)
+        while chunk < sched[CHUNKS]:
+            t0, t1 = chunk_rows(sched, chunk)
             for t in range(t0, t1):
                 n = t // K
                 k = t - n * K
@@ -823,7 +813,7 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         rows[n, i, 3] = svx
                         rows[n, i, 4] = sw
                         rows[n, i, 5] = swx
-            c = next_chunk(sched)
+            chunk = next_chunk(sched)
 
     return kernel
 

@@ -3,17 +3,16 @@
 Along an output row of an affine warp the source point is affine in the column
 j: pixel (ux + j dux, uy + j duy).  The columns whose four bilinear taps are all
 inside the image form one interval, found once per row (:func:`row_interior`),
-and read by :func:`interior_loop`: two horizontal lerps and one vertical per
-channel, no branches.  With border padding the loop, which clamps the point
-into the image, takes every column.  ``fastwarp.cpu.generic`` inlines the loop
-into the per-combination forward kernels; the columns outside the interval go
-through its general per-point path.
+and read by :func:`interior_loop` without branches.  With border padding the
+loop, which clamps the point into the image, takes every column.
+``fastwarp.cpu.generic`` calls the loop from the per-combination forward
+kernels; the columns outside the interval go through its general per-point
+path.
 
-Arithmetic: float64 and uint16 images step the coordinates in float64; float32 and uint8
-images step them in 32.32 fixed point, and uint8 images are interpolated in
-integers with weights rounded to 2**-20 (:func:`lerp_channels_int`), which
-moves a value by less than 2.4e-4 of a grey level, so only values that close
-to a rounding tie can come out one level apart from the float32 definition.
+Arithmetic: float64 and uint16 images step the coordinates in float64 and blend
+in float64.  float32 and uint8 images step them in 32.32 fixed point and blend
+in float32 (uint8 then rounds to nearest, ties up); 3- and 4-channel pixels of
+those two dtypes blend as SIMD vectors (``fastwarp.cpu.simd``).
 """
 
 from __future__ import annotations
@@ -40,46 +39,15 @@ PIXEL_LIMIT = 2.0**30
 
 
 @always_inline
-def lerp_channels(s, o, ob, b00, b01, b10, b11, ax, ay, C):
-    """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), for c < C.
+def lerp_channels(s, o, ob, b00, b01, b10, b11, fx, gx, fy, gy, C):
+    """o[ob + c] = bilinear mix of the taps at flat offsets b.. (+ c), for c < C, with
+    the fractions fx, fy and their complements gx = 1 - fx, gy = 1 - fy.
 
-    Two horizontal lerps and one vertical: top = (1 - fx) p00 + fx p01,
-    bot = (1 - fx) p10 + fx p11, v = (1 - fy) top + fy bot; a weight of 0 or 1
-    gives the tap exactly (identity, integer shifts, a point clamped to the last
-    row or column).  The offsets are made unsigned, which spares every load
-    Numba's negative-index wraparound.
-    """
-    u00 = np.uint64(b00)
-    u01 = np.uint64(b01)
-    u10 = np.uint64(b10)
-    u11 = np.uint64(b11)
-    uo = np.uint64(ob)
-    bx = acc_type(1.0, s) - ax
-    by = acc_type(1.0, s) - ay
-    for c in range(C):
-        k = np.uint64(c)
-        p00 = acc_type(s[u00 + k], s)
-        p01 = acc_type(s[u01 + k], s)
-        p10 = acc_type(s[u10 + k], s)
-        p11 = acc_type(s[u11 + k], s)
-        top = bx * p00 + ax * p01
-        bot = bx * p10 + ax * p11
-        o[uo + k] = to_output(by * top + ay * bot, o)
-
-
-# uint8 interior loops weigh the taps with integer fractions of 2**WEIGHT_BITS
-WEIGHT_BITS = 20
-WEIGHT_HALF = np.int64(1) << (2 * WEIGHT_BITS - 1)
-
-
-@always_inline
-def lerp_channels_int(s, o, ob, b00, b01, b10, b11, fx, fy, C):
-    """:func:`lerp_channels` for uint8 in integers: fx, fy in [0, 2**20] are the
-    fractions in units of 2**-20.
-
-    top = p00 2**20 + fx (p01 - p00), bot likewise, v = top 2**20 + fy (bot - top)
-    is the bilinear value times 2**40, exact in int64; the result is
-    floor(v / 2**40 + 0.5), always within [0, 255] (a convex combination).
+    Vertical lerps first, then the horizontal one, as the SIMD blend does:
+    left = gy p00 + fy p10, right = gy p01 + fy p11, v = gx left + fx right; a
+    weight of 0 or 1 gives the tap exactly (identity, integer shifts, a point
+    clamped to the last row or column).  The offsets are made unsigned, which
+    spares every load Numba's negative-index wraparound.
     """
     u00 = np.uint64(b00)
     u01 = np.uint64(b01)
@@ -88,46 +56,41 @@ def lerp_channels_int(s, o, ob, b00, b01, b10, b11, fx, fy, C):
     uo = np.uint64(ob)
     for c in range(C):
         k = np.uint64(c)
-        p00 = np.int64(s[u00 + k])
-        p01 = np.int64(s[u01 + k])
-        p10 = np.int64(s[u10 + k])
-        p11 = np.int64(s[u11 + k])
-        top = (p00 << WEIGHT_BITS) + fx * (p01 - p00)
-        bot = (p10 << WEIGHT_BITS) + fx * (p11 - p10)
-        v = (top << WEIGHT_BITS) + fy * (bot - top)
-        o[uo + k] = np.uint8((v + WEIGHT_HALF) >> (2 * WEIGHT_BITS))
+        left = gy * acc_type(s[u00 + k], s) + fy * acc_type(s[u10 + k], s)
+        right = gy * acc_type(s[u01 + k], s) + fy * acc_type(s[u11 + k], s)
+        o[uo + k] = to_output(gx * left + fx * right, o)
 
 
-def blend_taps(s, o, ob, b, row, fx, fy, C, spill):  # pragma: no cover - overloaded below
+def blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):  # pragma: no cover - overloaded below
     """o[ob + c] = the bilinear blend of the 2 x 2 taps at flat offsets b, b + C, b + row,
-    b + row + C (channel c), c < C, with fractions fx, fy (in the accumulation type;
-    int64 units of 2**-20 for uint8).  3- and 4-channel float32 and uint8 pixels (C a
-    literal) blend as SIMD vectors (``simd.blend_pixel``), every other pixel with
-    :func:`lerp_channels` or :func:`lerp_channels_int`.  ``spill`` (a literal): a
-    3-channel pixel may write o[ob + 3], which the caller writes afterwards."""
+    b + row + C (channel c), c < C, with the fractions fx, fy and gx = 1 - fx,
+    gy = 1 - fy in the accumulation type.  3- and 4-channel float32 and uint8 pixels
+    (C a literal) blend as SIMD vectors (``simd.blend_pixel``), every other pixel
+    with :func:`lerp_channels`.  ``spill`` (a literal): a 3-channel pixel may write
+    o[ob + 3], which the caller writes afterwards.  ``safe`` (a literal): the caller
+    knows that 8 values from b + row lie inside s; otherwise a 3-channel pixel
+    checks, and reads only its taps near the end of s."""
     raise NotImplementedError
 
 
 @overload(blend_taps, inline="always", prefer_literal=True,
           jit_options={"cache": True, "fastmath": FASTMATH})
-def _blend_taps(s, o, ob, b, row, fx, fy, C, spill):
+def _blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):
     vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
               and s.dtype in (types.float32, types.uint8) and o.dtype == s.dtype)
     if not vector:
-        if s.dtype == types.uint8:
-            return lambda s, o, ob, b, row, fx, fy, C, spill: lerp_channels_int(
-                s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
-        return lambda s, o, ob, b, row, fx, fy, C, spill: lerp_channels(
-            s, o, ob, b, b + C, b + row, b + row + C, fx, fy, C)
+        return lambda s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe: lerp_channels(
+            s, o, ob, b, b + C, b + row, b + row + C, fx, gx, fy, gy, C)
     nc = C.literal_value
     sp = bool(getattr(spill, "literal_value", False))
+    known = nc == 4 or bool(getattr(safe, "literal_value", False))
 
-    def impl(s, o, ob, b, row, fx, fy, C, spill):
+    def impl(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):
         # an 8-lane row load reads 2 C values, and 8 - 2 C past them
-        if nc == 4 or b + row + 8 <= s.size:
-            blend_pixel(s, o, b, row, ob, fx, fy, nc, sp, False)
+        if known or b + row + 8 <= s.size:
+            blend_pixel(s, o, b, row, ob, fx, gx, fy, gy, nc, sp, False)
         else:
-            blend_pixel(s, o, b, row, ob, fx, fy, nc, sp, True)
+            blend_pixel(s, o, b, row, ob, fx, gx, fy, gy, nc, sp, True)
 
     return impl
 
@@ -141,52 +104,12 @@ def is_interior(x, y, W, H):
 # fixed-point pixel coordinates: X = x * 2**FRAC_BITS in an int64
 FRAC_BITS = 32
 FRAC_ONE = 2.0**FRAC_BITS
-FRAC_INV = 2.0**-FRAC_BITS
 
 
 @always_inline
 def to_fixed(v):
     """round(v * 2**32) as an int64, for |v| < 2**30."""
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
-
-
-def put_taps(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):  # pragma: no cover
-    raise NotImplementedError
-
-
-def lerp_fixed(s, o, ob, b, row, scr, wscr, t, C, spill):  # pragma: no cover - overloaded below
-    raise NotImplementedError
-
-
-def _put_taps_float(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
-    # the fractions x - x0 as float32 (to 2**-24)
-    span_taps(scr[0], wscr[0], wscr[1], t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C)
-
-
-def _put_taps_int(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
-    # the fractions rounded to 2**-20 (an error below 2.4e-4 of a grey level)
-    span_taps(scr[0], scr[1], scr[2], t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C)
-
-
-def _lerp_fixed_float(s, o, ob, b, row, scr, wscr, t, C, spill):
-    blend_taps(s, o, ob, b, row, wscr[0, t], wscr[1, t], C, spill)
-
-
-def _lerp_fixed_int(s, o, ob, b, row, scr, wscr, t, C, spill):
-    blend_taps(s, o, ob, b, row, scr[1, t], scr[2, t], C, spill)
-
-
-@overload(put_taps, inline="always", jit_options={"cache": True, "fastmath": FASTMATH})
-def _put_taps(scr, wscr, t, X, DX, Y, DY, xmax, ymax, xlast, ylast, base, row, C, s):
-    """Offsets in scr[0]; integer weights (in scr[1:3]) for uint8 images, float weights
-    (in wscr) otherwise (``simd.span_taps``)."""
-    return _put_taps_int if s.dtype == types.uint8 else _put_taps_float
-
-
-@overload(lerp_fixed, inline="always", prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
-def _lerp_fixed(s, o, ob, b, row, scr, wscr, t, C, spill):
-    """Blend with the weights :func:`put_weights` stored (chosen when typing)."""
-    return _lerp_fixed_int if s.dtype == types.uint8 else _lerp_fixed_float
 
 
 def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
@@ -200,21 +123,37 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
     Y0 = to_fixed(uy + ja * duy)
     DX = to_fixed(min(max(dux, -2.0**30), 2.0**30))
     DY = to_fixed(min(max(duy, -2.0**30), 2.0**30))
+    # a pixel's 8-value loads stay inside s unless its taps touch the last row and
+    # column of the batch's last image: x0, y0 are monotone along the span, so its
+    # ends bound them
+    n = jb - ja
+    last_x0 = max(min(max(X0, 0), xmax) >> FRAC_BITS, min(max(X0 + (n - 1) * DX, 0), xmax) >> FRAC_BITS)
+    last_y0 = max(min(max(Y0, 0), ymax) >> FRAC_BITS, min(max(Y0 + (n - 1) * DY, 0), ymax) >> FRAC_BITS)
+    safe = (img + H) * row < s.size or last_x0 < W - 2 or last_y0 < H - 2
     offs = scr[0]
-    for t0 in range(0, jb - ja, scr.shape[1]):
-        m = min(scr.shape[1], jb - ja - t0)
+    fx = wscr[0]
+    fy = wscr[1]
+    gx = wscr[2]
+    gy = wscr[3]
+    for t0 in range(0, n, offs.size):
+        m = min(offs.size, n - t0)
         # pass 1, eight pixels per step as SIMD vectors: clamp into the image,
-        # x0 = floor(x) (at most W-2), the tap offset and the fractions
+        # x0 = floor(x) (at most W-2), the tap offset, the fractions and their complements
         for t in range(0, m, 8):
-            put_taps(scr, wscr, t, X0 + (t0 + t) * DX, DX, Y0 + (t0 + t) * DY, DY, xmax, ymax,
-                     W - 2, H - 2, img * row, row, C, s)
+            span_taps(offs, wscr, t, X0 + (t0 + t) * DX, DX, Y0 + (t0 + t) * DY, DY, xmax, ymax,
+                      W - 2, H - 2, img * row, row, C)
         # pass 2: read the taps and interpolate; a 3-channel pixel's store may spill into
         # the next pixel of the span, written next (the span's last pixel may not)
-        last = m if t0 + m < jb - ja else m - 1
-        for t in range(last):
-            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C, True)
+        last = m if t0 + m < n else m - 1
+        ot = ob + (ja + t0) * C
+        if safe:
+            for t in range(last):
+                blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, True)
+        else:
+            for t in range(last):
+                blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, False)
         for t in range(last, m):
-            lerp_fixed(s, o, ob + (ja + t0 + t) * C, offs[t], row, scr, wscr, t, C, False)
+            blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, False, False)
 
 
 def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
@@ -225,8 +164,10 @@ def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
         x0 = min(int(x), W - 2)
         y0 = min(int(y), H - 2)
         b = ((img + y0) * W + x0) * C
-        lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C,
-                      acc_type(x - x0, s), acc_type(y - y0, s), C)
+        wx = acc_type(x - x0, s)
+        wy = acc_type(y - y0, s)
+        one = acc_type(1.0, s)
+        lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C, wx, one - wx, wy, one - wy, C)
 
 
 def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):  # pragma: no cover
@@ -247,16 +188,16 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
     float -> int conversions per pixel; x_j is then off by at most
     (j - ja + 1) 2**-33 px (below 1e-8 px for a 32-column span), far below what
     float32 accumulation resolves, and the clamp keeps that drift inside the
-    image.  That loop runs in two passes over the span: branch-free integer
-    arithmetic for every pixel's tap offset and fractions (which LLVM
-    vectorizes across pixels) into the band's scratch ``scr``, then the reads
-    and blends.  uint8 images also interpolate in integers
-    (:func:`lerp_channels_int`).
+    image.  That loop runs in two passes over the span: eight pixels at a time
+    as SIMD vectors (``simd.span_taps``), every pixel's tap offset (into
+    ``scr[0]``) and fractions rounded to 2**-24 with their complements (into
+    ``wscr``), then the reads and blends (:func:`blend_taps`).
     """
     raise NotImplementedError
 
 
-@overload(interior_loop, inline="always", prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+@overload(interior_loop, inline="always", prefer_literal=True,
+          jit_options={"cache": True, "fastmath": FASTMATH})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     return _interior_float if s.dtype in (types.float64, types.uint16) else _interior_fixed
