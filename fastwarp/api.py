@@ -54,11 +54,11 @@ float32, float64 and float16 images give outputs of the same dtype (float16
 is computed in float32); uint8 and uint16 images are interpolated in floating
 point, rounded to nearest (ties up) and saturated.  theta and grid may be
 float32 or float64 whatever the image dtype; coordinates are computed in
-float64.  For speed, bilinear sampling interpolates uint8 images in integers
-with weights rounded to 2**-20 (an error below 2.4e-4 of a grey level: a value
-that close to a .5 tie may round the other way), and the affine warp's
-interior spans step the coordinates of float32 and uint8 images in 32.32 fixed
-point (an error below 1e-8 px).
+float64.  For speed, bilinear sampling of float32 and uint8 images blends in
+float32 (for uint8 an error below 1e-4 of a grey level: a value that close to a
+.5 tie may round the other way), and the affine warp's interior spans step the
+coordinates of float32 and uint8 images in 32.32 fixed point (an error below
+1e-8 px) with fractions rounded to 2**-24.
 
 Antialias
 ---------
@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .core import buffers
 from .core.coords import BICUBIC, NEAREST
 from .core.dispatch import gpu_backend, wants_gpu
 from .core.runtime import call
@@ -156,7 +157,7 @@ def _sample(fn, src, batched, out, shape, mode, padding, align, fill, **where):
 def _prepare_out(fn, out, shape, dtype, batched, *inputs):
     """Allocate the (N, Ho, Wo, C) output, or check and view the caller's buffer."""
     if out is None:
-        return np.empty(shape, dtype), None
+        return buffers.empty(shape, dtype), None
     user_shape = shape if batched else shape[1:]
     check_out(fn, out, user_shape, dtype, *inputs)
     return (out if batched else out[None]), out

@@ -22,16 +22,16 @@ reflection pad the *coordinate* (PyTorch); bicubic pads each tap's *index*
 ``coords.HUGE`` (and projective points with w <= 0) read the fill value with
 constant padding and 0 otherwise.  The general per-tap paths accumulate in
 float64; the interior fast paths in the accumulation type of
-``store.acc_type`` (float32 for float32 images), uint8 bilinear in integers.
-Values are rounded to the output dtype once (``store.to_output``).
+``store.acc_type`` (float32 for float32 and uint8 images).  Values are rounded
+to the output dtype once (``store.to_output``).
 
-Parallelism: the kernels are plain ``nogil`` functions over a range of output
-rows (forward) or of (image, row chunk) tasks (backward), which
-``_runtime.call_rows`` splits across a thread pool: Numba's parallel
-lowering would more than double each combination's compilation.  The forward
-writes disjoint rows; the backward scatters each task
-into its own buffer (``backward.row_chunks``) and reduces in a fixed order,
-so results never depend on the thread count.
+Parallelism: the kernels are plain ``nogil`` functions over output rows
+(forward) or (image, row chunk) tasks (backward) that claim chunks of them from
+a shared schedule (``cpu.sched``): the calling thread and pool threads run
+the same kernel until no chunk is left; Numba's parallel lowering would more
+than double each combination's compilation.  The forward writes disjoint rows;
+the backward scatters each task into its own buffer (``backward.row_chunks``)
+and reduces in a fixed order, so results never depend on the thread count.
 """
 
 from __future__ import annotations

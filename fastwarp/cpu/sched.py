@@ -1,6 +1,6 @@
 """Rows handed out in chunks to whichever thread asks first.
 
-A kernel run by ``core.runtime.call_rows`` receives a schedule, a small int64
+A kernel run by :func:`call_rows` receives a schedule, a small int64
 array ``[next, done, chunks, rows, failed]``, shared by every thread of the
 call.  Each thread claims the next chunk with an atomic fetch-and-add, runs its
 rows, marks it done and claims again, until none is left:
@@ -124,8 +124,17 @@ def _executor(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def _helper(kernel, args, sched):
-    """A pool thread's share of a call: whatever chunks are left when it starts."""
+def _helper(job: list) -> None:
+    """A pool thread's share of a call: whatever chunks are left when it starts.
+
+    ``job`` is [kernel, args, sched]; the caller empties it when the call is done,
+    so a thread that wakes up after that finds nothing to do and, until then,
+    holds no reference to the call's arrays (the caller's output can be freed
+    and its memory reused at once)."""
+    try:
+        kernel, args, sched = job
+    except ValueError:
+        return
     try:
         kernel(*args, sched)
     except BaseException:
@@ -152,10 +161,15 @@ def call_rows(kernel, *args, rows: int, work: int) -> None:
     call(kernel, *args, schedule(0, 0))  # compile here (no rows), before the pool's threads call it
     k = min(threads, rows)
     sched = schedule(rows, min(rows, CHUNKS_PER_THREAD * k))
+    job = [kernel, args, sched]
     pool = _executor(k - 1)
-    helpers = [pool.submit(_helper, kernel, args, sched) for _ in range(k - 1)]
-    kernel(*args, sched)
-    if not wait_chunks(sched):
+    helpers = [pool.submit(_helper, job) for _ in range(k - 1)]
+    try:
+        kernel(*args, sched)
+        done = wait_chunks(sched)
+    finally:
+        job.clear()
+    if not done:
         for f in helpers:
             if f.done() and f.exception() is not None:
                 raise f.exception()
