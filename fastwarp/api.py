@@ -135,8 +135,8 @@ def _plain(src, res, mode, padding, align, fill, *, grid=None, theta=None, proje
     kern = G.forward_kernel(mode, padding, G.channel_class(src.shape[3]), f32_nearest)
     grid = _NO_GRID if grid is None else grid
     theta = _NO_THETA if theta is None else theta
-    call_rows(kern, *readonly(src, grid, theta, fill), res, source, align, rows=res.shape[0] * res.shape[1],
-              work=res.size)
+    call_rows(kern, *readonly(src, grid, theta, fill), res, source, padding, align,
+              rows=res.shape[0] * res.shape[1], work=res.size)
 
 
 def _sample(fn, src, batched, out, shape, mode, padding, align, fill, **where):

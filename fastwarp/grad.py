@@ -95,7 +95,7 @@ def _generic_backward(gout, src, mode, padding, align, fill, *, grid=None, theta
         kern = G.backward_kernel(mode, padding, G.channel_class(c), f32_nearest)
         call_rows(kern, *readonly(gout, src, _NO_GRID if grid is None else grid,
                                   _NO_THETA3 if theta is None else theta, fill),
-                  buf, seen, ggrid, rows, source, align, rows=n * buf.shape[1], work=gout.size)
+                  buf, seen, ggrid, rows, source, padding, align, rows=n * buf.shape[1], work=gout.size)
     gimg = _sum_chunks(buf, seen)
     gtheta = None
     if theta is not None:

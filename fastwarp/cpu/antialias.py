@@ -52,7 +52,8 @@ from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
 from .backward import touch
-from .generic import CUBIC_A, bound_index, wrap_index
+from .bilinear import bound_index, wrap_index
+from .generic import CUBIC_A
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .store import to_output
 

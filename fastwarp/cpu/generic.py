@@ -41,7 +41,6 @@ import math
 
 import numpy as np
 from numba import njit, prange
-from numba.extending import overload
 
 from ..core.coords import (
     BILINEAR,
@@ -50,7 +49,6 @@ from ..core.coords import (
     HUGE,
     NEAREST,
     REFLECTION,
-    TF_WRAP,
     WRAP,
     ZEROS,
     base_coord,
@@ -61,16 +59,9 @@ from ..core.coords import (
     unnormalize_scale,
 )
 from .backward import scatter_taps, touch
+from .bilinear import bound_index, linear_pair, row_c1, row_c3, row_c4, row_cn, wrap_index
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .span import (
-    blend_taps,
-    row_in_range,
-    row_interior,
-    span_c1,
-    span_c3,
-    span_c4,
-    span_cn,
-)
+from .span import row_in_range
 from .store import acc_type, to_output
 
 # where the sample points come from
@@ -125,20 +116,6 @@ def nearest_f32(c, n, padding, align_corners):
     if padding == REFLECTION:
         x = reflect_f32(x, n, align_corners)
     return float(x)
-
-
-@jit
-def bound_index(k, n):
-    """Integer tap coordinate k (a float) as an index, or -1 outside [0, n - 1]."""
-    if k < 0.0 or k > n - 1:
-        return -1
-    return int(k)
-
-
-@jit
-def wrap_index(k, n):
-    """k mod n for an integer-valued float k (wrap padding)."""
-    return int(k - n * math.floor(k / n))
 
 
 @jit
@@ -205,19 +182,6 @@ def cubic_taps(x, n, padding, align_corners):
 
 
 @jit
-def linear_pair(x, n, padding, align_corners):
-    """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction.
-
-    The coordinate was padded already, so a tap index is only wrapped (wrap) or
-    checked against the image (every other mode): :func:`tap_index` of WRAP or
-    CONSTANT, without compiling the other modes' index padding."""
-    f = math.floor(x)
-    if padding == WRAP:
-        return wrap_index(f, n), wrap_index(f + 1.0, n), x - f
-    return bound_index(f, n), bound_index(f + 1.0, n), x - f
-
-
-@jit
 def project_point(t00, t01, t02, t10, t11, t12, t20, t21, t22, xb, yb, projective):
     """(x, y, w) of output point (xb, yb): (t00 xb + t01 yb + t02, ...), summed left to
     right, divided by w = t20 xb + t21 yb + t22 when projective (w = 1 otherwise).
@@ -251,29 +215,6 @@ def project(theta, n, xb, yb, projective):
 def channel_class(c: int) -> int:
     """The channel count compiled in as a constant: 1, 3 or 4; 0 for any other count."""
     return c if c in (1, 3, 4) else 0
-
-
-@jit
-def bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners):
-    """General bilinear path: o[ob + c] from the two taps per axis of the (padded) pixel
-    point (x, y), each tap reading the image or, outside it, the fill.
-
-    A plain call (not inlined), compiled once per dtype for every padding mode:
-    it serves the points near and beyond the edges, which keeps each
-    combination's kernel small."""
-    H = src.shape[1]
-    W = src.shape[2]
-    x0, x1, fx = linear_pair(x, W, padding, align_corners)
-    y0, y1, fy = linear_pair(y, H, padding, align_corners)
-    for c in range(src.shape[3]):
-        f = fill[c]
-        v00 = src[n, y0, x0, c] if y0 >= 0 and x0 >= 0 else f
-        v01 = src[n, y0, x1, c] if y0 >= 0 and x1 >= 0 else f
-        v10 = src[n, y1, x0, c] if y1 >= 0 and x0 >= 0 else f
-        v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
-        top = (1.0 - fx) * v00 + fx * v01
-        bot = (1.0 - fx) * v10 + fx * v11
-        o[ob + c] = to_output((1.0 - fy) * top + fy * bot, o)
 
 
 @jit
@@ -363,7 +304,7 @@ def pixel_affine(theta, n, W, H, Wo, Ho, align_corners):
     a11 = theta[n, 1, 1] * pixel_ratio(H, Ho, align_corners)
     a02 = unnormalize_scale(W, align_corners) * theta[n, 0, 2] + 0.5 * (W - 1)
     a12 = unnormalize_scale(H, align_corners) * theta[n, 1, 2] + 0.5 * (H - 1)
-    return (a00, a01, a02, a10, a11, a12, base_coord(0, Wo, align_corners),
+    return (a00, a01, a02, a10, a11, a12, base_coord(Wo - Wo, Wo, align_corners),
             base_coord(Wo - 1, Wo, align_corners))
 
 
@@ -405,88 +346,28 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
     return False
 
 
-@jit
-def copy_run(dst, d0, src, s0, n):
-    """dst[d0:d0 + n] = src[s0:s0 + n] (flat arrays), as one straight loop (unsigned
-    indices: no negative-index wraparound, so LLVM vectorizes it)."""
-    ud = np.uint64(d0)
-    us = np.uint64(s0)
-    for k in range(np.uint64(n)):
-        dst[ud + k] = src[us + k]
-
-
-@jit
-def first_above(v, bound, inclusive, rising, ka, kb):
-    """The first j in [ka, kb] past which the monotone v[j] (rising or falling) has
-    crossed ``bound``: for rising v the first v[j] > bound (>= if inclusive), for
-    falling v the first v[j] < bound (<= if inclusive); kb if none (binary search)."""
-    lo = ka
-    hi = kb
-    while lo < hi:
-        mid = (lo + hi) // 2
-        x = v[mid]
-        past = (x >= bound if inclusive else x > bound) if rising else (x <= bound if inclusive else x < bound)
-        if past:
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
-
-
-@jit
-def clip_axis(v, lo, hi, ka, kb):
-    """[ka, kb) narrowed to the columns with lo < v[j] < hi, for v monotone in j."""
-    if kb <= ka:
-        return ka, ka
-    if v[ka] <= v[kb - 1]:
-        return first_above(v, lo, False, True, ka, kb), first_above(v, hi, True, True, ka, kb)
-    return first_above(v, hi, False, False, ka, kb), first_above(v, lo, True, False, ka, kb)
-
-
-@jit
-def reach_range(xs, ys, W, H, Wo):
-    """The columns [ka, kb) of a row whose points have some bilinear tap inside the image
-    (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine
-    row): every point outside it reads only the fill.  Four binary searches."""
-    ka, kb = clip_axis(xs, -1.0, W, 0, Wo)
-    ka, kb = clip_axis(ys, -1.0, H, ka, kb)
-    return ka, max(ka, kb)
-
-
-def blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):  # pragma: no cover - overloaded below
-    raise NotImplementedError
-
-
-def _blend_float(s, o, b, uC, urow, uo, fx, fy, C):
-    wx = acc_type(fx, s)
-    wy = acc_type(fy, s)
-    one = acc_type(1.0, s)
-    blend_taps(s, o, uo, b, urow, wx, one - wx, wy, one - wy, C, False, False)
-
-
-@overload(blend_bilinear, inline="always", prefer_literal=True, jit_options={"cache": True})
-def _blend_bilinear(s, o, b, uC, urow, uo, fx, fy, C):
-    """The 2 x 2 blend at flat offset b (row stride urow, pixel stride uC) into o[uo:],
-    in the accumulation type of ``store.acc_type`` (``span.blend_taps``)."""
-    return _blend_float
+@functools.cache
+def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
+    """The forward kernel of a combination: ``kernel(src, grid, theta, fill, out, source,
+    padding, align_corners, sched)``.  The padding mode is the kernel's runtime argument,
+    so every padding of one (mode, channel class, float32-grid nearest) shares one compiled
+    kernel; ``source`` (GRID, AFFINE or PERSPECTIVE) is an argument too."""
+    return _forward_kernel(mode, cclass, f32_nearest)
 
 
 @functools.cache
-def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
-    """The forward kernel of one combination (see the module docstring); ``source``
-    (GRID, AFFINE or PERSPECTIVE) is an argument.
+def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
+    """The forward kernel of one mode and channel class.
 
     Each output row runs in two passes: its sample points in input pixels
-    (:func:`row_pixels`), then the sampling.  A point whose taps all lie inside
-    the image (where every padding mode reads the image itself) takes a
-    branch-free blend on flat, unsigned offsets (:func:`blend_bilinear`); the
-    others go through the general per-tap path in float64.
+    (:func:`row_pixels`), then the sampling: bilinear rows in the shared row
+    functions of ``fastwarp.cpu.bilinear``, nearest and bicubic rows point by point
+    here (bicubic's points whose 16 taps lie inside unrolled on flat offsets, the
+    others through the general per-tap path in float64).
     """
 
-    spans = mode == BILINEAR  # affine rows: interior spans in one loop
-
     @njit(nogil=True, cache=True)
-    def kernel(src, grid, theta, fill, out, source, align_corners, sched):
+    def kernel(src, grid, theta, fill, out, source, padding, align_corners, sched):
         N, Ho, Wo, C0 = out.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -495,8 +376,12 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
         o = out.reshape(-1)
         uC = np.uint64(C)
         urow = np.uint64(W * C)
-        xs = np.empty(Wo)
-        ys = np.empty(Wo)
+        # the row's points (8 spare NaNs for the vector loads of point_row)
+        xs = np.full(Wo + 8, np.nan)
+        ys = np.full(Wo + 8, np.nan)
+        done = np.zeros(Wo + 8 if mode == BILINEAR else 0, np.uint8)  # columns point_row wrote
+        inside = np.empty(64, np.uint8)
+        wacc = np.empty((4, 64))  # point_row's weights for float64 and uint16 images
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         last = -1
         scr = np.empty((1, 64), np.int64)  # scratch of interior_loop
@@ -513,39 +398,28 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                 if source == AFFINE and n != last:
                     pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
                     last = n
+                linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+                if mode == BILINEAR:
+                    # the whole row in the shared row functions of ``bilinear`` (one per channel
+                    # class and dtype; the padding mode is their runtime argument)
+                    ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
+                    if cclass == 3:
+                        row_c3(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
+                               align_corners, scr, wscr, wacc, inside, done)
+                    elif cclass == 1:
+                        row_c1(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
+                               align_corners, scr, wscr, wacc, inside, done)
+                    elif cclass == 4:
+                        row_c4(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
+                               align_corners, scr, wscr, wacc, inside, done)
+                    else:
+                        row_cn(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
+                               align_corners, scr, wscr, wacc, inside, done)
+                    continue
+                ka = 0
                 ja = 0
                 jb = 0
-                linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
-                if linear and spans:
-                    # the columns whose taps are all inside (all of them for border padding, whose
-                    # clamp the loop applies) in one branch-free loop (``span``: one shared
-                    # function per channel class)
-                    if padding == BORDER and W >= 2 and H >= 2 and row_in_range(xs[0], pa[0], ys[0], pa[3], Wo):
-                        jb = Wo
-                    else:
-                        ja, jb = row_interior(xs[0], pa[0], ys[0], pa[3], W, H, Wo)
-                    if jb > ja:
-                        ob = (n * Ho + i) * Wo * C
-                        if cclass == 3:
-                            span_c3(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                        elif cclass == 1:
-                            span_c1(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                        elif cclass == 4:
-                            span_c4(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, scr, wscr)
-                        else:
-                            span_cn(s, o, ob, n * H, W, H, xs[0], pa[0], ys[0], pa[3], ja, jb, C, scr, wscr)
-                # columns the general path takes: [ka, ja) and [jb, kb); beyond them, with zeros or
-                # constant padding, every tap of an affine row's points lies outside: the fill
-                ka = 0
                 kb = Wo
-                if (padding == ZEROS or padding == CONSTANT) and mode == BILINEAR and linear:
-                    ka, kb = reach_range(xs, ys, W, H, Wo)
-                    ob = (n * Ho + i) * Wo * C
-                    copy_run(o, ob, fillrow, 0, ka * C)
-                    copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
-                    if jb <= ja:
-                        ja = ka
-                        jb = ka
                 before = ja - ka
                 for k in range(before + (kb - jb)):
                     j = ka + k if k < before else jb + (k - before)
@@ -569,36 +443,6 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                         else:
                             for c in range(C):
                                 o[ob + c] = to_output(fill[c], o)
-                    elif mode == BILINEAR:
-                        # v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11)
-                        if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
-                            # (the other modes leave the coordinate as it is: not compiled for them)
-                            x = pad_pixel(x, W, padding, align_corners)
-                            y = pad_pixel(y, H, padding, align_corners)
-                        if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
-                            # all four taps inside
-                            ix = int(x)
-                            iy = int(y)
-                            blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow, np.uint64(ob),
-                                           x - ix, y - iy, C)
-                            continue
-                        if (padding == ZEROS or padding == CONSTANT) and not (
-                                x > -1.0 and y > -1.0 and x < W and y < H):
-                            for c in range(C):  # every tap outside: the fill
-                                o[ob + c] = to_output(fill[c], o)
-                            continue
-                        if padding == WRAP:
-                            # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
-                            # adjacent unless they straddle the seam (same fractions as the per-tap path)
-                            x0 = math.floor(x)
-                            y0 = math.floor(y)
-                            ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
-                            iy = int(y0) % H
-                            if ix < W - 1 and iy < H - 1:
-                                blend_bilinear(s, o, np.uint64(((n * H + iy) * W + ix) * C), uC, urow,
-                                               np.uint64(ob), x - x0, y - y0, C)
-                                continue
-                        bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
                     else:
                         # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
                         if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
@@ -645,7 +489,15 @@ def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
 
 @functools.cache
 def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
-    """The backward kernel of one combination.
+    """The backward kernel of a combination: ``kernel(gout, src, grid, theta, fill, buf,
+    rows_seen, ggrid, rows, source, padding, align_corners, sched)``; as in the forward,
+    every padding of one (mode, channel class, float32-grid nearest) shares one kernel."""
+    return _backward_kernel(mode, cclass, f32_nearest)
+
+
+@functools.cache
+def _backward_kernel(mode: int, cclass: int, f32_nearest: bool):
+    """The backward kernel of one mode and channel class.
 
     buf[n, k]: the image gradient of chunk k's output rows (rows marked in
     rows_seen); grid source: ggrid[n, i, j] = dL/d grid (must arrive zeroed);
@@ -655,7 +507,8 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """
 
     @njit(nogil=True, cache=True)
-    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, align_corners, sched):
+    def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, padding, align_corners,
+               sched):
         N, Ho, Wo, C0 = gout.shape
         H = src.shape[1]
         W = src.shape[2]
@@ -792,7 +645,8 @@ def backward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
                             ggrid[n, i, j, 0] = dx
                             ggrid[n, i, j, 1] = dy
                         else:
-                            # chain through (x, y) = (u / w, v / w): dL/du = dx / w, dL/dw = -(dx x + dy y) / w
+                            # chain through (x, y) = (u / w, v / w):
+                            # dL/du = dx / w, dL/dw = -(dx x + dy y) / w
                             du = dx
                             dv = dy
                             if source == PERSPECTIVE:

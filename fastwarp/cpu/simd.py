@@ -78,7 +78,8 @@ def _bytes(builder, v):
         return builder.trunc(v, _vec(_I8, 4))
     w = _x86(builder, "llvm.x86.sse2.packssdw.128", _vec(ir.IntType(16), 8), v, v)
     b = _x86(builder, "llvm.x86.sse2.packuswb.128", _vec(_I8, 16), w, w)
-    return builder.shuffle_vector(b, ir.Constant(b.type, ir.Undefined), ir.Constant(_vec(_I32, 4), [0, 1, 2, 3]))
+    return builder.shuffle_vector(b, ir.Constant(b.type, ir.Undefined),
+                                  ir.Constant(_vec(_I32, 4), [0, 1, 2, 3]))
 
 
 def _fma(builder, a, b, c):
@@ -169,7 +170,7 @@ def blend_pixel(typingctx, s, o, b, row, ob, fx, gx, fy, gy, C, spill, exact):
     nc = C.literal_value
     spills = spill.literal_value
     live = 2 * nc if exact.literal_value else LANES
-    sig = types.void(s, o, types.intp, types.intp, types.intp, weight, weight, weight, weight, C, spill, exact)
+    sig = types.void(s, o, types.intp, types.intp, types.intp, *([weight] * 4), C, spill, exact)
 
     def codegen(context, builder, signature, args):
         sdata = context.make_array(signature.args[0])(context, builder, args[0]).data
@@ -248,3 +249,87 @@ def _store_lanes(builder, base, index, value):
     """Store the vector ``value`` at element ``index`` of ``base`` (unaligned)."""
     ptr = builder.bitcast(builder.gep(base, [index], inbounds=True), ir.PointerType(value.type))
     builder.store(value, ptr, align=1)
+
+
+@intrinsic
+def point_taps(typingctx, xs, ys, j, W, H, base, row, C, offs, w, inside, t):
+    """Eight arbitrary points at once (k = 0 .. 7): pixel point (xs[j + k], ys[j + k])
+    (float64) has all four bilinear taps inside a W x H image when 0 <= x < W - 1
+    and 0 <= y < H - 1 (false for NaN); then inside[t + k] = 1, offs[t + k] =
+    base + floor(y) row + floor(x) C, and the rows of ``w`` get the fractions and
+    their complements as in :func:`span_taps` (x - floor(x) in float64; a float32
+    ``w`` gets it rounded once to float32).  Points outside get inside[t + k] = 0 and
+    unspecified offsets and weights.  Needs j + 8 <= len(xs), t + 8 <= the scratch width.
+    """
+    if not (isinstance(xs, types.Array) and xs.dtype == types.float64 and ys == xs
+            and isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
+            and w.dtype in (types.float32, types.float64)
+            and isinstance(offs, types.Array) and offs.dtype == types.int64
+            and isinstance(inside, types.Array) and inside.dtype == types.uint8):
+        return None
+    wt = _F32 if w.dtype == types.float32 else ir.DoubleType()
+    sig = types.void(xs, ys, types.intp, types.int64, types.int64, types.int64, types.int64, types.int64,
+                     offs, w, inside, types.intp)
+
+    def codegen(context, builder, signature, args):
+        px, py = (context.make_array(ty)(context, builder, a).data
+                  for ty, a in zip(signature.args[:2], args[:2]))
+        j, W, H, base, row, C = args[2:8]
+        po = context.make_array(signature.args[8])(context, builder, args[8]).data
+        wary = context.make_array(signature.args[9])(context, builder, args[9])
+        pin = context.make_array(signature.args[10])(context, builder, args[10]).data
+        t = args[11]
+        f64x8 = _vec(ir.DoubleType(), LANES)
+        i64x8 = _vec(_I64, LANES)
+        x = builder.load(builder.bitcast(builder.gep(px, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+        y = builder.load(builder.bitcast(builder.gep(py, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+        zero = ir.Constant(f64x8, [0.0] * LANES)
+        xhi = builder.sitofp(_splat(builder, builder.sub(W, ir.Constant(_I64, 1)), LANES), f64x8)
+        yhi = builder.sitofp(_splat(builder, builder.sub(H, ir.Constant(_I64, 1)), LANES), f64x8)
+        # ordered comparisons: false for NaN
+        okx = builder.and_(builder.fcmp_ordered(">=", x, zero), builder.fcmp_ordered("<", x, xhi))
+        oky = builder.and_(builder.fcmp_ordered(">=", y, zero), builder.fcmp_ordered("<", y, yhi))
+        ok = builder.and_(okx, oky)
+        # points outside are replaced by 0 before the conversions (which they would overflow)
+        x = builder.select(ok, x, zero)
+        y = builder.select(ok, y, zero)
+        x0 = builder.fptosi(x, i64x8)  # = floor: x >= 0
+        y0 = builder.fptosi(y, i64x8)
+        fx = builder.fsub(x, builder.sitofp(x0, f64x8))
+        fy = builder.fsub(y, builder.sitofp(y0, f64x8))
+        if wt == _F32:
+            fx = builder.fptrunc(fx, _vec(_F32, LANES))
+            fy = builder.fptrunc(fy, _vec(_F32, LANES))
+        off = builder.add(_splat(builder, base, LANES),
+                          builder.add(builder.mul(y0, _splat(builder, row, LANES)),
+                                      builder.mul(x0, _splat(builder, C, LANES))))
+        one = ir.Constant(_vec(wt, LANES), [1.0] * LANES)
+        width = builder.extract_value(wary.shape, 1)
+        _store_lanes(builder, po, t, off)
+        for r, val in enumerate((fx, fy, builder.fsub(one, fx), builder.fsub(one, fy))):
+            _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
+        _store_lanes(builder, pin, t, builder.zext(ok, _vec(_I8, LANES)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Hint that arr[idx] will be read soon (llvm.prefetch, read, high locality)."""
+    if not isinstance(arr, types.Array):
+        return None
+    sig = types.void(arr, types.intp)
+
+    def codegen(context, builder, signature, args):
+        data = context.make_array(signature.args[0])(context, builder, args[0]).data
+        ptr = builder.bitcast(builder.gep(data, [args[1]], inbounds=True), ir.PointerType(_I8))
+        name = "llvm.prefetch.p0"
+        fn = builder.module.globals.get(name)
+        if fn is None:
+            fnty = ir.FunctionType(ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+            fn = ir.Function(builder.module, fnty, name)
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -64,11 +64,11 @@ from ..cpu.antialias import (
     support,
     tap_range,
 )
+from ..cpu.bilinear import linear_pair
 from ..cpu.generic import (
     cubic_slopes,
     cubic_taps,
     cubic_weights,
-    linear_pair,
     nearest_f32,
     nearest_pair,
     project_point,

@@ -1,0 +1,254 @@
+"""Bilinear sampling on the CPU: the rows of a forward warp, shared by every padding mode.
+
+A bilinear row runs in three parts, all in the functions of this module, which
+are compiled once per image dtype and channel-count class (1, 3, 4, any other;
+the count a literal) and shared by every padding mode, the mode being a runtime
+argument:
+
+* the points whose four taps are all inside the image: an affine row's
+  interior span in one branch-free loop (``span.interior_loop``), any other
+  row's interior points eight at a time (``span.point_row``);
+* with zeros or constant padding, the runs of an affine row whose points read
+  only the fill (found by binary search: an affine row's points are monotone in
+  the column), copied from a row of fill values;
+* every other point, one at a time (:func:`edge_points`): the coordinate padded
+  (border, reflection, TensorFlow's wrap), then the interior blend, the fill, or
+  the per-tap path (:func:`bilinear_point`) where taps lie outside.
+
+v = (1 - fy) ((1 - fx) I00 + fx I01) + fy ((1 - fx) I10 + fx I11), each tap
+outside the image reading the fill value (0 for zeros) or wrapping around (wrap).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from ..core.coords import BORDER, CONSTANT, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from .span import always_inline, blend_taps, interior_loop, point_row, row_in_range, row_interior, span
+from .store import acc_type, to_output
+
+jit = njit(cache=True, nogil=True)
+
+
+@jit
+def bound_index(k, n):
+    """Integer tap coordinate k (a float) as an index, or -1 outside [0, n - 1]."""
+    if k < 0.0 or k > n - 1:
+        return -1
+    return int(k)
+
+
+@jit
+def wrap_index(k, n):
+    """k mod n for an integer-valued float k (wrap padding)."""
+    return int(k - n * math.floor(k / n))
+
+
+@jit
+def linear_pair(x, n, padding, align_corners):
+    """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction.
+
+    The coordinate was padded already, so a tap index is only wrapped (wrap) or
+    checked against the image (every other mode): :func:`tap_index` of WRAP or
+    CONSTANT, without compiling the other modes' index padding."""
+    f = math.floor(x)
+    if padding == WRAP:
+        return wrap_index(f, n), wrap_index(f + 1.0, n), x - f
+    return bound_index(f, n), bound_index(f + 1.0, n), x - f
+
+
+@jit
+def bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners):
+    """General bilinear path: o[ob + c] from the two taps per axis of the (padded) pixel
+    point (x, y), each tap reading the image or, outside it, the fill.
+
+    A plain call (not inlined), compiled once per dtype for every padding mode:
+    it serves the points near and beyond the edges, which keeps each
+    combination's kernel small."""
+    H = src.shape[1]
+    W = src.shape[2]
+    x0, x1, fx = linear_pair(x, W, padding, align_corners)
+    y0, y1, fy = linear_pair(y, H, padding, align_corners)
+    for c in range(src.shape[3]):
+        f = fill[c]
+        v00 = src[n, y0, x0, c] if y0 >= 0 and x0 >= 0 else f
+        v01 = src[n, y0, x1, c] if y0 >= 0 and x1 >= 0 else f
+        v10 = src[n, y1, x0, c] if y1 >= 0 and x0 >= 0 else f
+        v11 = src[n, y1, x1, c] if y1 >= 0 and x1 >= 0 else f
+        top = (1.0 - fx) * v00 + fx * v01
+        bot = (1.0 - fx) * v10 + fx * v11
+        o[ob + c] = to_output((1.0 - fy) * top + fy * bot, o)
+
+
+@span
+def copy_run(dst, d0, src, s0, n):
+    """dst[d0:d0 + n] = src[s0:s0 + n] (flat arrays), as one straight loop (unsigned
+    indices: no negative-index wraparound, so LLVM vectorizes it)."""
+    ud = np.uint64(d0)
+    us = np.uint64(s0)
+    for k in range(np.uint64(n)):
+        dst[ud + k] = src[us + k]
+
+
+@span
+def reach_range(xs, ys, W, H, Wo):
+    """The columns [ka, kb) of a row whose points have some bilinear tap inside the image
+    (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine
+    row): every point outside it reads only the fill.  Each of the four conditions
+    holds on a prefix or a suffix of the row: binary searches for their ends."""
+    ka = 0
+    kb = Wo
+    for axis in range(4):
+        v = xs if axis < 2 else ys
+        hi = W if axis < 2 else H
+        lower = axis % 2 == 0  # the condition v > -1 (else v < hi)
+        if kb <= ka:
+            break
+        rising = v[ka] <= v[kb - 1]
+        # the condition holds on a suffix of [ka, kb) when (lower and rising) or (not lower
+        # and not rising), on a prefix otherwise: find where the suffix starts, or where
+        # the prefix ends
+        suffix = lower == rising
+        lo = ka
+        up = kb
+        while lo < up:
+            mid = (lo + up) // 2
+            ok = v[mid] > -1.0 if lower else v[mid] < hi
+            if ok == suffix:
+                up = mid
+            else:
+                lo = mid + 1
+        if suffix:
+            ka = lo
+        else:
+            kb = lo
+    return ka, max(ka, kb)
+
+
+@always_inline
+def edge_points(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, fill, padding, align_corners, ka, ja, jb, kb,
+                pointwise, done):
+    """The columns [ka, ja) and [jb, kb) of row i of image n, point by point (minus the
+    ones marked in ``done`` when ``pointwise``): padding, then the blend, the fill or
+    :func:`bilinear_point`."""
+    one = acc_type(1.0, s)
+    before = ja - ka
+    for k in range(before + (kb - jb)):
+        j = ka + k if k < before else jb + (k - before)
+        if pointwise and done[j]:
+            continue
+        ob = ((n * Ho + i) * Wo + j) * C
+        x = xs[j]
+        y = ys[j]
+        if x != x or y != y:  # NaN: no image
+            for c in range(C):
+                o[ob + c] = to_output(fill[c], o)
+            continue
+        if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+            x = pad_pixel(x, W, padding, align_corners)
+            y = pad_pixel(y, H, padding, align_corners)
+        if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
+            # all four taps inside
+            ix = int(x)
+            iy = int(y)
+            wx = acc_type(x - ix, s)
+            wy = acc_type(y - iy, s)
+            blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C, False,
+                       False)
+            continue
+        if (padding == ZEROS or padding == CONSTANT) and not (x > -1.0 and y > -1.0 and x < W and y < H):
+            for c in range(C):  # every tap outside: the fill
+                o[ob + c] = to_output(fill[c], o)
+            continue
+        if padding == WRAP:
+            # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
+            # adjacent unless they straddle the seam (same fractions as the per-tap path)
+            x0 = math.floor(x)
+            y0 = math.floor(y)
+            ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
+            iy = int(y0) % H
+            if ix < W - 1 and iy < H - 1:
+                wx = acc_type(x - x0, s)
+                wy = acc_type(y - y0, s)
+                blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C, False,
+                           False)
+                continue
+        bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
+
+
+@always_inline
+def bilinear_row(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
+                 align_corners, scr, wscr, wacc, inside, done):
+    ob = (n * Ho + i) * Wo * C
+    ja = 0
+    jb = 0
+    if linear:
+        # an affine row: the columns whose taps are all inside (all of them for border padding,
+        # whose clamp the loop applies) in one branch-free loop
+        if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
+            jb = Wo
+        else:
+            ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
+        if jb > ja:
+            interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+    ka = 0
+    kb = Wo
+    if (padding == ZEROS or padding == CONSTANT) and linear:
+        # beyond [ka, kb) every tap of the row's points lies outside: the fill
+        ka, kb = reach_range(xs, ys, W, H, Wo)
+        copy_run(o, ob, fillrow, ka - ka, ka * C)  # (ka - ka: not a literal 0, one specialization)
+        copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
+        if jb <= ja:
+            ja = ka
+            jb = ka
+    if not linear:
+        # grid, projective and far affine rows: the points whose taps are all inside
+        point_row(s, o, ob, n * H * W * C, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done)
+    edge_points(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, fill, padding, align_corners, ka, ja, jb, kb,
+                not linear, done)
+
+
+# The bilinear row as ordinary (not inlined) functions, one per channel-count class with
+# the count as a literal (which reaches the SIMD blend): each is compiled once per image
+# dtype and shared by every bilinear kernel, whatever the padding.
+@span
+def row_c1(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
+           scr, wscr, wacc, inside, done):
+    """Output row i of image n (every column), bilinear.  Pixel points: xs[j], ys[j]; for an
+    affine row (``linear``) also ux + j dux, uy + j duy, the span loop's form.  ``fillrow``:
+    the fill value repeated over a row (zeros and constant padding).  Scratch: scr, wscr
+    (float32 weights), wacc (float64 weights), inside, done (see ``span.point_row``)."""
+    N, Ho, Wo, C = out.shape
+    H, W = src.shape[1], src.shape[2]
+    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 1, xs, ys, ux, dux, uy, duy,
+                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+
+
+@span
+def row_c3(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
+           scr, wscr, wacc, inside, done):
+    N, Ho, Wo, C = out.shape
+    H, W = src.shape[1], src.shape[2]
+    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 3, xs, ys, ux, dux, uy, duy,
+                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+
+
+@span
+def row_c4(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
+           scr, wscr, wacc, inside, done):
+    N, Ho, Wo, C = out.shape
+    H, W = src.shape[1], src.shape[2]
+    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 4, xs, ys, ux, dux, uy, duy,
+                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+
+
+@span
+def row_cn(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
+           scr, wscr, wacc, inside, done):
+    N, Ho, Wo, C = out.shape
+    H, W = src.shape[1], src.shape[2]
+    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, C, xs, ys, ux, dux, uy, duy,
+                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
