@@ -275,6 +275,31 @@ def test_perspective_with_affine_last_row_is_affine_warp(rng):
     np.testing.assert_allclose(gt, rt, rtol=1e-9, atol=1e-9)
 
 
+def test_coordinates_do_not_depend_on_which_kernel_compiled_them_first():
+    """Numba lets a callee compiled for a fastmath caller inherit its flags: the coordinate
+    helpers (row_points, pad_pixel, ...) say fastmath=False, so a fresh process that first
+    compiles them under the bilinear rows (which contract multiply-adds) still computes
+    the same points as perspective_grid, bit for bit."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, fastwarp as fw\n"
+        "rng = np.random.default_rng(5)\n"
+        "img = rng.random((3, 9, 11, 3))\n"
+        "theta = np.eye(3)[None] + rng.normal(scale=0.2, size=(3, 3, 3))\n"
+        "fw.perspective_warp(img, theta, (6, 9))  # compiles the rows' helpers under the bilinear rows\n"
+        "for mode in ('bilinear', 'bicubic'):\n"
+        "    for pad in ('zeros', 'wrap', 'reflection'):\n"
+        "        kw = dict(mode=mode, padding_mode=pad, align_corners=True)\n"
+        "        grid = fw.perspective_grid(theta, (6, 9), align_corners=True)\n"
+        "        fused = fw.perspective_warp(img, theta, (6, 9), **kw)\n"
+        "        assert np.array_equal(fw.grid_sample(img, grid, **kw), fused), (mode, pad)\n"
+        "print('same')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "same", out.stdout + out.stderr
+
+
 def test_perspective_grid_and_behind_the_viewer(rng):
     theta = random_perspective(rng, 4, strength=0.8)
     theta[0, 2] = [1.5, rng.uniform(-0.3, 0.3), 0.2]  # w = 1.5 x + ... + 0.2: the left part is behind

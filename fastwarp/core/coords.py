@@ -43,7 +43,7 @@ OUTSIDE = -2.0
 # image, and the bound keeps every float -> int conversion in range.
 HUGE = 2.0**40
 
-jit = njit(cache=True, nogil=True)
+jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
 
 
 @jit

@@ -70,9 +70,9 @@ _MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
 # |m01| below this fraction of the diagonal counts as 0 (the separable path)
 DIAGONAL = 1e-12
 
-jit = njit(cache=True, nogil=True)
+jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
 # per-pixel helpers take many arrays (each passed as a dozen scalars): inline them at the call
-inline = njit(cache=True, nogil=True, inline="always")
+inline = njit(cache=True, nogil=True, fastmath=False, inline="always")
 
 
 # ---------------------------------------------------------------------------

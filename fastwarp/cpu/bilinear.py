@@ -27,10 +27,11 @@ import numpy as np
 from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from .rows import AFFINE, pixel_affine, row_pixels
 from .span import always_inline, blend_taps, interior_loop, point_row, row_in_range, row_interior, span
 from .store import acc_type, to_output
 
-jit = njit(cache=True, nogil=True)
+jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
 
 
 @jit
@@ -211,44 +212,58 @@ def bilinear_row(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, ux, dux, uy, duy, lin
                 not linear, done)
 
 
-# The bilinear row as ordinary (not inlined) functions, one per channel-count class with
+@always_inline
+def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xs, ys, fillrow,
+                  scr, wscr, wacc, inside, done):
+    N, Ho, Wo, _ = out.shape
+    H = src.shape[1]
+    W = src.shape[2]
+    s = src.reshape(-1)
+    o = out.reshape(-1)
+    pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    last = -1
+    for r in range(r0, r1):
+        n = r // Ho
+        i = r - n * Ho
+        if source == AFFINE and n != last:
+            pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+            last = n
+        linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+        bilinear_row(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, xs[0], pa[0], ys[0], pa[3], linear, fill,
+                     fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+
+
+# The bilinear rows as ordinary (not inlined) functions, one per channel-count class with
 # the count as a literal (which reaches the SIMD blend): each is compiled once per image
-# dtype and shared by every bilinear kernel, whatever the padding.
+# dtype (and coordinate-source array types) and shared by every bilinear kernel, whatever
+# the padding.
 @span
-def row_c1(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
-           scr, wscr, wacc, inside, done):
-    """Output row i of image n (every column), bilinear.  Pixel points: xs[j], ys[j]; for an
-    affine row (``linear``) also ux + j dux, uy + j duy, the span loop's form.  ``fillrow``:
-    the fill value repeated over a row (zeros and constant padding).  Scratch: scr, wscr
-    (float32 weights), wacc (float64 weights), inside, done (see ``span.point_row``)."""
-    N, Ho, Wo, C = out.shape
-    H, W = src.shape[1], src.shape[2]
-    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 1, xs, ys, ux, dux, uy, duy,
-                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
-
-
-@span
-def row_c3(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
-           scr, wscr, wacc, inside, done):
-    N, Ho, Wo, C = out.shape
-    H, W = src.shape[1], src.shape[2]
-    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 3, xs, ys, ux, dux, uy, duy,
-                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+def rows_c1(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
+            wacc, inside, done):
+    """Output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xs, ys: room for a
+    row's pixel points plus 8 NaNs; ``fillrow``: the fill value repeated over a row (zeros
+    and constant padding); scratch: scr, wscr (float32 weights), wacc (float64 weights),
+    inside, done (see ``span.point_row``)."""
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 1, xs, ys, fillrow,
+                  scr, wscr, wacc, inside, done)
 
 
 @span
-def row_c4(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
-           scr, wscr, wacc, inside, done):
-    N, Ho, Wo, C = out.shape
-    H, W = src.shape[1], src.shape[2]
-    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, 4, xs, ys, ux, dux, uy, duy,
-                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+def rows_c3(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
+            wacc, inside, done):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 3, xs, ys, fillrow,
+                  scr, wscr, wacc, inside, done)
 
 
 @span
-def row_cn(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding, align_corners,
-           scr, wscr, wacc, inside, done):
-    N, Ho, Wo, C = out.shape
-    H, W = src.shape[1], src.shape[2]
-    bilinear_row(src.reshape(-1), out.reshape(-1), src, n, i, Ho, Wo, W, H, C, xs, ys, ux, dux, uy, duy,
-                 linear, fill, fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+def rows_c4(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
+            wacc, inside, done):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 4, xs, ys, fillrow,
+                  scr, wscr, wacc, inside, done)
+
+
+@span
+def rows_cn(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
+            wacc, inside, done):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, out.shape[3], xs, ys,
+                  fillrow, scr, wscr, wacc, inside, done)

@@ -59,20 +59,15 @@ from ..core.coords import (
     unnormalize_scale,
 )
 from .backward import scatter_taps, touch
-from .bilinear import bound_index, linear_pair, row_c1, row_c3, row_c4, row_cn, wrap_index
+from .bilinear import bound_index, linear_pair, rows_c1, rows_c3, rows_c4, rows_cn, wrap_index
+from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .span import row_in_range
 from .store import acc_type, to_output
-
-# where the sample points come from
-GRID = 0
-AFFINE = 1
-PERSPECTIVE = 2
 
 # PyTorch's cubic-convolution constant
 CUBIC_A = -0.75
 
-jit = njit(cache=True, nogil=True)
+jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
 
 
 @jit
@@ -181,37 +176,6 @@ def cubic_taps(x, n, padding, align_corners):
             x - f)
 
 
-@jit
-def project_point(t00, t01, t02, t10, t11, t12, t20, t21, t22, xb, yb, projective):
-    """(x, y, w) of output point (xb, yb): (t00 xb + t01 yb + t02, ...), summed left to
-    right, divided by w = t20 xb + t21 yb + t22 when projective (w = 1 otherwise).
-
-    w <= 0 (behind the viewer) gives NaN, which reads as no image.  On scalars, so that
-    the CUDA kernels call it too."""
-    x = t00 * xb + t01 * yb + t02
-    y = t10 * xb + t11 * yb + t12
-    w = 1.0
-    if projective:
-        w = t20 * xb + t21 * yb + t22
-        if w > 0.0:
-            x = x / w
-            y = y / w
-        else:
-            x = math.nan
-            y = math.nan
-    return x, y, w
-
-
-@jit
-def project(theta, n, xb, yb, projective):
-    """:func:`project_point` of matrix theta[n] ((N, 2, 3), or (N, 3, 3) when projective)."""
-    if projective:
-        return project_point(theta[n, 0, 0], theta[n, 0, 1], theta[n, 0, 2], theta[n, 1, 0], theta[n, 1, 1],
-                             theta[n, 1, 2], theta[n, 2, 0], theta[n, 2, 1], theta[n, 2, 2], xb, yb, True)
-    return project_point(theta[n, 0, 0], theta[n, 0, 1], theta[n, 0, 2], theta[n, 1, 0], theta[n, 1, 1],
-                         theta[n, 1, 2], 0.0, 0.0, 1.0, xb, yb, False)
-
-
 def channel_class(c: int) -> int:
     """The channel count compiled in as a constant: 1, 3 or 4; 0 for any other count."""
     return c if c in (1, 3, 4) else 0
@@ -244,108 +208,6 @@ def bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners):
         o[ob + c] = to_output(acc, o)
 
 
-@jit
-def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
-    """Normalized sample points of output row i into gxs, gys (NaN: no image).
-
-    grid: read; affine / projective: (u, v, w) = theta[n] @ (x_j, y_i, 1) as
-    :func:`project` computes it, (u / w, v / w), NaN where w <= 0.  A
-    branch-free loop that LLVM vectorizes.
-    """
-    if source == GRID:
-        for j in range(Wo):
-            gxs[j] = grid[n, i, j, 0]
-            gys[j] = grid[n, i, j, 1]
-        return
-    yb = base_coord(i, Ho, align_corners)
-    t00 = theta[n, 0, 0]
-    t10 = theta[n, 1, 0]
-    cu = theta[n, 0, 1] * yb
-    cv = theta[n, 1, 1] * yb
-    u2 = theta[n, 0, 2]
-    v2 = theta[n, 1, 2]
-    if source == PERSPECTIVE:
-        t20 = theta[n, 2, 0]
-        cw = theta[n, 2, 1] * yb
-        w2 = theta[n, 2, 2]
-        for j in range(Wo):
-            xb = base_coord(j, Wo, align_corners)
-            w = t20 * xb + cw + w2
-            ok = w > 0.0
-            gxs[j] = (t00 * xb + cu + u2) / w if ok else math.nan
-            gys[j] = (t10 * xb + cv + v2) / w if ok else math.nan
-    else:
-        for j in range(Wo):
-            xb = base_coord(j, Wo, align_corners)
-            gxs[j] = t00 * xb + cu + u2
-            gys[j] = t10 * xb + cv + v2
-
-
-@jit
-def pixel_ratio(n_in, n_out, align_corners):
-    """Input pixels per output pixel for a unit normalized scale: s_in / s_out (0 if s_out is 0)."""
-    s_out = unnormalize_scale(n_out, align_corners)
-    if s_out == 0.0:
-        return 0.0
-    return unnormalize_scale(n_in, align_corners) / s_out
-
-
-@jit
-def pixel_affine(theta, n, W, H, Wo, Ho, align_corners):
-    """theta[n] as a map of pixel coordinates, output -> input: x = a00 (j - cx) + a01 (i - cy) + a02,
-    y = a10 (j - cx) + a11 (i - cy) + a12, with (cx, cy) the output's centre.
-
-    Equal to unnormalize(theta[n] @ (x_j, y_i, 1)); written this way the identity and
-    same-size integer shifts give exact integer coordinates.  Returns (a00, a01, a02,
-    a10, a11, a12, x_0, x_{Wo-1}), the last two the normalized ends of a row."""
-    a00 = theta[n, 0, 0] * pixel_ratio(W, Wo, align_corners)
-    a01 = theta[n, 0, 1] * pixel_ratio(W, Ho, align_corners)
-    a10 = theta[n, 1, 0] * pixel_ratio(H, Wo, align_corners)
-    a11 = theta[n, 1, 1] * pixel_ratio(H, Ho, align_corners)
-    a02 = unnormalize_scale(W, align_corners) * theta[n, 0, 2] + 0.5 * (W - 1)
-    a12 = unnormalize_scale(H, align_corners) * theta[n, 1, 2] + 0.5 * (H - 1)
-    return (a00, a01, a02, a10, a11, a12, base_coord(Wo - Wo, Wo, align_corners),
-            base_coord(Wo - 1, Wo, align_corners))
-
-
-@jit
-def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys):
-    """Input pixel coordinates of output row i's sample points into xs, ys; NaN where
-    the point is NaN, infinite or beyond ``HUGE`` (normalized), which reads as no image.
-
-    affine: the pixel-space matrix ``pa`` of image n (:func:`pixel_affine`), a
-    branch-free loop when both ends of the row are within HUGE (the normalized
-    point is affine in j, so then every point is) and within
-    ``span.PIXEL_LIMIT`` pixels; grid, projective and farther affine rows:
-    unnormalize the normalized points of :func:`row_points` (beyond 2**30 px a
-    float64 coordinate resolves 1e-7 px or worse, so the two formulas differ
-    there by more than rounding, and the reference's is the definition).
-    """
-    if source == AFFINE:
-        yb = base_coord(i, Ho, align_corners)
-        xb0 = pa[6]
-        xb1 = pa[7]
-        cu = theta[n, 0, 1] * yb + theta[n, 0, 2]
-        cv = theta[n, 1, 1] * yb + theta[n, 1, 2]
-        a00, a01, a02, a10, a11, a12, _, _ = pa
-        cx = 0.5 * (Wo - 1)
-        ux = a01 * (i - 0.5 * (Ho - 1)) + a02
-        uy = a11 * (i - 0.5 * (Ho - 1)) + a12
-        if (abs(theta[n, 0, 0] * xb0 + cu) < HUGE and abs(theta[n, 0, 0] * xb1 + cu) < HUGE
-                and abs(theta[n, 1, 0] * xb0 + cv) < HUGE and abs(theta[n, 1, 0] * xb1 + cv) < HUGE
-                and row_in_range(ux - a00 * cx, a00, uy - a10 * cx, a10, Wo)):
-            for j in range(Wo):
-                xs[j] = a00 * (j - cx) + ux
-                ys[j] = a10 * (j - cx) + uy
-            return True
-    row_points(grid, theta, n, i, Ho, Wo, source, align_corners, xs, ys)
-    for j in range(Wo):
-        ok = abs(xs[j]) < HUGE and abs(ys[j]) < HUGE
-        xs[j] = unnormalize(xs[j], W, align_corners) if ok else math.nan
-        ys[j] = unnormalize(ys[j], H, align_corners) if ok else math.nan
-    return False
-
-
 @functools.cache
 def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The forward kernel of a combination: ``kernel(src, grid, theta, fill, out, source,
@@ -366,7 +228,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
     others through the general per-tap path in float64).
     """
 
-    @njit(nogil=True, cache=True)
+    @njit(nogil=True, cache=True, fastmath=False)
     def kernel(src, grid, theta, fill, out, source, padding, align_corners, sched):
         N, Ho, Wo, C0 = out.shape
         H = src.shape[1]
@@ -376,53 +238,43 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
         o = out.reshape(-1)
         uC = np.uint64(C)
         urow = np.uint64(W * C)
-        # the row's points (8 spare NaNs for the vector loads of point_row)
+        # a row's points (8 spare NaNs for the vector loads of span.point_row)
         xs = np.full(Wo + 8, np.nan)
         ys = np.full(Wo + 8, np.nan)
-        done = np.zeros(Wo + 8 if mode == BILINEAR else 0, np.uint8)  # columns point_row wrote
-        inside = np.empty(64, np.uint8)
-        wacc = np.empty((4, 64))  # point_row's weights for float64 and uint16 images
+        if mode == BILINEAR:
+            # scratch of the bilinear rows (see bilinear.rows_c1) and the fill row
+            tmp = (np.empty((1, 64), np.int64), np.empty((4, 64), np.float32), np.empty((4, 64)),
+                   np.empty(64, np.uint8), np.zeros(Wo + 8, np.uint8))
+            fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
+            for k in range(fillrow.size):
+                fillrow[k] = to_output(fill[k % C], o)
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         last = -1
-        scr = np.empty((1, 64), np.int64)  # scratch of interior_loop
-        wscr = np.empty((4, 64), np.float32)
-        fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
-        for k in range(fillrow.size):
-            fillrow[k] = to_output(fill[k % C], o)
         chunk = claim(sched)
         while chunk < sched[CHUNKS]:
             r0, r1 = chunk_rows(sched, chunk)
+            if mode == BILINEAR:
+                # the rows in the shared functions of ``bilinear`` (one per channel class and
+                # dtype; the padding mode is their runtime argument)
+                a = (src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow)
+                if cclass == 3:
+                    rows_c3(*a, *tmp)
+                elif cclass == 1:
+                    rows_c1(*a, *tmp)
+                elif cclass == 4:
+                    rows_c4(*a, *tmp)
+                else:
+                    rows_cn(*a, *tmp)
+                chunk = next_chunk(sched)
+                continue
             for r in range(r0, r1):
                 n = r // Ho
                 i = r - n * Ho
                 if source == AFFINE and n != last:
                     pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
                     last = n
-                linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
-                if mode == BILINEAR:
-                    # the whole row in the shared row functions of ``bilinear`` (one per channel
-                    # class and dtype; the padding mode is their runtime argument)
-                    ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
-                    if cclass == 3:
-                        row_c3(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
-                               align_corners, scr, wscr, wacc, inside, done)
-                    elif cclass == 1:
-                        row_c1(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
-                               align_corners, scr, wscr, wacc, inside, done)
-                    elif cclass == 4:
-                        row_c4(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
-                               align_corners, scr, wscr, wacc, inside, done)
-                    else:
-                        row_cn(src, out, n, i, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
-                               align_corners, scr, wscr, wacc, inside, done)
-                    continue
-                ka = 0
-                ja = 0
-                jb = 0
-                kb = Wo
-                before = ja - ka
-                for k in range(before + (kb - jb)):
-                    j = ka + k if k < before else jb + (k - before)
+                row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+                for j in range(Wo):
                     ob = ((n * Ho + i) * Wo + j) * C
                     x = xs[j]
                     y = ys[j]
@@ -506,7 +358,7 @@ def _backward_kernel(mode: int, cclass: int, f32_nearest: bool):
     dL/dtheta by :func:`theta_grad`.
     """
 
-    @njit(nogil=True, cache=True)
+    @njit(nogil=True, cache=True, fastmath=False)
     def kernel(gout, src, grid, theta, fill, buf, rows_seen, ggrid, rows, source, padding, align_corners,
                sched):
         N, Ho, Wo, C0 = gout.shape

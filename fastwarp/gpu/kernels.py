@@ -1,8 +1,8 @@
 """numba.cuda kernels: one thread per output pixel, channels looped inside.
 
 The coordinate math is not restated here: the kernels call the ``@njit`` scalar
-functions of :mod:`fastwarp.core.coords` and :mod:`fastwarp.cpu.generic`
-(``unnormalize``, ``pad_pixel``, ``linear_pair``, ``nearest_pair``,
+functions of :mod:`fastwarp.core.coords` and of ``fastwarp.cpu`` (``generic``,
+``bilinear``, ``rows``: ``unnormalize``, ``pad_pixel``, ``linear_pair``, ``nearest_pair``,
 ``cubic_taps``, ``cubic_weights`` ...) directly.  numba-cuda compiles a CPU
 ``@njit`` function called from a kernel as a CUDA device function from the same
 Python source (Numba's target extension retargets the dispatcher), and Numba's
@@ -71,8 +71,8 @@ from ..cpu.generic import (
     cubic_weights,
     nearest_f32,
     nearest_pair,
-    project_point,
 )
+from ..cpu.rows import project_point
 
 _built: dict = {}
 
@@ -107,7 +107,7 @@ def grid_kernels() -> SimpleNamespace:
 @cuda.jit(device=True)
 def project(theta, t, xb, yb):
     """(x, y, w) = the normalized source point of output point (xb, yb) for matrix theta[t]:
-    ``generic.project_point`` (left-to-right sums, NaN behind the viewer) of an affine
+    ``rows.project_point`` (left-to-right sums, NaN behind the viewer) of an affine
     (2 x 3) or projective (3 x 3) theta read in float64; a last row (0, 0, 1) gives the
     affine numbers bit for bit."""
     if theta.shape[1] == 3:
