@@ -28,7 +28,18 @@ from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
 from .rows import AFFINE, pixel_affine, row_pixels
-from .span import always_inline, blend_taps, interior_loop, point_row, row_in_range, row_interior, span
+from .span import (
+    always_inline,
+    blend_taps,
+    point_row,
+    row_in_range,
+    row_interior,
+    span,
+    span_c1,
+    span_c3,
+    span_c4,
+    span_cn,
+)
 from .store import acc_type, to_output
 
 jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
@@ -94,132 +105,60 @@ def copy_run(dst, d0, src, s0, n):
         dst[ud + k] = src[us + k]
 
 
+@always_inline
+def _first_past(v, bound, inclusive, rising, ka, kb):
+    """The first j in [ka, kb] past which the monotone v[j] has crossed ``bound``: for
+    rising v the first v[j] > bound (>= if inclusive), for falling v the first v[j] < bound
+    (<= if inclusive); kb if none.  A binary search."""
+    lo = ka
+    hi = kb
+    while lo < hi:
+        mid = (lo + hi) // 2
+        x = v[mid]
+        if rising:
+            past = x >= bound if inclusive else x > bound
+        else:
+            past = x <= bound if inclusive else x < bound
+        if past:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@always_inline
+def _clip_axis(v, lo, hi, ka, kb):
+    """[ka, kb) narrowed to the columns with lo < v[j] < hi, for v monotone in j."""
+    if kb <= ka:
+        return ka, ka
+    if v[ka] <= v[kb - 1]:
+        return _first_past(v, lo, False, True, ka, kb), _first_past(v, hi, True, True, ka, kb)
+    return _first_past(v, hi, False, False, ka, kb), _first_past(v, lo, True, False, ka, kb)
+
+
 @span
 def reach_range(xs, ys, W, H, Wo):
     """The columns [ka, kb) of a row whose points have some bilinear tap inside the image
-    (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine
-    row): every point outside it reads only the fill.  Each of the four conditions
-    holds on a prefix or a suffix of the row: binary searches for their ends."""
-    ka = 0
-    kb = Wo
-    for axis in range(4):
-        v = xs if axis < 2 else ys
-        hi = W if axis < 2 else H
-        lower = axis % 2 == 0  # the condition v > -1 (else v < hi)
-        if kb <= ka:
-            break
-        rising = v[ka] <= v[kb - 1]
-        # the condition holds on a suffix of [ka, kb) when (lower and rising) or (not lower
-        # and not rising), on a prefix otherwise: find where the suffix starts, or where
-        # the prefix ends
-        suffix = lower == rising
-        lo = ka
-        up = kb
-        while lo < up:
-            mid = (lo + up) // 2
-            ok = v[mid] > -1.0 if lower else v[mid] < hi
-            if ok == suffix:
-                up = mid
-            else:
-                lo = mid + 1
-        if suffix:
-            ka = lo
-        else:
-            kb = lo
+    (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine row):
+    every point outside it reads only the fill.  Four binary searches (inlined: one
+    compiled function)."""
+    ka, kb = _clip_axis(xs, -1.0, W, 0, Wo)
+    ka, kb = _clip_axis(ys, -1.0, H, ka, kb)
     return ka, max(ka, kb)
-
-
-@always_inline
-def edge_points(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, fill, padding, align_corners, ka, ja, jb, kb,
-                pointwise, done):
-    """The columns [ka, ja) and [jb, kb) of row i of image n, point by point (minus the
-    ones marked in ``done`` when ``pointwise``): padding, then the blend, the fill or
-    :func:`bilinear_point`."""
-    one = acc_type(1.0, s)
-    before = ja - ka
-    for k in range(before + (kb - jb)):
-        j = ka + k if k < before else jb + (k - before)
-        if pointwise and done[j]:
-            continue
-        ob = ((n * Ho + i) * Wo + j) * C
-        x = xs[j]
-        y = ys[j]
-        if x != x or y != y:  # NaN: no image
-            for c in range(C):
-                o[ob + c] = to_output(fill[c], o)
-            continue
-        if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
-            x = pad_pixel(x, W, padding, align_corners)
-            y = pad_pixel(y, H, padding, align_corners)
-        if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
-            # all four taps inside
-            ix = int(x)
-            iy = int(y)
-            wx = acc_type(x - ix, s)
-            wy = acc_type(y - iy, s)
-            blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C, False,
-                       False)
-            continue
-        if (padding == ZEROS or padding == CONSTANT) and not (x > -1.0 and y > -1.0 and x < W and y < H):
-            for c in range(C):  # every tap outside: the fill
-                o[ob + c] = to_output(fill[c], o)
-            continue
-        if padding == WRAP:
-            # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
-            # adjacent unless they straddle the seam (same fractions as the per-tap path)
-            x0 = math.floor(x)
-            y0 = math.floor(y)
-            ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
-            iy = int(y0) % H
-            if ix < W - 1 and iy < H - 1:
-                wx = acc_type(x - x0, s)
-                wy = acc_type(y - y0, s)
-                blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C, False,
-                           False)
-                continue
-        bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
-
-
-@always_inline
-def bilinear_row(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, ux, dux, uy, duy, linear, fill, fillrow, padding,
-                 align_corners, scr, wscr, wacc, inside, done):
-    ob = (n * Ho + i) * Wo * C
-    ja = 0
-    jb = 0
-    if linear:
-        # an affine row: the columns whose taps are all inside (all of them for border padding,
-        # whose clamp the loop applies) in one branch-free loop
-        if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
-            jb = Wo
-        else:
-            ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
-        if jb > ja:
-            interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
-    ka = 0
-    kb = Wo
-    if (padding == ZEROS or padding == CONSTANT) and linear:
-        # beyond [ka, kb) every tap of the row's points lies outside: the fill
-        ka, kb = reach_range(xs, ys, W, H, Wo)
-        copy_run(o, ob, fillrow, ka - ka, ka * C)  # (ka - ka: not a literal 0, one specialization)
-        copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
-        if jb <= ja:
-            ja = ka
-            jb = ka
-    if not linear:
-        # grid, projective and far affine rows: the points whose taps are all inside
-        point_row(s, o, ob, n * H * W * C, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done)
-    edge_points(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, fill, padding, align_corners, ka, ja, jb, kb,
-                not linear, done)
 
 
 @always_inline
 def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xs, ys, fillrow,
                   scr, wscr, wacc, inside, done):
+    # One loop body, no per-row helper with many array arguments: every such call costs two
+    # atomic reference-count updates per array, which on 32-pixel rows outweighed the rows.
     N, Ho, Wo, _ = out.shape
     H = src.shape[1]
     W = src.shape[2]
     s = src.reshape(-1)
     o = out.reshape(-1)
+    one = acc_type(1.0, s)
+    fills = padding == ZEROS or padding == CONSTANT
     pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     last = -1
     for r in range(r0, r1):
@@ -229,8 +168,83 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
             pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
             last = n
         linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
-        bilinear_row(s, o, src, n, i, Ho, Wo, W, H, C, xs, ys, xs[0], pa[0], ys[0], pa[3], linear, fill,
-                     fillrow, padding, align_corners, scr, wscr, wacc, inside, done)
+        ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
+        ob = (n * Ho + i) * Wo * C
+        ja = 0
+        jb = 0
+        if linear:
+            # an affine row: the columns whose taps are all inside (all of them for border
+            # padding, whose clamp the loop applies) in one branch-free loop
+            if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
+                jb = Wo
+            else:
+                ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
+            if jb > ja:
+                if C == 3:
+                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                elif C == 1:
+                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                elif C == 4:
+                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                else:
+                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+        ka = 0
+        kb = Wo
+        if fills and linear:
+            # beyond [ka, kb) every tap of the row's points lies outside: the fill
+            ka, kb = reach_range(xs, ys, W, H, Wo)
+            copy_run(o, ob, fillrow, ka - ka, ka * C)  # (ka - ka: not a literal 0, one specialization)
+            copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
+            if jb <= ja:
+                ja = ka
+                jb = ka
+        if not linear:
+            # grid, projective and far affine rows: the points whose taps are all inside
+            point_row(s, o, ob, n * H * W * C, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done)
+        # the columns [ka, ja) and [jb, kb), point by point (minus what point_row did):
+        # padding, then the blend, the fill or the per-tap path
+        before = ja - ka
+        for k in range(before + (kb - jb)):
+            j = ka + k if k < before else jb + (k - before)
+            if not linear and done[j]:
+                continue
+            ob = ((n * Ho + i) * Wo + j) * C
+            x = xs[j]
+            y = ys[j]
+            if x != x or y != y:  # NaN: no image
+                for c in range(C):
+                    o[ob + c] = to_output(fill[c], o)
+                continue
+            if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+                x = pad_pixel(x, W, padding, align_corners)
+                y = pad_pixel(y, H, padding, align_corners)
+            if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
+                # all four taps inside
+                ix = int(x)
+                iy = int(y)
+                wx = acc_type(x - ix, s)
+                wy = acc_type(y - iy, s)
+                blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C,
+                           False, False)
+                continue
+            if fills and not (x > -1.0 and y > -1.0 and x < W and y < H):
+                for c in range(C):  # every tap outside: the fill
+                    o[ob + c] = to_output(fill[c], o)
+                continue
+            if padding == WRAP:
+                # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
+                # adjacent unless they straddle the seam (same fractions as the per-tap path)
+                x0 = math.floor(x)
+                y0 = math.floor(y)
+                ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
+                iy = int(y0) % H
+                if ix < W - 1 and iy < H - 1:
+                    wx = acc_type(x - x0, s)
+                    wy = acc_type(y - y0, s)
+                    blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C,
+                               False, False)
+                    continue
+            bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
 
 
 # The bilinear rows as ordinary (not inlined) functions, one per channel-count class with

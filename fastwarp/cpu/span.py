@@ -196,7 +196,7 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
     raise NotImplementedError
 
 
-@overload(interior_loop, prefer_literal=True,
+@overload(interior_loop, inline="always", prefer_literal=True,
           jit_options={"cache": True, "fastmath": FASTMATH})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
@@ -206,7 +206,29 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
 span = njit(nogil=True, cache=True, fastmath=FASTMATH)
 
 
-@always_inline
+# The span loop as ordinary (not inlined) functions, one per channel-count class with the
+# count as a literal (which reaches the SIMD blend), each compiled once per image dtype.
+@span
+def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr)
+
+
+@span
+def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr)
+
+
+@span
+def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr)
+
+
+@span
+def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+
+
+@span
 def _point_row(s, o, ob, base, W, H, Wo, C, xs, ys, scr, w, inside, done):
     offs = scr[0]
     row = W * C
