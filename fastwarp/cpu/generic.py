@@ -40,7 +40,8 @@ import functools
 import math
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from ..core.coords import (
     BILINEAR,
@@ -62,6 +63,7 @@ from .backward import scatter_taps, touch
 from .bilinear import bound_index, linear_pair, rows_c1, rows_c3, rows_c4, rows_cn, wrap_index
 from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
+from .simd import cubic_pixel
 from .store import acc_type, to_output
 
 # PyTorch's cubic-convolution constant
@@ -208,6 +210,54 @@ def bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners):
         o[ob + c] = to_output(acc, o)
 
 
+def cubic_taps_blend(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C,
+                     spill):  # pragma: no cover - overloaded below
+    """o[uo + c] = sum_a wy_a sum_k wx_k I[row a, tap k] over the 4 x 4 taps whose first is
+    at flat offset b0 (row stride urow, pixel stride uC): 3- and 4-channel uint8 pixels
+    (C a literal) as SIMD vectors (``simd.cubic_pixel``; ``spill``: the next pixel is
+    written afterwards), every other pixel unrolled on flat offsets."""
+    raise NotImplementedError
+
+
+def _cubic_scalar(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
+    b1 = b0 + urow
+    b2 = b1 + urow
+    b3 = b2 + urow
+    for c in range(C):
+        k = np.uint64(c)
+        r0 = wx0 * s[b0 + k] + wx1 * s[b0 + uC + k] + wx2 * s[b0 + 2 * uC + k] + wx3 * s[b0 + 3 * uC + k]
+        r1 = wx0 * s[b1 + k] + wx1 * s[b1 + uC + k] + wx2 * s[b1 + 2 * uC + k] + wx3 * s[b1 + 3 * uC + k]
+        r2 = wx0 * s[b2 + k] + wx1 * s[b2 + uC + k] + wx2 * s[b2 + 2 * uC + k] + wx3 * s[b2 + 3 * uC + k]
+        r3 = wx0 * s[b3 + k] + wx1 * s[b3 + uC + k] + wx2 * s[b3 + 2 * uC + k] + wx3 * s[b3 + 3 * uC + k]
+        o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
+
+
+@overload(cubic_taps_blend, inline="always", prefer_literal=True, jit_options={"cache": True})
+def _cubic_taps_blend(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
+    # uint8 only: float32 pixels run faster unrolled (measured on Zen 4), uint8 pixels
+    # twice as fast as vectors, which convert 16 taps at once
+    vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
+              and s.dtype == types.uint8 and o.dtype == s.dtype)
+    if not vector:
+        return _cubic_scalar
+    nc = C.literal_value
+
+    def impl(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
+        b = np.int64(b0)
+        row = np.int64(urow)
+        ob = np.int64(uo)
+        # a 16-lane row load reads 4 C values, and 16 - 4 C past them
+        safe = nc == 4 or b + 3 * row + 16 <= s.size
+        if spill and safe:
+            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, True, False)
+        elif safe:
+            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, False)
+        else:
+            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, True)
+
+    return impl
+
+
 @functools.cache
 def forward_kernel(mode: int, padding: int, cclass: int, f32_nearest: bool):
     """The forward kernel of a combination: ``kernel(src, grid, theta, fill, out, source,
@@ -312,21 +362,8 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                             wy2 = acc_type(w2, s)
                             wy3 = acc_type(w3, s)
                             b0 = np.uint64(((n * H + iy - 1) * W + ix - 1) * C)
-                            b1 = b0 + urow
-                            b2 = b1 + urow
-                            b3 = b2 + urow
-                            uo = np.uint64(ob)
-                            for c in range(C):
-                                k = np.uint64(c)
-                                r0 = (wx0 * s[b0 + k] + wx1 * s[b0 + uC + k] + wx2 * s[b0 + 2 * uC + k]
-                                      + wx3 * s[b0 + 3 * uC + k])
-                                r1 = (wx0 * s[b1 + k] + wx1 * s[b1 + uC + k] + wx2 * s[b1 + 2 * uC + k]
-                                      + wx3 * s[b1 + 3 * uC + k])
-                                r2 = (wx0 * s[b2 + k] + wx1 * s[b2 + uC + k] + wx2 * s[b2 + 2 * uC + k]
-                                      + wx3 * s[b2 + 3 * uC + k])
-                                r3 = (wx0 * s[b3 + k] + wx1 * s[b3 + uC + k] + wx2 * s[b3 + 2 * uC + k]
-                                      + wx3 * s[b3 + 3 * uC + k])
-                                o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
+                            cubic_taps_blend(s, o, b0, urow, uC, np.uint64(ob), wx0, wx1, wx2, wx3, wy0, wy1,
+                                             wy2, wy3, C, j + 1 < Wo)
                             continue
                         if (padding == ZEROS or padding == CONSTANT) and not (
                                 x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0):
