@@ -31,6 +31,7 @@ from .rows import AFFINE, pixel_affine, row_pixels
 from .span import (
     always_inline,
     blend_taps,
+    helper,
     point_row,
     row_in_range,
     row_interior,
@@ -105,35 +106,45 @@ def copy_run(dst, d0, src, s0, n):
         dst[ud + k] = src[us + k]
 
 
-@always_inline
-def _first_past(v, bound, inclusive, rising, ka, kb):
-    """The first j in [ka, kb] past which the monotone v[j] has crossed ``bound``: for
-    rising v the first v[j] > bound (>= if inclusive), for falling v the first v[j] < bound
-    (<= if inclusive); kb if none.  A binary search."""
+@helper
+def _first_beyond(v, s, bound, ka, kb):
+    """The first j in [ka, kb) with s v[j] > s bound (kb if none), for s v monotone
+    rising in j (s = +1 or -1: negation is exact).  A binary search."""
     lo = ka
     hi = kb
     while lo < hi:
         mid = (lo + hi) // 2
-        x = v[mid]
-        if rising:
-            past = x >= bound if inclusive else x > bound
-        else:
-            past = x <= bound if inclusive else x < bound
-        if past:
+        if s * v[mid] > s * bound:
             hi = mid
         else:
             lo = mid + 1
     return lo
 
 
-@always_inline
+@helper
+def _first_reaching(v, s, bound, ka, kb):
+    """As :func:`_first_beyond` with s v[j] >= s bound."""
+    lo = ka
+    hi = kb
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if s * v[mid] >= s * bound:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+@helper
 def _clip_axis(v, lo, hi, ka, kb):
     """[ka, kb) narrowed to the columns with lo < v[j] < hi, for v monotone in j."""
     if kb <= ka:
         return ka, ka
     if v[ka] <= v[kb - 1]:
-        return _first_past(v, lo, False, True, ka, kb), _first_past(v, hi, True, True, ka, kb)
-    return _first_past(v, hi, False, False, ka, kb), _first_past(v, lo, True, False, ka, kb)
+        # rising: from the first v > lo to the first v >= hi
+        return _first_beyond(v, 1.0, lo, ka, kb), _first_reaching(v, 1.0, hi, ka, kb)
+    # falling: from the first v < hi to the first v <= lo
+    return _first_beyond(v, -1.0, hi, ka, kb), _first_reaching(v, -1.0, lo, ka, kb)
 
 
 @span
@@ -142,8 +153,9 @@ def reach_range(xs, ys, W, H, Wo):
     (-1 < x < W and -1 < y < H), for a row whose points are monotone in j (an affine row):
     every point outside it reads only the fill.  Four binary searches (inlined: one
     compiled function)."""
-    ka, kb = _clip_axis(xs, -1.0, W, 0, Wo)
-    ka, kb = _clip_axis(ys, -1.0, H, ka, kb)
+    # (float bounds and a non-literal 0: one compiled _clip_axis)
+    ka, kb = _clip_axis(xs, -1.0, float(W), np.int64(0), Wo)
+    ka, kb = _clip_axis(ys, -1.0, float(H), ka, kb)
     return ka, max(ka, kb)
 
 

@@ -71,23 +71,24 @@ def atomic_load(typingctx, arr, idx):
     return sig, codegen
 
 
-inline = njit(nogil=True, cache=True, inline="always")
+# plain functions: LLVM inlines them; Numba-IR inlining would copy them into every kernel
+helper = njit(nogil=True, cache=True)
 
 
-@inline
+@helper
 def claim(sched):
     """The index of a chunk nobody has claimed (>= sched[CHUNKS] when none is left)."""
     return atomic_add(sched, NEXT, 1)
 
 
-@inline
+@helper
 def next_chunk(sched):
     """Mark the caller's chunk done and claim another."""
     atomic_add(sched, DONE, 1)
     return atomic_add(sched, NEXT, 1)
 
 
-@inline
+@helper
 def chunk_rows(sched, c):
     """Rows [r0, r1) of chunk c: the rows split evenly over the chunks."""
     rows = sched[ROWS]

@@ -32,6 +32,10 @@ FASTMATH = {"contract"}
 # Numba-IR inlining for the hot loops: it lets a literal channel count reach LLVM
 # as a constant and avoids a call (with reference counting) per pixel or span.
 always_inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
+# Small scalar helpers as ordinary functions: LLVM inlines them all the same, and
+# Numba-IR inlining (a deep copy and re-analysis of the callee at every call site)
+# cost the first call seconds of compilation.
+helper = njit(nogil=True, cache=True, fastmath=FASTMATH)
 
 # The span loop takes rows whose pixel coordinates are below this bound (which
 # keeps every float -> int conversion in range).
@@ -95,7 +99,7 @@ def _blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):
     return impl
 
 
-@always_inline
+@helper
 def is_interior(x, y, W, H):
     """All four bilinear taps of pixel point (x, y) are inside the image."""
     return x >= 0.0 and x < W - 1 and y >= 0.0 and y < H - 1
@@ -106,7 +110,7 @@ FRAC_BITS = 32
 FRAC_ONE = 2.0**FRAC_BITS
 
 
-@always_inline
+@helper
 def to_fixed(v):
     """round(v * 2**32) as an int64, for |v| < 2**30."""
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
@@ -272,7 +276,7 @@ def _point_row_overload(s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, wacc, in
         s, o, ob, base, W, H, Wo, C, xs, ys, scr, wacc, inside, done)
 
 
-@always_inline
+@helper
 def interior_range(u, d, hi, j0, j1):
     """Estimate of the columns j in [j0, j1) with 0 <= u + j d < hi, as [ja, jb).
 
@@ -295,7 +299,7 @@ def interior_range(u, d, hi, j0, j1):
     return ja, jb
 
 
-@always_inline
+@helper
 def row_in_range(ux, dux, uy, duy, Wo):
     """Both ends of the row x_j = ux + j dux, y_j = uy + j duy are within PIXEL_LIMIT."""
     return (abs(ux) < PIXEL_LIMIT and abs(ux + (Wo - 1) * dux) < PIXEL_LIMIT
