@@ -1,10 +1,12 @@
-"""How fastwarp and OpenCV hold up in the call patterns of real code, per OpenMP spin policy.
+"""How fastwarp and OpenCV hold up in the call patterns of real code, per helper spin time.
 
-    python bench/bench_call_patterns.py                       # default policy and a sweep of spin counts
-    python bench/bench_call_patterns.py --spin 1000 300000    # only these GOMP_SPINCOUNT values
+    python bench/bench_call_patterns.py                       # the default and a sweep of spin times
+    python bench/bench_call_patterns.py --spin 0 300          # only these FASTWARP_SPIN_US values
     python bench/bench_call_patterns.py --workload augment --dtype uint8
 
-Each policy runs in a fresh process (OpenMP reads its environment once), which
+The forward kernels' helper threads poll for the next call for ``FASTWARP_SPIN_US``
+microseconds after each call (yielding their core to any other runnable thread),
+then sleep.  Each setting runs in a fresh process, which
 times, for one workload (default: seed, 2x400x400x3 float32, bilinear, border):
 
 * ``back_to_back``: calls in a tight loop;
@@ -34,11 +36,12 @@ import subprocess
 import sys
 import time
 
+from fastwarp.cpu.sched import SPIN_US_DEFAULT
 from fastwarp.experiments.patterns import PATTERNS
 
 CHILD = r"""
 import json, os, sys
-spin = os.environ.get("GOMP_SPINCOUNT")  # before fastwarp sets its default
+spin = os.environ.get("FASTWARP_SPIN_US")
 import numba
 from fastwarp.experiments.patterns import measure
 from fastwarp.experiments.benchmark import cpu_model
@@ -51,11 +54,10 @@ print(json.dumps(res))
 
 
 def run_policy(spin: str | None, cfg: dict) -> dict:
-    """Run the child in a fresh process with GOMP_SPINCOUNT=spin (None: fastwarp's default policy)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    """Run the child in a fresh process with FASTWARP_SPIN_US=spin (None: fastwarp's default)."""
+    env = {k: v for k, v in os.environ.items() if k != "FASTWARP_SPIN_US"}
     if spin is not None:
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
-        env["GOMP_SPINCOUNT"] = spin
+        env["FASTWARP_SPIN_US"] = spin
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(cfg)], env=env, capture_output=True,
                        text=True, check=False)
@@ -69,7 +71,7 @@ def format_rows(results: list[dict]) -> str:
             + " | NumPy op after fastwarp / idle (us) | TF op after fastwarp / idle (us) |")
     lines = [head, "|" + "---|" * (len(PATTERNS) + 3)]
     for r in results:
-        label = f"spin {r['spin']}" if r["spin"] else "fastwarp's default (spin 1000)"
+        label = f"spin {r['spin']} us" if r["spin"] else f"fastwarp's default (spin {SPIN_US_DEFAULT} us)"
         cells = []
         for p in PATTERNS:
             f, o = r["fastwarp"][p] * 1e3, r["opencv"][p] * 1e3
@@ -84,13 +86,13 @@ def format_rows(results: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--spin", nargs="+", default=None,
-                   help="GOMP_SPINCOUNT values to sweep (default: fastwarp's default, 1000, 30000, 300000)")
+                   help="FASTWARP_SPIN_US values to sweep (default: fastwarp's default, 0, 300, 10000)")
     p.add_argument("--workload", default="seed")
     p.add_argument("--dtype", default="float32")
     p.add_argument("--calls", type=int, default=200, help="calls per cell (default 200)")
     p.add_argument("--json", help="write the raw results here")
     args = p.parse_args(argv)
-    spins = [None, "1000", "30000", "300000"] if args.spin is None else args.spin
+    spins = [None, "0", "300", "10000"] if args.spin is None else args.spin
     cfg = {"workload": args.workload, "dtype": args.dtype, "calls": args.calls}
     results = []
     for spin in spins:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numba
 import numpy as np
 import pytest
@@ -73,6 +75,8 @@ def test_numba_started_without_scipy_linalg_still_compiles_everything():
 
     code = """
 import sys
+import time
+
 import numba
 import numpy as np
 import fastwarp as fw
@@ -99,3 +103,80 @@ print("ok")
     r = subprocess.run([sys.executable, "-c", code, seed, has_scipy], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_a_helpers_exception_reaches_the_caller_and_marks_the_schedule():
+    import threading
+
+    from fastwarp.cpu import sched
+
+    done = threading.Event()
+    errors: list = []
+    s = sched.schedule(4, 2)
+
+    def failing(sched_arr):
+        try:
+            raise ZeroDivisionError("boom")
+        finally:
+            done.set()
+
+    sched._helpers(1).post([failing, (), s, 1, errors])
+    assert done.wait(10)
+    deadline = time.monotonic() + 10
+    while not errors and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert isinstance(errors[0], ZeroDivisionError) and s[sched.FAILED] == 1
+
+
+def test_helpers_stay_out_of_calls_that_do_not_want_them():
+    import threading
+
+    from fastwarp.cpu import sched
+
+    crew = sched._helpers(1)
+    ran = threading.Event()
+    crew.post([lambda s: ran.set(), (), sched.schedule(1, 1), 0, []])  # zero helpers wanted
+    assert not ran.wait(0.2)
+    crew.post([lambda s: ran.set(), (), sched.schedule(1, 1), 1, []])
+    assert ran.wait(10)
+
+
+@pytest.mark.parametrize("raw", ["abc", "1.5"])
+def test_spin_setting_must_be_whole_microseconds(monkeypatch, raw):
+    from fastwarp.cpu import sched
+
+    monkeypatch.setenv("FASTWARP_SPIN_US", raw)
+    with pytest.raises(ValueError, match="FASTWARP_SPIN_US"):
+        sched.spin_us()
+    monkeypatch.setenv("FASTWARP_SPIN_US", "0")
+    assert sched.spin_us() == 0
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_forked_child_gets_its_own_helpers(rng):
+    """A child forked after the parent's threaded calls has none of the parent's threads:
+    its threaded calls start their own helpers instead of waiting on missing ones."""
+    import multiprocessing as mp
+
+    x = rng.random((6, 41, 37, 3), dtype=np.float32)
+    theta = rng.normal(0, 0.3, (6, 2, 3)) + np.eye(2, 3)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        expected = fw.affine_warp(x, theta)  # the parent's helpers exist now
+        with mp.get_context("fork").Pool(1) as pool:
+            got, own_crew = pool.apply(_warp_with_two_threads, (x, theta))
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_array_equal(got, expected)
+    assert own_crew or numba.config.NUMBA_NUM_THREADS < 2
+
+
+def _warp_with_two_threads(x, theta):
+    import os
+
+    from fastwarp.cpu import sched
+
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    out = fw.affine_warp(x, theta)
+    return out, sched._crew is not None and sched._crew.pid == os.getpid()

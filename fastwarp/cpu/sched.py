@@ -20,12 +20,16 @@ on who ran what.
 
 from __future__ import annotations
 
+import os
+import platform
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..core.runtime import SMALL_WORK, call
@@ -107,71 +111,181 @@ def wait_chunks(sched):
 
 
 
+_POSIX = os.name == "posix"
+
+
+@intrinsic
+def os_yield(typingctx):
+    """``sched_yield()`` on POSIX systems (another runnable thread on this core goes
+    first, so a polling thread does not hold a core that other work wants); a
+    spin-wait hint elsewhere."""
+    sig = types.void()
+
+    def codegen(context, builder, signature, args):
+        if _POSIX:
+            fnty = ir.FunctionType(ir.IntType(32), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "sched_yield"), [])
+        elif platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "llvm.x86.sse2.pause"), [])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(nogil=True, cache=True)
+def spin_for_change(ctl, seen, spins):
+    """ctl[0] once it differs from ``seen``, or after ``spins`` checks (then it may equal it);
+    the thread yields its core between checks."""
+    for _ in range(spins):
+        g = atomic_load(ctl, 0)
+        if g != seen:
+            return g
+        os_yield()
+    return atomic_load(ctl, 0)
+
+
 # Chunks per thread: enough that a late thread still finds work and that the
 # last chunk to finish is short; an atomic claim costs tens of nanoseconds.
 CHUNKS_PER_THREAD = 16
 
-_pool: ThreadPoolExecutor | None = None
-_pool_size = 0
-_pool_lock = threading.Lock()
+# How long a helper thread keeps polling for the next call after finishing one
+# before it sleeps (FASTWARP_SPIN_US, microseconds; 0: sleep at once).  A sleeping
+# thread takes tens of microseconds to wake on bare metal, and up to a millisecond
+# on a VM whose idle virtual CPU was halted; a polling one joins at once, but holds
+# its core for that long after each call (see bench/bench_call_patterns.py).
+SPIN_US_DEFAULT = 2000
 
 
-def _executor(n: int) -> ThreadPoolExecutor:
-    global _pool, _pool_size
-    with _pool_lock:
-        if _pool is None or _pool_size < n:
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fastwarp")
-            _pool_size = n
-        return _pool
+def spin_us() -> int:
+    raw = os.environ.get("FASTWARP_SPIN_US", "")
+    try:
+        return max(0, int(raw)) if raw.strip() else SPIN_US_DEFAULT
+    except ValueError:
+        raise ValueError(f"FASTWARP_SPIN_US must be an integer number of microseconds, got {raw!r}") from None
+
+
+def _calibrate(ctl: np.ndarray, micros: int) -> int:
+    """The number of ``spin_for_change`` checks that take about ``micros`` microseconds here."""
+    if micros <= 0:
+        return 0
+    probe = 20000
+    spin_for_change(ctl, -1, 1)  # compile or load
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        spin_for_change(ctl, ctl[0], probe)
+        best = min(best, time.perf_counter() - t0)
+    return max(1, int(probe * micros * 1e-6 / max(best, 1e-9)))
+
+
+class _Crew:
+    """Helper threads that join every multi-threaded call.
+
+    A call posts its job and bumps ``ctl[0]``; helpers that finished a call less
+    than the spin time ago see the bump at once (polling it without the
+    interpreter lock), the others are woken through a condition variable.  A
+    helper whose index is beyond the call's thread count stays out of it."""
+
+    def __init__(self, n: int):
+        self.size = n
+        self.pid = os.getpid()
+        self.ctl = np.zeros(1, np.int64)
+        self.spins = _calibrate(self.ctl, spin_us())
+        self.job: list = []
+        self.sleeping = 0
+        self.cond = threading.Condition()
+        for i in range(n):
+            threading.Thread(target=self._run, args=(i,), daemon=True, name=f"fastwarp-{i}").start()
+
+    def _run(self, index: int) -> None:
+        seen = 0
+        while True:
+            g = spin_for_change(self.ctl, seen, self.spins) if self.spins else int(self.ctl[0])
+            if g == seen:
+                with self.cond:
+                    self.sleeping += 1
+                    while int(self.ctl[0]) == seen:
+                        self.cond.wait()
+                    self.sleeping -= 1
+                    g = int(self.ctl[0])
+            seen = g
+            job = self.job
+            if len(job) == 5 and index < job[3]:
+                _helper(job)
+
+    def post(self, job: list) -> None:
+        self.job = job
+        self.ctl[0] += 1  # under the interpreter lock, like every reader of job
+        if self.sleeping:
+            with self.cond:
+                self.cond.notify_all()
+
+
+_crew: _Crew | None = None
+_crew_lock = threading.Lock()
+
+
+def _helpers(n: int) -> _Crew:
+    """A crew of at least ``n`` helper threads for this process (a forked child starts its own)."""
+    global _crew
+    crew = _crew
+    if crew is not None and crew.size >= n and crew.pid == os.getpid():
+        return crew
+    with _crew_lock:
+        if _crew is None or _crew.size < n or _crew.pid != os.getpid():
+            if _crew is not None and _crew.pid == os.getpid():
+                _crew.post([])  # the old crew's threads find no job and sleep
+            _crew = _Crew(n)
+        return _crew
 
 
 def _helper(job: list) -> None:
-    """A pool thread's share of a call: whatever chunks are left when it starts.
+    """A helper's share of a call: whatever chunks are left when it starts.
 
-    ``job`` is [kernel, args, sched]; the caller empties it when the call is done,
-    so a thread that wakes up after that finds nothing to do and, until then,
-    holds no reference to the call's arrays (the caller's output can be freed
-    and its memory reused at once)."""
+    ``job`` is [kernel, args, sched, helpers, errors]; the caller empties it when
+    the call is done, so a helper that wakes up after that finds nothing to do and,
+    until then, holds no reference to the call's arrays (the caller's output can be
+    freed and its memory reused at once)."""
     try:
-        kernel, args, sched = job
+        kernel, args, sched, _, errors = job
     except ValueError:
         return
     try:
         kernel(*args, sched)
-    except BaseException:
+    except BaseException as e:  # noqa: BLE001 - reported to the caller, which raises it
+        errors.append(e)
         sched[FAILED] = 1  # the caller stops waiting and raises this exception
-        raise
 
 
 def call_rows(kernel, *args, rows: int, work: int) -> None:
     """Run ``kernel(*args, sched)`` over ``rows`` rows on the caller's Numba thread count.
 
-    The caller runs the kernel itself and ``threads - 1`` pool threads join it;
+    The caller runs the kernel itself and ``threads - 1`` helper threads join it;
     all of them claim chunks of rows from one schedule (see the module
     docstring), and the call returns once every chunk is done, without waiting
-    for a pool thread that has not started yet (it will find nothing left).
+    for a helper that has not started yet (it will find nothing left).
     Calls below ``core.runtime.SMALL_WORK`` output elements, or from a thread
     limited to one kernel thread (``set_kernel_threads(1)``), run on the
     calling thread alone.  The first call of a specialization compiles it on
-    the calling thread, before any pool thread calls it.
+    the calling thread, before any helper calls it.
     """
     threads = numba.get_num_threads()
     if work < SMALL_WORK or rows <= 1 or threads <= 1:
         call(kernel, *args, schedule(rows, 1 if rows else 0))
         return
-    call(kernel, *args, schedule(0, 0))  # compile here (no rows), before the pool's threads call it
+    call(kernel, *args, schedule(0, 0))  # compile here (no rows), before the helpers call it
     k = min(threads, rows)
     sched = schedule(rows, min(rows, CHUNKS_PER_THREAD * k))
-    job = [kernel, args, sched]
-    pool = _executor(k - 1)
-    helpers = [pool.submit(_helper, job) for _ in range(k - 1)]
+    errors: list = []
+    job = [kernel, args, sched, k - 1, errors]
+    _helpers(k - 1).post(job)
     try:
         kernel(*args, sched)
         done = wait_chunks(sched)
     finally:
         job.clear()
     if not done:
-        for f in helpers:
-            if f.done() and f.exception() is not None:
-                raise f.exception()
+        if errors:
+            raise errors[0]
         raise RuntimeError("fastwarp: a kernel thread failed")
