@@ -92,7 +92,7 @@ def make_set(path: str, count: int, side: int, ext: str) -> None:
     rng = np.random.default_rng(0)
     for i in range(count):
         cv2.imwrite(os.path.join(path, f"img{i:05d}{ext}"), _pattern(rng, side),
-                    [cv2.IMWRITE_JPEG_QUALITY, 90])
+                    [cv2.IMWRITE_JPEG_QUALITY, 90] if ext == ".jpg" else [])
     open(stamp, "w").close()
 
 
