@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .core import buffers
 from .core.coords import BICUBIC, BILINEAR, BORDER, NEAREST, REFLECTION, ZEROS
 from .core.dispatch import gpu_backend, wants_gpu
 from .core.runtime import call
@@ -120,12 +121,16 @@ def _check_grad_out(fn: str, grad_out, shape: tuple[int, ...], batched: bool,
 
 def _image_grad_buffers(src: np.ndarray, ho: int) -> tuple[np.ndarray, np.ndarray]:
     """Scratch for the image gradient: K buffers per image (see ``backward.row_chunks``)
-    and, per buffer, which rows the kernel has written (and zeroed on first write)."""
+    and, per buffer, which rows the kernel has written (and zeroed on first write).
+    Large buffers come from the output pool (``core.buffers``): memory a loop of calls
+    has mapped already, instead of fresh pages that fault on first write."""
     n, h, w, c = src.shape
     k = B.row_chunks(n, ho, h * w * c * src.itemsize)
+    buf = buffers.empty((n, k, h, w, c), src.dtype)
     if k == 1:  # the buffer is the result: zero it all, every row counts as written
-        return np.zeros((n, 1, h, w, c), src.dtype), np.ones((n, 1, h), np.uint8)
-    return np.empty((n, k, h, w, c), src.dtype), np.zeros((n, k, h), np.uint8)
+        buf.fill(0)
+        return buf, np.ones((n, 1, h), np.uint8)
+    return buf, np.zeros((n, k, h), np.uint8)
 
 
 def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
@@ -133,7 +138,7 @@ def _sum_chunks(buf: np.ndarray, seen: np.ndarray) -> np.ndarray:
     n, k = buf.shape[:2]
     if k == 1:
         return buf[:, 0]
-    out = np.empty((n,) + buf.shape[2:], buf.dtype)
+    out = buffers.empty((n,) + buf.shape[2:], buf.dtype)
     call(B.sum_chunks_kernel, *readonly(buf, seen), out)
     return out
 

@@ -238,6 +238,7 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
     clamp = padding == BORDER and W >= 2 and H >= 2
     offs = scr[0]
     fast = scr[1]
+    rows0 = scr[2]
     fxs = wscr[0]
     fys = wscr[1]
     dxs = wscr[2]
@@ -262,6 +263,7 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
             x0 = min(int(xc), W - 2)
             y0 = min(int(yc), H - 2)
             offs[t] = y0 * W + x0
+            rows0[t] = y0
             fast[t] = ok
             fxs[t] = xc - x0
             fys[t] = yc - y0
@@ -271,7 +273,7 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
         for t in range(m):
             j = j0 + t
             if fast[t]:
-                y0 = offs[t] // W
+                y0 = rows0[t]
                 touch(gimg, seen, y0)
                 touch(gimg, seen, y0 + 1)
                 gx, gy = scatter_taps(s, go, gf, (n * H * W + offs[t]) * C, offs[t] * C,
@@ -368,7 +370,7 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
             gimg = buf[n, k]
             gf = gimg.reshape(-1)
             seen = rows_seen[n, k]
-            scr = np.empty((2, SCRATCH_COLUMNS), np.int64)  # scratch of fused_bilinear_row
+            scr = np.empty((3, SCRATCH_COLUMNS), np.int64)  # scratch of fused_bilinear_row
             wscr = np.empty((4, SCRATCH_COLUMNS))
             t00 = 0.0
             t10 = 0.0
