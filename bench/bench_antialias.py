@@ -285,7 +285,7 @@ def main() -> None:
         report["speed"] = speed(args.repeats)
     if not args.skip_first_call:
         report["first call"] = first_call()
-    print("machine:", report["cpu"], report["cpu family"])
+    print("machine:", report["cpu"])
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=1)
