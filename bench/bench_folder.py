@@ -234,12 +234,10 @@ def steady_state(src: str, rounds: int) -> tuple[float, float]:
 
 
 def _cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown CPU"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    return f"{fields.get('Model name', '?').strip()} (family {fields.get('CPU family', '?').strip()})"
+    """The CPU's model, family and micro-architecture (as ``fastwarp bench`` reports it)."""
+    from fastwarp.experiments.benchmark import cpu_model
+
+    return cpu_model()
 
 
 def main(argv=None) -> int:
