@@ -84,7 +84,7 @@ def _bytes(builder, v):
 
 def _fma(builder, a, b, c):
     """a * b + c, one rounding per lane (llvm.fma)."""
-    name = f"llvm.fma.v{a.type.count}f32"
+    name = f"llvm.fma.v{a.type.count}{'f64' if a.type.element == ir.DoubleType() else 'f32'}"
     fn = builder.module.globals.get(name)
     if fn is None:
         fn = ir.Function(builder.module, ir.FunctionType(a.type, [a.type] * 3), name)
@@ -145,13 +145,37 @@ def _blend_u8(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live)
     _store(builder, _bytes(builder, v), odata, ob, C, spill)
 
 
+_F64 = ir.DoubleType()
+_I16 = ir.IntType(16)
+
+
+def _blend_u16(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
+    f64x8 = _vec(_F64, LANES)
+    top = builder.uitofp(_load(builder, sdata, b, _vec(_I16, LANES), live), f64x8)
+    bot = builder.uitofp(_load(builder, sdata, builder.add(b, row), _vec(_I16, LANES), live), f64x8)
+    # the float64 blend of the scalar path, then floor(v + 1/2), saturated to [0, 65535]
+    l = _fma(builder, _splat(builder, fy, LANES), bot, builder.fmul(_splat(builder, gy, LANES), top))
+    v = _fma(builder, _splat(builder, fx, 4), _lanes(builder, l, C, 4),
+             builder.fmul(_splat(builder, gx, 4), _lanes(builder, l, 0, 4)))
+    f64x4 = _vec(_F64, 4)
+    v = builder.fadd(v, ir.Constant(f64x4, [0.5] * 4))
+    lo = ir.Constant(f64x4, [0.0] * 4)
+    hi = ir.Constant(f64x4, [65535.0] * 4)
+    v = builder.select(builder.fcmp_ordered(">", v, lo), v, lo)
+    v = builder.select(builder.fcmp_ordered("<", v, hi), v, hi)
+    v = builder.trunc(builder.fptosi(v, _vec(_I32, 4)), _vec(_I16, 4))
+    _store(builder, v, odata, ob, C, spill)
+
+
 @intrinsic(prefer_literal=True)
 def blend_pixel(typingctx, s, o, b, row, ob, fx, gx, fy, gy, C, spill, exact):
     """o[ob + c] = bilinear blend of the 2 x 2 taps at flat offsets b, b + C, b + row,
     b + row + C of s (channel c), for c < C (3 or 4, a literal).
 
-    fx, fy: the float32 fractions, gx = 1 - fx, gy = 1 - fy; s and o both float32
-    or both uint8 (blended in float32, rounded to nearest, ties up).  spill (a
+    fx, fy: the fractions, gx = 1 - fx, gy = 1 - fy; s and o both float32 or both
+    uint8 (float32 weights, blended in float32, uint8 rounded to nearest, ties up), or
+    both uint16 (float64 weights, blended in float64 as the reference does, rounded
+    to nearest, ties up, and saturated).  spill (a
     literal bool): a 3-channel store may write o[ob + 3].  exact (a literal bool):
     read only the taps (masked loads), for pixels whose full 8-lane loads could
     pass the end of s.
@@ -164,9 +188,11 @@ def blend_pixel(typingctx, s, o, b, row, ob, fx, gx, fy, gy, C, spill, exact):
         blend = _blend_f32
     elif s.dtype == types.uint8 and o.dtype == types.uint8:
         blend = _blend_u8
+    elif s.dtype == types.uint16 and o.dtype == types.uint16:
+        blend = _blend_u16
     else:
         return None
-    weight = types.float32
+    weight = types.float64 if s.dtype == types.uint16 else types.float32
     nc = C.literal_value
     spills = spill.literal_value
     live = 2 * nc if exact.literal_value else LANES

@@ -68,8 +68,8 @@ def lerp_channels(s, o, ob, b00, b01, b10, b11, fx, gx, fy, gy, C):
 def blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):  # pragma: no cover - overloaded below
     """o[ob + c] = the bilinear blend of the 2 x 2 taps at flat offsets b, b + C, b + row,
     b + row + C (channel c), c < C, with the fractions fx, fy and gx = 1 - fx,
-    gy = 1 - fy in the accumulation type.  3- and 4-channel float32 and uint8 pixels
-    (C a literal) blend as SIMD vectors (``simd.blend_pixel``), every other pixel
+    gy = 1 - fy in the accumulation type.  3- and 4-channel float32, uint8 and uint16
+    pixels (C a literal) blend as SIMD vectors (``simd.blend_pixel``), every other pixel
     with :func:`lerp_channels`.  ``spill`` (a literal): a 3-channel pixel may write
     o[ob + 3], which the caller writes afterwards.  ``safe`` (a literal): the caller
     knows that 8 values from b + row lie inside s; otherwise a 3-channel pixel
@@ -81,7 +81,7 @@ def blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):  # pragma: no 
           jit_options={"cache": True, "fastmath": FASTMATH})
 def _blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):
     vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
-              and s.dtype in (types.float32, types.uint8) and o.dtype == s.dtype)
+              and s.dtype in (types.float32, types.uint8, types.uint16) and o.dtype == s.dtype)
     if not vector:
         return lambda s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe: lerp_channels(
             s, o, ob, b, b + C, b + row, b + row + C, fx, gx, fy, gy, C)
@@ -171,7 +171,7 @@ def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
         wx = acc_type(x - x0, s)
         wy = acc_type(y - y0, s)
         one = acc_type(1.0, s)
-        lerp_channels(s, o, ob + j * C, b, b + C, b + row, b + row + C, wx, one - wx, wy, one - wy, C)
+        blend_taps(s, o, ob + j * C, b, row, wx, one - wx, wy, one - wy, C, False, False)
 
 
 def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):  # pragma: no cover
