@@ -180,3 +180,75 @@ def _warp_with_two_threads(x, theta):
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     out = fw.affine_warp(x, theta)
     return out, sched._crew is not None and sched._crew.pid == os.getpid()
+
+
+def test_a_helper_survives_a_job_emptied_under_it():
+    """The caller empties its job list when its call ends, possibly while a helper is
+    taking it apart: the helper must shrug that off and serve the next call."""
+    import threading
+
+    from fastwarp.cpu import sched
+
+    crew = sched._helpers(1)
+    crew.post([1, 2])  # what a half-emptied list looks like to a helper
+    crew.post([])
+    ran = threading.Event()
+    crew.post([lambda s: ran.set(), (), sched.schedule(1, 1), 1, []])
+    assert ran.wait(10)
+
+
+def test_nothing_writes_into_the_output_after_a_failed_call_returns():
+    """A chunk that raises ends the call with its exception, and by then no other thread is
+    still writing rows: the caller stops further claims and waits for running helpers.
+    (Without that, when the caller is the thread that raises, its helper goes on writing
+    the remaining chunks; the deterministic check of the waiting is the next test.)"""
+    import math
+
+    from fastwarp.cpu import sched
+
+    @numba.njit(nogil=True)
+    def kernel(out, s):
+        c = sched.claim(s)
+        while c < s[sched.CHUNKS]:
+            r0, r1 = sched.chunk_rows(s, c)
+            if c == 5:
+                raise ValueError("chunk 5 failed")
+            for r in range(r0, r1):
+                acc = 0.0
+                for k in range(20000):
+                    acc += math.sqrt(k + r)
+                out[r] = acc
+            c = sched.next_chunk(s)
+
+    out = np.zeros(256)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with pytest.raises(ValueError, match="chunk 5 failed"):
+            sched.call_rows(kernel, out, rows=out.size, work=10**6)
+        snapshot = out.copy()
+        time.sleep(0.05)
+        np.testing.assert_array_equal(out, snapshot)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_a_failed_call_waits_for_the_helpers_inside_the_kernel():
+    import threading
+
+    from fastwarp.cpu import sched
+
+    s = sched.schedule(8, 4)
+    inside = threading.Event()
+    wrote = []
+
+    def slow(s_arr):  # a helper in the middle of its chunk
+        inside.set()
+        time.sleep(0.1)
+        wrote.append(1)
+
+    sched._helpers(1).post([slow, (), s, 1, []])
+    assert inside.wait(10)
+    sched._stop(s)
+    assert wrote == [1] and s[sched.ACTIVE] == 0
+    assert s[sched.NEXT] >= s[sched.CHUNKS]  # no thread claims another chunk

@@ -34,12 +34,13 @@ from numba.extending import intrinsic
 
 from ..core.runtime import SMALL_WORK, call
 
-NEXT, DONE, CHUNKS, ROWS, FAILED = range(5)
+NEXT, DONE, CHUNKS, ROWS, FAILED, ACTIVE = range(6)
 
 
 def schedule(rows: int, chunks: int) -> np.ndarray:
-    """A fresh schedule of ``rows`` rows in ``chunks`` chunks (1 <= chunks <= rows, or 0 rows)."""
-    return np.array([0, 0, chunks, rows, 0], np.int64)
+    """A fresh schedule of ``rows`` rows in ``chunks`` chunks (1 <= chunks <= rows, or 0 rows);
+    ``sched[ACTIVE]`` counts the helpers inside the call's kernel."""
+    return np.array([0, 0, chunks, rows, 0, 0], np.int64)
 
 
 def _element(context, builder, aryty, ary, idx):
@@ -185,7 +186,8 @@ class _Crew:
     A call posts its job and bumps ``ctl[0]``; helpers that finished a call less
     than the spin time ago see the bump at once (polling it without the
     interpreter lock), the others are woken through a condition variable.  A
-    helper whose index is beyond the call's thread count stays out of it."""
+    helper whose index is beyond the call's thread count stays out of it.  A
+    retired crew (replaced by a larger one) lets its threads end."""
 
     def __init__(self, n: int):
         self.size = n
@@ -194,13 +196,15 @@ class _Crew:
         self.spins = _calibrate(self.ctl, spin_us())
         self.job: list = []
         self.sleeping = 0
+        self.retired = False
         self.cond = threading.Condition()
+        self.bump = threading.Lock()
         for i in range(n):
             threading.Thread(target=self._run, args=(i,), daemon=True, name=f"fastwarp-{i}").start()
 
     def _run(self, index: int) -> None:
         seen = 0
-        while True:
+        while not self.retired:
             g = spin_for_change(self.ctl, seen, self.spins) if self.spins else int(self.ctl[0])
             if g == seen:
                 with self.cond:
@@ -210,20 +214,41 @@ class _Crew:
                     self.sleeping -= 1
                     g = int(self.ctl[0])
             seen = g
-            job = self.job
-            if len(job) == 5 and index < job[3]:
-                _helper(job)
+            try:
+                # one unpacking: the caller may empty the list at any moment
+                kernel, args, sched, wanted, errors = self.job
+            except ValueError:
+                continue
+            if index < wanted:
+                _helper(kernel, args, sched, errors)
 
     def post(self, job: list) -> None:
         self.job = job
-        self.ctl[0] += 1  # under the interpreter lock, like every reader of job
+        with self.bump:  # concurrent callers: every post bumps the generation
+            self.ctl[0] += 1
         if self.sleeping:
             with self.cond:
                 self.cond.notify_all()
 
+    def retire(self) -> None:
+        self.retired = True
+        self.post([])  # wake every thread: each finds no job and ends
+
 
 _crew: _Crew | None = None
 _crew_lock = threading.Lock()
+
+
+def _forget_crew() -> None:
+    """In a forked child: none of the parent's helper threads exist there, and the lock
+    may have been held by one of the parent's other threads at the fork."""
+    global _crew, _crew_lock
+    _crew = None
+    _crew_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_crew)
 
 
 def _helpers(n: int) -> _Crew:
@@ -235,27 +260,34 @@ def _helpers(n: int) -> _Crew:
     with _crew_lock:
         if _crew is None or _crew.size < n or _crew.pid != os.getpid():
             if _crew is not None and _crew.pid == os.getpid():
-                _crew.post([])  # the old crew's threads find no job and sleep
+                _crew.retire()
             _crew = _Crew(n)
         return _crew
 
 
-def _helper(job: list) -> None:
+def _helper(kernel, args, sched, errors: list) -> None:
     """A helper's share of a call: whatever chunks are left when it starts.
 
-    ``job`` is [kernel, args, sched, helpers, errors]; the caller empties it when
-    the call is done, so a helper that wakes up after that finds nothing to do and,
-    until then, holds no reference to the call's arrays (the caller's output can be
-    freed and its memory reused at once)."""
-    try:
-        kernel, args, sched, _, errors = job
-    except ValueError:
-        return
+    The caller empties the job list when the call is done, so a helper that wakes
+    up after that finds nothing to do; one that took the job just before runs the
+    kernel, finds no chunk left and writes nothing.  ``sched[ACTIVE]`` counts the
+    helpers inside the kernel, so that a failed call waits for them before it raises."""
+    sched[ACTIVE] += 1  # under the interpreter lock, as the caller reads it
     try:
         kernel(*args, sched)
     except BaseException as e:  # noqa: BLE001 - reported to the caller, which raises it
         errors.append(e)
         sched[FAILED] = 1  # the caller stops waiting and raises this exception
+    finally:
+        sched[ACTIVE] -= 1
+
+
+def _stop(sched: np.ndarray) -> None:
+    """After a failure: no thread claims another chunk, and the helpers inside the kernel
+    finish theirs (their rows may still be written) before the caller raises."""
+    sched[NEXT] += sched[CHUNKS]  # every later claim is past the last chunk
+    while sched[ACTIVE] > 0:
+        time.sleep(0.0001)
 
 
 def call_rows(kernel, *args, rows: int, work: int) -> None:
@@ -283,9 +315,13 @@ def call_rows(kernel, *args, rows: int, work: int) -> None:
     try:
         kernel(*args, sched)
         done = wait_chunks(sched)
-    finally:
+    except BaseException:
         job.clear()
+        _stop(sched)
+        raise
+    job.clear()
     if not done:
+        _stop(sched)
         if errors:
             raise errors[0]
         raise RuntimeError("fastwarp: a kernel thread failed")
