@@ -170,7 +170,7 @@ def _calibrate(ctl: np.ndarray, micros: int) -> int:
     """The number of ``spin_for_change`` checks that take about ``micros`` microseconds here."""
     if micros <= 0:
         return 0
-    probe = 20000
+    probe = 2000  # three probes, about 3 ms here, paid once by the first threaded call
     spin_for_change(ctl, -1, 1)  # compile or load
     best = float("inf")
     for _ in range(3):
