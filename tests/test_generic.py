@@ -510,3 +510,28 @@ def test_uint8_bicubic_vector_pixels_match_the_reference(rng, channels):
         want = ref.affine_warp(img, theta, None, "bicubic", padding, False, 100.3)
         diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (h, w, padding, diff.max())
+
+
+@pytest.mark.parametrize("padding", ["zeros", "constant"])
+def test_fill_runs_at_both_ends_of_grid_and_projective_rows(rng, padding):
+    """Grid and projective rows write the points at either end that read only the fill as
+    runs, the right one after the row's vector pixels (a 3-channel pixel's store spills into
+    the next column): every column equals the reference, the first fill column after the
+    image included."""
+    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    img = random_images(rng, (2, h, w, 3), np.float32)
+    # outside, across the image (every tap inside), then at once outside again: the last
+    # image pixel's neighbour is a fill column
+    px = np.concatenate([[-5.0, -2.5], np.linspace(0.2, w - 1.3, 2 * w), [w + 0.5, w + 3.0]])
+    wo = px.size
+    py = rng.uniform(0.2, h - 1.2, (2, 4, 1)) + np.zeros((1, 1, wo))
+    grid = np.stack([np.broadcast_to((2 * px + 1) / w - 1, py.shape), (2 * py + 1) / h - 1], -1)
+    fill = (7.0, -8.5, 9.25)
+    got = fw.grid_sample(img, grid, padding_mode=padding, fill_value=fill if padding == "constant" else 0.0)
+    want = ref.grid_sample(img, grid, "bilinear", padding, False, fill if padding == "constant" else 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    theta = random_perspective(rng, 2, strength=0.1)
+    theta[:, 0, 0] *= 3.0  # rows that run out of the image on both sides
+    got = fw.perspective_warp(img, theta, (5, 3 * w), padding_mode=padding, fill_value=fill)
+    want = ref.perspective_warp(img, theta, (5, 3 * w), "bilinear", padding, False, fill)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)

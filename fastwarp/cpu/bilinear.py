@@ -210,9 +210,23 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
             if jb <= ja:
                 ja = ka
                 jb = ka
+        elif fills:
+            # grid, projective and far affine rows: the runs at either end whose points read
+            # only the fill (NaN, or every tap outside: the per-point path's own test) are
+            # written as fill runs; the right run after point_row, whose last pixel may spill
+            while ka < kb and not (xs[ka] > -1.0 and ys[ka] > -1.0 and xs[ka] < W and ys[ka] < H):
+                ka += 1
+            while kb > ka and not (xs[kb - 1] > -1.0 and ys[kb - 1] > -1.0 and xs[kb - 1] < W
+                                   and ys[kb - 1] < H):
+                kb -= 1
+            copy_run(o, ob, fillrow, ka - ka, ka * C)
+            ja = ka
+            jb = ka
         if not linear:
             # grid, projective and far affine rows: the points whose taps are all inside
             point_row(s, o, ob, n * H * W * C, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done)
+            if fills:
+                copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
         # the columns [ka, ja) and [jb, kb), point by point (minus what point_row did):
         # padding, then the blend, the fill or the per-tap path
         before = ja - ka
