@@ -1,8 +1,8 @@
 """Rows handed out in chunks to whichever thread asks first.
 
 A kernel run by :func:`call_rows` receives a schedule, a small int64
-array ``[next, done, chunks, rows, failed]``, shared by every thread of the
-call.  Each thread claims the next chunk with an atomic fetch-and-add, runs its
+array ``[next, done, chunks, rows, failed, active]``, shared by every thread of
+the call.  Each thread claims the next chunk with an atomic fetch-and-add, runs its
 rows, marks it done and claims again, until none is left:
 
     c = claim(sched)
@@ -11,11 +11,13 @@ rows, marks it done and claims again, until none is left:
         ...                       # rows r0 .. r1 - 1
         c = next_chunk(sched)
 
-so a thread that starts late (a worker still waking up) takes what is left
+so a thread that starts late (a helper still waking up) takes what is left
 instead of holding the call up, and the calling thread only waits for chunks
-already running (:func:`wait_chunks`).  Every row is written by exactly one
-thread and rows are independent, so results never depend on the thread count or
-on who ran what.
+already running (:func:`wait_chunks`).  The helpers are persistent daemon
+threads (:class:`_Crew`) that poll for the next call for ``FASTWARP_SPIN_US``
+microseconds after each one, yielding their core between checks, then sleep.
+Every row is written by exactly one thread and rows are independent, so results
+never depend on the thread count or on who ran what.
 """
 
 from __future__ import annotations
@@ -152,13 +154,16 @@ CHUNKS_PER_THREAD = 16
 
 # How long a helper thread keeps polling for the next call after finishing one
 # before it sleeps (FASTWARP_SPIN_US, microseconds; 0: sleep at once).  A sleeping
-# thread takes tens of microseconds to wake on bare metal, and up to a millisecond
-# on a VM whose idle virtual CPU was halted; a polling one joins at once, but holds
-# its core for that long after each call (see bench/bench_call_patterns.py).
+# thread takes tens of microseconds to wake, more on a VM whose idle virtual CPU was
+# halted; a polling one joins within microseconds, and yields its core to any other
+# runnable thread meanwhile (see bench/bench_call_patterns.py).
 SPIN_US_DEFAULT = 2000
 
 
 def spin_us() -> int:
+    """The helpers' polling time in microseconds: ``FASTWARP_SPIN_US`` or the default.
+
+    Raises ValueError when the variable is set but not an integer."""
     raw = os.environ.get("FASTWARP_SPIN_US", "")
     try:
         return max(0, int(raw)) if raw.strip() else SPIN_US_DEFAULT
