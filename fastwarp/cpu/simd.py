@@ -9,7 +9,9 @@ then horizontally:
     v_c = (1 - fx) l_c + fx l_{C + c}          (c < C)
 
 in float32 with fused multiply-adds, for float32 images and for uint8 images
-(converted on load; the result rounded to nearest, ties up).
+(converted on load; the result rounded to nearest, ties up), and in float64 for
+uint16 images (as the reference blends them; rounded and saturated).
+:func:`cubic_pixel`: a uint8 bicubic pixel's 4 x 4 taps as four 16-lane rows.
 
 :func:`span_taps`: eight pixels of an affine span's fixed-point coordinates at
 once, their tap offsets and fractions.
@@ -120,51 +122,50 @@ def _store(builder, value, base, offset, C, spill):
         builder.store(builder.extract_element(value, ir.Constant(_I32, c)), ptr)
 
 
-def _blend_f32(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
-    v8 = _vec(_F32, LANES)
-    top = _load(builder, sdata, b, v8, live)
-    bot = _load(builder, sdata, builder.add(b, row), v8, live)
-    # l = (1 - fy) top + fy bot
-    l = _fma(builder, _splat(builder, fy, LANES), bot, builder.fmul(_splat(builder, gy, LANES), top))
-    # v = (1 - fx) l[:C] + fx l[C:2C]
-    v = _fma(builder, _splat(builder, fx, 4), _lanes(builder, l, C, 4),
-             builder.fmul(_splat(builder, gx, 4), _lanes(builder, l, 0, 4)))
-    _store(builder, v, odata, ob, C, spill)
-
-
-def _blend_u8(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
-    f32x8 = _vec(_F32, LANES)
-    top = builder.uitofp(_load(builder, sdata, b, _vec(_I8, LANES), live), f32x8)
-    bot = builder.uitofp(_load(builder, sdata, builder.add(b, row), _vec(_I8, LANES), live), f32x8)
-    # the float32 blend of the float path, then floor(v + 1/2): v lies in [0, 255]
-    # (a convex combination up to rounding), so truncation is floor
-    l = _fma(builder, _splat(builder, fy, LANES), bot, builder.fmul(_splat(builder, gy, LANES), top))
-    v = _fma(builder, _splat(builder, fx, 4), _lanes(builder, l, C, 4),
-             builder.fmul(_splat(builder, gx, 4), _lanes(builder, l, 0, 4)))
-    v = builder.fptosi(builder.fadd(v, ir.Constant(_vec(_F32, 4), [0.5] * 4)), _vec(_I32, 4))
-    _store(builder, _bytes(builder, v), odata, ob, C, spill)
-
-
 _F64 = ir.DoubleType()
 _I16 = ir.IntType(16)
 
 
-def _blend_u16(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
-    f64x8 = _vec(_F64, LANES)
-    top = builder.uitofp(_load(builder, sdata, b, _vec(_I16, LANES), live), f64x8)
-    bot = builder.uitofp(_load(builder, sdata, builder.add(b, row), _vec(_I16, LANES), live), f64x8)
-    # the float64 blend of the scalar path, then floor(v + 1/2), saturated to [0, 65535]
+def _lerp(builder, sdata, b, row, fx, gx, fy, gy, C, live, taps, wide):
+    """The two tap rows at b and b + row (``taps`` vectors, converted to ``wide`` floats),
+    blended vertically then horizontally: lanes 0 .. C - 1 of the 4-lane result.
+
+        l = (1 - fy) top + fy bot
+        v = (1 - fx) l[:C] + fx l[C:2C]
+    """
+    top = _load(builder, sdata, b, taps, live)
+    bot = _load(builder, sdata, builder.add(b, row), taps, live)
+    if taps.element != wide:
+        top = builder.uitofp(top, _vec(wide, LANES))
+        bot = builder.uitofp(bot, _vec(wide, LANES))
     l = _fma(builder, _splat(builder, fy, LANES), bot, builder.fmul(_splat(builder, gy, LANES), top))
-    v = _fma(builder, _splat(builder, fx, 4), _lanes(builder, l, C, 4),
-             builder.fmul(_splat(builder, gx, 4), _lanes(builder, l, 0, 4)))
+    return _fma(builder, _splat(builder, fx, 4), _lanes(builder, l, C, 4),
+                builder.fmul(_splat(builder, gx, 4), _lanes(builder, l, 0, 4)))
+
+
+def _blend_f32(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
+    v = _lerp(builder, sdata, b, row, fx, gx, fy, gy, C, live, _vec(_F32, LANES), _F32)
+    _store(builder, v, odata, ob, C, spill)
+
+
+def _blend_u8(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
+    # the float32 blend, then floor(v + 1/2): v lies in [0, 255] (a convex combination
+    # up to rounding), so truncation is floor
+    v = _lerp(builder, sdata, b, row, fx, gx, fy, gy, C, live, _vec(_I8, LANES), _F32)
+    v = builder.fptosi(builder.fadd(v, ir.Constant(_vec(_F32, 4), [0.5] * 4)), _vec(_I32, 4))
+    _store(builder, _bytes(builder, v), odata, ob, C, spill)
+
+
+def _blend_u16(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live):
+    # the float64 blend of the scalar path, then floor(v + 1/2), saturated to [0, 65535]
+    v = _lerp(builder, sdata, b, row, fx, gx, fy, gy, C, live, _vec(_I16, LANES), _F64)
     f64x4 = _vec(_F64, 4)
     v = builder.fadd(v, ir.Constant(f64x4, [0.5] * 4))
     lo = ir.Constant(f64x4, [0.0] * 4)
     hi = ir.Constant(f64x4, [65535.0] * 4)
     v = builder.select(builder.fcmp_ordered(">", v, lo), v, lo)
     v = builder.select(builder.fcmp_ordered("<", v, hi), v, hi)
-    v = builder.trunc(builder.fptosi(v, _vec(_I32, 4)), _vec(_I16, 4))
-    _store(builder, v, odata, ob, C, spill)
+    _store(builder, builder.trunc(builder.fptosi(v, _vec(_I32, 4)), _vec(_I16, 4)), odata, ob, C, spill)
 
 
 @intrinsic(prefer_literal=True)
