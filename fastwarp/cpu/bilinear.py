@@ -161,7 +161,7 @@ def reach_range(xs, ys, W, H, Wo):
 
 @always_inline
 def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, done):
+                  scr, wscr, wacc, inside, rest):
     # One loop body, no per-row helper with many array arguments: every such call costs two
     # atomic reference-count updates per array, which on 32-pixel rows outweighed the rows.
     N, Ho, Wo, _ = out.shape
@@ -202,6 +202,7 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
                     span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
         ka = 0
         kb = Wo
+        nr = 0
         if fills and linear:
             # beyond [ka, kb) every tap of the row's points lies outside: the fill
             ka, kb = reach_range(xs, ys, W, H, Wo)
@@ -224,16 +225,19 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
             jb = ka
         if not linear:
             # grid, projective and far affine rows: the points whose taps are all inside
-            point_row(s, o, ob, n * H * W * C, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done)
+            # (between the fill runs)
+            nr = point_row(s, o, ob, n * H * W * C, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside,
+                           rest)
             if fills:
                 copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
-        # the columns [ka, ja) and [jb, kb), point by point (minus what point_row did):
-        # padding, then the blend, the fill or the per-tap path
+        # the columns [ka, ja) and [jb, kb) of an affine row, the columns point_row left of
+        # any other row, point by point: padding, then the blend, the fill or the per-tap path
         before = ja - ka
-        for k in range(before + (kb - jb)):
-            j = ka + k if k < before else jb + (k - before)
-            if not linear and done[j]:
-                continue
+        for k in range(before + (kb - jb) if linear else nr):
+            if not linear:
+                j = rest[k]
+            else:
+                j = ka + k if k < before else jb + (k - before)
             ob = ((n * Ho + i) * Wo + j) * C
             x = xs[j]
             y = ys[j]
@@ -279,31 +283,31 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
 # the padding.
 @span
 def rows_c1(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, done):
+            wacc, inside, rest):
     """Output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xs, ys: room for a
     row's pixel points plus 8 NaNs; ``fillrow``: the fill value repeated over a row (zeros
     and constant padding); scratch: scr, wscr (float32 weights), wacc (float64 weights),
-    inside, done (see ``span.point_row``)."""
+    inside, rest (see ``span.point_row``)."""
     bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 1, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, done)
+                  scr, wscr, wacc, inside, rest)
 
 
 @span
 def rows_c3(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, done):
+            wacc, inside, rest):
     bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 3, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, done)
+                  scr, wscr, wacc, inside, rest)
 
 
 @span
 def rows_c4(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, done):
+            wacc, inside, rest):
     bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 4, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, done)
+                  scr, wscr, wacc, inside, rest)
 
 
 @span
 def rows_cn(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, done):
+            wacc, inside, rest):
     bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, out.shape[3], xs, ys,
-                  fillrow, scr, wscr, wacc, inside, done)
+                  fillrow, scr, wscr, wacc, inside, rest)

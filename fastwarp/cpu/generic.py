@@ -294,7 +294,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
         if mode == BILINEAR:
             # scratch of the bilinear rows (see bilinear.rows_c1) and the fill row
             tmp = (np.empty((1, 64), np.int64), np.empty((4, 64), np.float32), np.empty((4, 64)),
-                   np.empty(64, np.uint8), np.zeros(Wo + 8, np.uint8))
+                   np.empty(64, np.uint8), np.empty(Wo, np.int64))
             fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
             for k in range(fillrow.size):
                 fillrow[k] = to_output(fill[k % C], o)

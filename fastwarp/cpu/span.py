@@ -233,11 +233,12 @@ def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
 
 
 @span
-def _point_row(s, o, ob, base, W, H, Wo, C, xs, ys, scr, w, inside, done):
+def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest):
     offs = scr[0]
+    nr = 0
     row = W * C
-    for t0 in range(0, Wo, offs.size):
-        m = min(offs.size, Wo - t0)
+    for t0 in range(ka, kb, offs.size):
+        m = min(offs.size, kb - t0)
         for t in range(0, m, 8):
             point_taps(xs, ys, t0 + t, W, H, base, row, C, offs, w, inside, t)
         # ask for the taps' lines before blending them (measured: a projective warp of
@@ -248,32 +249,37 @@ def _point_row(s, o, ob, base, W, H, Wo, C, xs, ys, scr, w, inside, done):
                 prefetch(s, offs[t] + row)
         for t in range(m):
             j = t0 + t
-            done[j] = inside[t]
             if inside[t]:
                 fx, gx, fy, gy = w[0, t], w[2, t], w[1, t], w[3, t]
                 if j + 1 < Wo:
                     blend_taps(s, o, ob + j * C, offs[t], row, fx, gx, fy, gy, C, True, False)
                 else:
                     blend_taps(s, o, ob + j * C, offs[t], row, fx, gx, fy, gy, C, False, False)
+            else:
+                rest[nr] = j  # left to the caller's per-point path
+                nr += 1
+    return nr
 
 
-def point_row(s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done):  # pragma: no cover
-    """The bilinear points of a row (pixel coordinates xs[j], ys[j], j < Wo) whose four
-    taps are all inside the image, eight at a time (``simd.point_taps``), blended
-    like the span loop's pixels (:func:`span.blend_taps`) with weights in the
-    accumulation type (``wscr``: float32, ``wacc``: float64); done[j] = 1 for them.
-    A 3-channel pixel may spill into the next column, which is written after it
-    (here or by the caller's per-point path)."""
+def point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest):  # pragma: no cover
+    """The bilinear points among columns [ka, kb) of a row of Wo (pixel coordinates
+    xs[j], ys[j]) whose four taps are all inside the image, eight at a time
+    (``simd.point_taps``), blended like the span loop's pixels
+    (:func:`span.blend_taps`) with weights in the accumulation type (``wscr``:
+    float32, ``wacc``: float64).  Returns the number nr of the other columns, listed
+    in rising order in rest[:nr] for the caller's per-point path.  A 3-channel pixel
+    may spill into the next column, which is written after it (here or by the
+    caller)."""
     raise NotImplementedError
 
 
 @overload(point_row, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
-def _point_row_overload(s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done):
+def _point_row_overload(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest):
     if s.dtype in (types.float32, types.uint8):
-        return lambda s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done: _point_row(
-            s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, inside, done)
-    return lambda s, o, ob, base, W, H, Wo, C, xs, ys, scr, wscr, wacc, inside, done: _point_row(
-        s, o, ob, base, W, H, Wo, C, xs, ys, scr, wacc, inside, done)
+        return lambda s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest: _point_row(
+            s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, inside, rest)
+    return lambda s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest: _point_row(
+        s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wacc, inside, rest)
 
 
 @helper
