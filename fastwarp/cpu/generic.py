@@ -44,6 +44,7 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from ..core.coords import (
+    BICUBIC,
     BILINEAR,
     BORDER,
     CONSTANT,
@@ -63,7 +64,7 @@ from .backward import scatter_taps, touch
 from .bilinear import bound_index, linear_pair, rows_c1, rows_c3, rows_c4, rows_cn, wrap_index
 from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .simd import cubic_pixel
+from .simd import cubic_pixel, cubic_points
 from .store import acc_type, to_output
 
 # PyTorch's cubic-convolution constant
@@ -298,6 +299,12 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
             fillrow = np.empty(Wo * C if padding == ZEROS or padding == CONSTANT else 0, out.dtype)
             for k in range(fillrow.size):
                 fillrow[k] = to_output(fill[k % C], o)
+        elif mode == BICUBIC:
+            # scratch of the tap pass (simd.cubic_points): first-tap offsets, the 4 x and 4 y
+            # weights in the accumulation type, which points have all 16 taps inside
+            coffs = np.empty(64, np.int64)
+            cw = np.full((8, 64), acc_type(0.0, s))
+            cin = np.empty(64, np.uint8)
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         last = -1
         chunk = claim(sched)
@@ -324,6 +331,31 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                     pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
                     last = n
                 row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+                if mode == BICUBIC:
+                    for t0 in range(0, Wo, coffs.size):
+                        m = min(coffs.size, Wo - t0)
+                        # tap pass: offsets and weights of the points whose 16 taps lie inside
+                        for t in range(0, m, 8):
+                            cubic_points(xs, ys, t0 + t, W, H, n * H * W * C, W * C, C, coffs, cw, cin, t)
+                        for t in range(m):
+                            j = t0 + t
+                            ob = ((n * Ho + i) * Wo + j) * C
+                            if cin[t]:
+                                # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic
+                                # convolution), unrolled on flat offsets
+                                cubic_taps_blend(s, o, np.uint64(coffs[t]), urow, uC, np.uint64(ob), cw[0, t],
+                                                 cw[1, t], cw[2, t], cw[3, t], cw[4, t], cw[5, t], cw[6, t],
+                                                 cw[7, t], C, j + 1 < Wo)
+                                continue
+                            x = xs[j]
+                            y = ys[j]
+                            if x != x or y != y or ((padding == ZEROS or padding == CONSTANT) and not (
+                                    x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0)):
+                                for c in range(C):  # NaN (no image), or every tap outside: the fill
+                                    o[ob + c] = to_output(fill[c], o)
+                                continue
+                            bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
+                    continue
                 for j in range(Wo):
                     ob = ((n * Ho + i) * Wo + j) * C
                     x = xs[j]
@@ -332,45 +364,18 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                         for c in range(C):
                             o[ob + c] = to_output(fill[c], o)
                         continue
-                    if mode == NEAREST:
-                        # v = I[round(y), round(x)] after padding the coordinate
-                        if f32_nearest:  # a float32 grid (source GRID), read in its own precision
-                            x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
-                            y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
-                        xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
-                        if xi >= 0 and yi >= 0:
-                            b = ((n * H + yi) * W + xi) * C
-                            for c in range(C):
-                                o[ob + c] = s[b + c]
-                        else:
-                            for c in range(C):
-                                o[ob + c] = to_output(fill[c], o)
+                    # nearest: v = I[round(y), round(x)] after padding the coordinate
+                    if f32_nearest:  # a float32 grid (source GRID), read in its own precision
+                        x = nearest_f32(grid[n, i, j, 0], W, padding, align_corners)
+                        y = nearest_f32(grid[n, i, j, 1], H, padding, align_corners)
+                    xi, yi = nearest_pair(x, y, W, H, padding, align_corners)
+                    if xi >= 0 and yi >= 0:
+                        b = ((n * H + yi) * W + xi) * C
+                        for c in range(C):
+                            o[ob + c] = s[b + c]
                     else:
-                        # v = sum_a wy_a sum_b wx_b I[y_a, x_b] over the 4 x 4 taps (cubic convolution)
-                        if x >= 1.0 and y >= 1.0 and x < W - 2 and y < H - 2:
-                            # all 16 taps inside: unrolled on flat offsets
-                            ix = int(x)
-                            iy = int(y)
-                            w0, w1, w2, w3 = cubic_weights(x - ix)
-                            wx0 = acc_type(w0, s)
-                            wx1 = acc_type(w1, s)
-                            wx2 = acc_type(w2, s)
-                            wx3 = acc_type(w3, s)
-                            w0, w1, w2, w3 = cubic_weights(y - iy)
-                            wy0 = acc_type(w0, s)
-                            wy1 = acc_type(w1, s)
-                            wy2 = acc_type(w2, s)
-                            wy3 = acc_type(w3, s)
-                            b0 = np.uint64(((n * H + iy - 1) * W + ix - 1) * C)
-                            cubic_taps_blend(s, o, b0, urow, uC, np.uint64(ob), wx0, wx1, wx2, wx3, wy0, wy1,
-                                             wy2, wy3, C, j + 1 < Wo)
-                            continue
-                        if (padding == ZEROS or padding == CONSTANT) and not (
-                                x >= -2.0 and y >= -2.0 and x < W + 1.0 and y < H + 1.0):
-                            for c in range(C):  # every tap outside: the fill
-                                o[ob + c] = to_output(fill[c], o)
-                            continue
-                        bicubic_point(src, n, x, y, fill, o, ob, padding, align_corners)
+                        for c in range(C):
+                            o[ob + c] = to_output(fill[c], o)
             chunk = next_chunk(sched)
 
     return kernel

@@ -362,6 +362,96 @@ def prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
+# cubic convolution's a (PyTorch's -0.75); every constant below is exact in binary
+_CUBIC_A = -0.75
+
+
+def _cubic_weights(builder, t):
+    """The four cubic-convolution weights of the fraction vector t (float64 lanes), in
+    exactly the operations and order of ``generic.cubic_weights`` (bit-identical)."""
+    a = _CUBIC_A
+    vt = t.type
+
+    def k(c):
+        return ir.Constant(vt, [c] * vt.count)
+
+    mul, add, sub = builder.fmul, builder.fadd, builder.fsub
+    d0 = add(t, k(1.0))
+    d3 = sub(k(2.0), t)
+    u = sub(k(1.0), t)
+
+    def outer(d):  # ((a d - 5a) d + 8a) d - 4a
+        return sub(mul(add(mul(sub(mul(k(a), d), k(5.0 * a)), d), k(8.0 * a)), d), k(4.0 * a))
+
+    def inner(d):  # ((a + 2) d - (a + 3)) d d + 1
+        return add(mul(mul(sub(mul(k(a + 2.0), d), k(a + 3.0)), d), d), k(1.0))
+
+    return outer(d0), inner(t), inner(u), outer(d3)
+
+
+@intrinsic
+def cubic_points(typingctx, xs, ys, j, W, H, base, row, C, offs, w, inside, t):
+    """Eight bicubic points at once (k = 0 .. 7), the tap pass of the bicubic rows: pixel
+    point (xs[j + k], ys[j + k]) (float64) has all 16 taps inside a W x H image when
+    1 <= x < W - 2 and 1 <= y < H - 2 (false for NaN); then inside[t + k] = 1,
+    offs[t + k] = base + (floor(y) - 1) row + (floor(x) - 1) C (the first tap), and
+    rows 0-3 of ``w`` get the x weights, rows 4-7 the y weights
+    (``generic.cubic_weights`` of the fractions, in float64, rounded once to a float32
+    ``w``).  Points outside get inside[t + k] = 0 and unspecified offsets and weights.
+    Needs j + 8 <= len(xs), t + 8 <= the scratch width."""
+    if not (isinstance(xs, types.Array) and xs.dtype == types.float64 and ys == xs
+            and isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
+            and w.dtype in (types.float32, types.float64)
+            and isinstance(offs, types.Array) and offs.dtype == types.int64
+            and isinstance(inside, types.Array) and inside.dtype == types.uint8):
+        return None
+    wt = _F32 if w.dtype == types.float32 else ir.DoubleType()
+    sig = types.void(xs, ys, types.intp, types.int64, types.int64, types.int64, types.int64, types.int64,
+                     offs, w, inside, types.intp)
+
+    def codegen(context, builder, signature, args):
+        px, py = (context.make_array(ty)(context, builder, a).data
+                  for ty, a in zip(signature.args[:2], args[:2]))
+        j, W, H, base, row, C = args[2:8]
+        po = context.make_array(signature.args[8])(context, builder, args[8]).data
+        wary = context.make_array(signature.args[9])(context, builder, args[9])
+        pin = context.make_array(signature.args[10])(context, builder, args[10]).data
+        t = args[11]
+        f64x8 = _vec(ir.DoubleType(), LANES)
+        i64x8 = _vec(_I64, LANES)
+        x = builder.load(builder.bitcast(builder.gep(px, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+        y = builder.load(builder.bitcast(builder.gep(py, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+        one = ir.Constant(f64x8, [1.0] * LANES)
+        two = _splat(builder, ir.Constant(_I64, 2), LANES)
+        xhi = builder.sitofp(builder.sub(_splat(builder, W, LANES), two), f64x8)
+        yhi = builder.sitofp(builder.sub(_splat(builder, H, LANES), two), f64x8)
+        # ordered comparisons: false for NaN
+        okx = builder.and_(builder.fcmp_ordered(">=", x, one), builder.fcmp_ordered("<", x, xhi))
+        oky = builder.and_(builder.fcmp_ordered(">=", y, one), builder.fcmp_ordered("<", y, yhi))
+        ok = builder.and_(okx, oky)
+        # points outside are replaced by 1 before the conversions (which they would overflow)
+        x = builder.select(ok, x, one)
+        y = builder.select(ok, y, one)
+        x0 = builder.fptosi(x, i64x8)  # = floor: x >= 1
+        y0 = builder.fptosi(y, i64x8)
+        fx = builder.fsub(x, builder.sitofp(x0, f64x8))
+        fy = builder.fsub(y, builder.sitofp(y0, f64x8))
+        ones = _splat(builder, ir.Constant(_I64, 1), LANES)
+        off = builder.add(_splat(builder, base, LANES),
+                          builder.add(builder.mul(builder.sub(y0, ones), _splat(builder, row, LANES)),
+                                      builder.mul(builder.sub(x0, ones), _splat(builder, C, LANES))))
+        width = builder.extract_value(wary.shape, 1)
+        _store_lanes(builder, po, t, off)
+        for r, val in enumerate(_cubic_weights(builder, fx) + _cubic_weights(builder, fy)):
+            if wt == _F32:
+                val = builder.fptrunc(val, _vec(_F32, LANES))
+            _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
+        _store_lanes(builder, pin, t, builder.zext(ok, _vec(_I8, LANES)))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
 def _fmax(builder, a, b):
     return builder.select(builder.fcmp_ordered(">", a, b), a, b)
 
