@@ -549,3 +549,72 @@ def test_fill_runs_at_both_ends_of_grid_and_projective_rows(rng, padding):
     got = fw.perspective_warp(img, theta, (5, 3 * w), padding_mode=padding, fill_value=fill)
     want = ref.perspective_warp(img, theta, (5, 3 * w), "bilinear", padding, False, fill)
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8, np.float64])
+def test_grid_rows_with_edge_points_between_interior_ones(rng, dtype):
+    """Along a grid row the vector pass blends the points whose taps are all inside and
+    leaves the others (edge, NaN, far outside), wherever they fall between the fill runs,
+    to the per-point path: every column equals the reference, for every padding."""
+    h, w = int(rng.integers(4, 15)), int(rng.integers(4, 15))
+    img = random_images(rng, (2, h, w, 3), dtype)
+    wo = 3 * w + int(rng.integers(0, 9))
+    px = rng.uniform(0.1, w - 1.1, (2, 5, wo))
+    py = rng.uniform(0.1, h - 1.1, (2, 5, wo))
+    kinds = rng.integers(0, 5, (2, 5, wo))  # 0, 1: inside; 2: an edge point; 3: NaN; 4: far outside
+    px[kinds == 2] = rng.choice([-0.6, w - 0.4, 0.3])
+    py[kinds == 2] = rng.choice([0.4, -0.7, h - 0.3])
+    px[kinds == 3] = np.nan
+    px[kinds == 4] = rng.choice([-40.0, w + 25.0])
+    px[:, :, 0] = -9.0  # a fill run at the left end
+    grid = np.stack([(2 * px + 1) / w - 1, (2 * py + 1) / h - 1], -1)
+    fill = (7.0, 8.5, 9.25)
+    for padding in PADDINGS:
+        fv = fill if padding == "constant" else 0.0
+        got = fw.grid_sample(img, grid, padding_mode=padding, fill_value=fv)
+        want = ref.grid_sample(img, grid, "bilinear", padding, False, fv)
+        if dtype == np.uint8:
+            diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (padding, diff.max())
+        else:
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=padding)
+
+
+def test_bicubic_tap_pass_weights_are_cubic_weights(rng):
+    """The vector tap pass of the bicubic rows (simd.cubic_points) gives each point inside
+    (1 <= x < W - 2, 1 <= y < H - 2) the first-tap offset and exactly the weights of
+    generic.cubic_weights (float64, and rounded once to float32), and flags the others
+    (the bounds themselves, NaN, far points)."""
+    from numba import njit
+
+    from fastwarp.cpu.generic import cubic_weights
+    from fastwarp.cpu.simd import cubic_points
+
+    @njit
+    def tap_pass(xs, ys, W, H, base, row, C, offs, w, inside):
+        for t in range(0, xs.size - 8, 8):
+            cubic_points(xs, ys, t, W, H, base, row, C, offs, w, inside, t)
+
+    W, H, C = int(rng.integers(4, 40)), int(rng.integers(4, 40)), 3
+    n = 64
+    xs = np.full(n + 8, np.nan)
+    ys = np.full(n + 8, np.nan)
+    xs[:n] = rng.uniform(-2.0, W + 1.0, n)
+    ys[:n] = rng.uniform(-2.0, H + 1.0, n)
+    xs[:6] = [1.0, W - 2.0, np.nextafter(W - 2.0, 0.0), 2.5, np.nan, 1e300]
+    ys[:6] = [1.5, 2.0, 1.0, np.nextafter(1.0, 0.0), 2.0, 2.0]
+    for wdtype in (np.float64, np.float32):
+        offs = np.zeros(n, np.int64)
+        w = np.zeros((8, n), wdtype)
+        inside = np.zeros(n, np.uint8)
+        tap_pass(xs, ys, W, H, 1000, W * C, C, offs, w, inside)
+        for t in range(n):
+            x, y = xs[t], ys[t]
+            ok = 1.0 <= x < W - 2 and 1.0 <= y < H - 2
+            assert inside[t] == ok, (t, x, y)
+            if ok:
+                ix, iy = int(x), int(y)
+                assert offs[t] == 1000 + (iy - 1) * W * C + (ix - 1) * C
+                want = np.array(cubic_weights.py_func(x - ix) + cubic_weights.py_func(y - iy))
+                np.testing.assert_array_equal(w[:, t], want.astype(wdtype))
