@@ -19,6 +19,7 @@ that the pool alone holds it, so two live arrays never share memory.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import threading
@@ -51,7 +52,7 @@ def empty(shape, dtype) -> np.ndarray:
     """``np.empty(shape, dtype)``, from the pool when it is large (C-contiguous either way)."""
     global _held
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(map(int, shape)) * dtype.itemsize  # Python ints: no overflow, no NumPy call
     if nbytes < MIN_BYTES or nbytes > LIMIT:
         return np.empty(shape, dtype)
     with _lock:
