@@ -11,7 +11,9 @@ Used by ``fastwarp warp`` (see docs/cli.md) and by :mod:`fastwarp.dask`.
 * :func:`run_local` runs the jobs file by file in a pool of I/O threads, each
   doing probe -> decode -> warp (the kernel single-threaded in that thread) ->
   encode -> atomic write (:func:`fastwarp.batch.filework.run_job`), with the pixels
-  in flight bounded in bytes (:class:`fastwarp.batch.budget.ByteBudget`).
+  in flight bounded in bytes (:class:`fastwarp.batch.budget.ByteBudget`).  While
+  the calling thread loads the run's kernel (Numba's start-up, the first time in a
+  process), the I/O threads decode ahead as far as the budget allows.
   :func:`process_jobs` is the same for one Dask task.
 
 Why file by file: with one kernel call per batch, the kernel's own threads
@@ -30,12 +32,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ._augment_spec import TransformSpec, as_range
 from .batch.budget import ByteBudget
+from .batch.filework import finish_job, open_job, run_job, warp_pixels
 from .batch.filework import reason as _reason
-from .batch.filework import run_job
 from .core.threads import cpu_count, set_kernel_threads
-from .io import format_extension, is_image_name, remove_stale_temps
+from .io import format_extension, is_image_name, probe_image, remove_stale_temps
 
 __all__ = ["TransformSpec", "OutputOptions", "Job", "Report", "as_range", "plan_jobs",
            "process_jobs", "run_local", "DEFAULT_MEMORY_BUDGET"]
@@ -214,6 +218,38 @@ def _ignore(*_args) -> None:
     return None
 
 
+# kernel combinations this process has loaded by a warm-up (see :func:`_warm_up`)
+_WARMED: set = set()
+
+
+def _first_probe(jobs: list):
+    """The first of the first eight inputs whose header reads, as (job, probe), or None."""
+    for job in jobs[:8]:
+        try:
+            return job, probe_image(job.src)
+        except Exception:  # noqa: BLE001 - the run itself reports unreadable files
+            continue
+    return None
+
+
+def _warm_key(probe, spec) -> tuple:
+    return probe.dtype.str, probe.shape[2], tuple(sorted(map(str, spec.flags.items())))
+
+
+def _warm_up(job, probe, spec) -> None:
+    """Load (or compile) the kernel the run will use, on a tiny image of the input's
+    dtype and channel count, on the calling thread with one kernel thread."""
+    threads = set_kernel_threads(1)
+    try:
+        tiny = np.zeros((8, 8, probe.shape[2]), probe.dtype)
+        warp_pixels(tiny, spec.theta(tiny.shape[:2], job.key, job.outputs[0][0]), spec)
+        _WARMED.add(_warm_key(probe, spec))
+    except Exception:  # noqa: BLE001 - a real file's warp reports its own failure
+        pass
+    finally:
+        set_kernel_threads(threads)
+
+
 def _layout(n_outputs: int, workers: int | None) -> tuple[int, int]:
     """(I/O threads, kernel threads per I/O thread) for a run of ``n_outputs`` outputs.
 
@@ -224,6 +260,62 @@ def _layout(n_outputs: int, workers: int | None) -> tuple[int, int]:
     threads = workers or cpus
     threads = max(1, min(threads, max(1, n_outputs)))
     return threads, max(1, cpus // threads)
+
+
+def _decode_ahead(pool, threads: int, jobs: list, spec, budget, stop, report_results, start=None) -> list:
+    """While this thread loads the run's kernel (:func:`_warm_up`), the pool's threads
+    decode inputs in order, as far as the byte budget allows without waiting.
+
+    Returns the run's work in order: the jobs decoded ahead (as :func:`open_job`
+    tuples, to finish), then the jobs not started.  Inputs that failed to decode are
+    reported through ``report_results`` here.  A kernel this process warmed up
+    already skips the whole step.
+    """
+    first = _first_probe(jobs)
+    if first is None or _warm_key(first[1], spec) in _WARMED:
+        if start is not None:
+            start()
+        return list(jobs)
+    ready = threading.Event()
+    lock = threading.Lock()
+    cursor = [0]
+    left: list = []  # jobs a full budget left unstarted
+
+    def prefetch():
+        done = []
+        while not ready.is_set() and not stop.is_set():
+            with lock:
+                i = cursor[0]
+                if i >= len(jobs):
+                    break
+                cursor[0] = i + 1
+            try:
+                opened, failed = open_job(jobs[i], spec, budget, wait=False)
+            except Exception as e:  # noqa: BLE001 - a bug must not lose the other files
+                opened, failed = None, [(jobs[i].src, _reason(e), len(jobs[i].outputs))]
+            if opened is None and failed is None:
+                with lock:
+                    left.append(i)
+                break
+            done.append((i, opened, failed))
+        return done
+
+    futures = [pool.submit(prefetch) for _ in range(threads)]
+    try:
+        if start is not None:
+            start()
+        _warm_up(*first, spec)
+    finally:
+        ready.set()
+    opened = []
+    for fut in futures:
+        for i, item, failed in fut.result():
+            if item is None:
+                report_results(failed)
+            else:
+                opened.append((i, item))
+    opened.sort(key=lambda t: t[0])
+    return [item for _, item in opened] + [jobs[i] for i in sorted(left)] + jobs[cursor[0]:]
 
 
 def process_jobs(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *,
@@ -240,7 +332,8 @@ def process_jobs(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *,
 def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batch_size: int = 32,
               workers: int | None = None, memory_budget: int = DEFAULT_MEMORY_BUDGET,
               on_failure: Callable[[str, str], None] = _ignore,
-              progress: Callable[[int], None] = _ignore) -> Report:
+              progress: Callable[[int], None] = _ignore,
+              start: Callable[[], object] | None = None) -> Report:
     """Warp every job in this process, file by file in a pool of I/O threads.
 
     Parameters
@@ -261,6 +354,10 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
         ``on_failure(path, reason)`` for every failure.
     progress : callable
         ``progress(n)`` as outputs complete (written or failed).
+    start : callable, optional
+        Run on the calling thread before the first warp, while the I/O threads
+        decode ahead (``fastwarp warp`` starts Numba's CPU context there, see
+        ``core.runtime.start_numba_without_blas``).
 
     Returns
     -------
@@ -274,20 +371,19 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
     stop = threading.Event()
 
     def task(group):
+        # a group's items are jobs, or jobs decoded while the kernel loaded (open_job's tuples)
         set_kernel_threads(kthreads)
         results = []
-        for job in group:
+        for item in group:
             if stop.is_set():
                 break
-            results.extend(run_job(job, spec, opts, budget, stop))
+            if isinstance(item, Job):
+                results.extend(run_job(item, spec, opts, budget, stop))
+            else:
+                results.extend(finish_job(item, spec, opts, budget, stop))
         return results
 
-    def collect(fut):
-        group = pending.pop(fut)
-        try:
-            results = fut.result()
-        except Exception as e:  # noqa: BLE001 - a bug must not lose the other files
-            results = [(job.src, _reason(e), len(job.outputs)) for job in group]
+    def report_results(results):
         for path, why, n in results:
             if why is None:
                 report.written += n
@@ -295,6 +391,15 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
                 report.failures.append((path, why))
                 on_failure(path, why)
             progress(n)
+
+    def collect(fut):
+        group = pending.pop(fut)
+        try:
+            results = fut.result()
+        except Exception as e:  # noqa: BLE001 - a bug must not lose the other files
+            jobs_ = [item if isinstance(item, Job) else item[0] for item in group]
+            results = [(job.src, _reason(e), len(job.outputs)) for job in jobs_]
+        report_results(results)
 
     def drain(keep: int):
         while len(pending) > keep:
@@ -308,11 +413,17 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
     pool = ThreadPoolExecutor(threads, thread_name_prefix="fastwarp-warp")
     pending: dict = {}
     try:
-        for i in range(0, len(jobs), per_task):
+        items: list = list(jobs)
+        if len(jobs) > threads:
+            # the I/O threads decode ahead while this thread starts Numba and loads the kernel
+            items = _decode_ahead(pool, threads, jobs, spec, budget, stop, report_results, start)
+        elif start is not None:
+            start()
+        for i in range(0, len(items), per_task):
             # a short queue ahead of the threads: the order of files is kept
-            # roughly, and nothing waits in memory but paths
+            # roughly, and nothing waits in memory but paths (and what was decoded ahead)
             drain(2 * threads - 1)
-            group = jobs[i:i + per_task]
+            group = items[i:i + per_task]
             pending[pool.submit(task, group)] = group
         drain(0)
     finally:

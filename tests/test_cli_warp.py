@@ -447,7 +447,8 @@ def test_exif_orientation_is_applied(tmp_path, rng):
 
 
 def test_local_run_keeps_one_image_per_thread_in_memory(tmp_path, rng, monkeypatch):
-    """Each I/O thread holds one decoded image at a time: never more live images than threads."""
+    """Each I/O thread holds one decoded image at a time once the kernel is loaded: never
+    more live images than threads."""
     import threading
 
     import fastwarp.batch.filework as folder_mod
@@ -457,6 +458,8 @@ def test_local_run_keeps_one_image_per_thread_in_memory(tmp_path, rng, monkeypat
     for i in range(300):
         shape = ((5, 6, 3), (6, 5, 3), (5, 6))[i % 3]  # three groups interleaved
         Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(src / f"{i:03d}.png")
+    # a first run loads the kernel (decoding ahead meanwhile, see the next test)
+    assert main(["warp", str(src), "-o", str(tmp_path / "warm"), "--workers", "2", "-q"]) == 0
     lock = threading.Lock()
     live = {"now": 0, "max": 0}
     real_read, real_write = folder_mod.read_image, folder_mod.write_image
@@ -478,3 +481,77 @@ def test_local_run_keeps_one_image_per_thread_in_memory(tmp_path, rng, monkeypat
     assert main(["warp", str(src), "-o", str(tmp_path / "o"), "--workers", "2", "-q"]) == 0
     assert len(_files(tmp_path / "o")) == 300 and live["now"] == 0
     assert 1 <= live["max"] <= 2, live
+
+
+def test_inputs_decode_ahead_while_the_kernel_loads_within_the_budget(tmp_path, rng, monkeypatch):
+    """The first run in a process decodes inputs ahead while it loads the kernel, holding
+    no more than the byte budget; every output equals a run without decoding ahead, and
+    an unreadable input among them is reported and counted with the rest written."""
+    import threading
+    import time
+
+    import fastwarp.batch.filework as filework
+    import fastwarp.folder as folder
+    from fastwarp.batch.budget import ByteBudget
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(40):
+        Image.fromarray(rng.integers(0, 256, (9, 11, 3), dtype=np.uint8)).save(src / f"{i:02d}.png")
+    (src / "07.png").write_bytes(b"not a png")
+    spec = TransformSpec(rotate=(17, 17), scale=(0.8, 0.8))
+    opts = folder.OutputOptions(format="png")
+    # the reference: every file through the usual path, decoding ahead skipped
+    monkeypatch.setattr(folder, "_decode_ahead", lambda pool, threads, jobs, *a: list(jobs))
+    jobs, _ = plan_jobs([str(src)], str(tmp_path / "ref"))
+    want = folder.run_local(jobs, spec, opts, workers=2)
+    monkeypatch.undo()
+
+    lock = threading.Lock()
+    live = {"now": 0, "max": 0}
+    real_open, real_finish, real_warm = filework.open_job, filework.finish_job, folder._warm_up
+
+    def open_job(*a, **k):
+        opened, failed = real_open(*a, **k)
+        if opened is not None:
+            with lock:
+                live["now"] += 1
+                live["max"] = max(live["max"], live["now"])
+        return opened, failed
+
+    def finish_job(*a, **k):
+        try:
+            return real_finish(*a, **k)
+        finally:
+            with lock:
+                live["now"] -= 1
+
+    def slow_warm_up(*a):
+        time.sleep(0.3)  # a kernel that takes a while to load: the threads decode meanwhile
+        real_warm(*a)
+
+    budgets = []
+    real_budget = folder.ByteBudget
+
+    def budget(limit):
+        budgets.append(real_budget(limit))
+        return budgets[-1]
+
+    monkeypatch.setattr(folder, "open_job", open_job)
+    monkeypatch.setattr(folder, "finish_job", finish_job)
+    monkeypatch.setattr(filework, "open_job", open_job)
+    monkeypatch.setattr(filework, "finish_job", finish_job)
+    monkeypatch.setattr(folder, "_warm_up", slow_warm_up)
+    monkeypatch.setattr(folder, "_WARMED", set())
+    monkeypatch.setattr(folder, "ByteBudget", budget)
+    probe = filework.probe_image(str(src / "00.png"))
+    one = filework.job_bytes(probe, spec)
+    jobs, _ = plan_jobs([str(src)], str(tmp_path / "got"))
+    got = folder.run_local(jobs, spec, opts, workers=2, memory_budget=12 * one)
+    assert isinstance(budgets[0], ByteBudget) and budgets[0].peak <= 12 * one
+    assert 2 < live["max"] <= 12, live  # decoded ahead, within the budget
+    assert live["now"] == 0 and budgets[0].used == 0
+    assert got.written == want.written == 39 and [p for p, _ in got.failures] == [str(src / "07.png")]
+    for f in sorted((tmp_path / "ref").iterdir()):
+        got_pixels = np.asarray(Image.open(tmp_path / "got" / f.name))
+        np.testing.assert_array_equal(got_pixels, np.asarray(Image.open(f)))

@@ -56,6 +56,16 @@ class ByteBudget:
             self.peak = max(self.peak, self.used)
         return n
 
+    def try_acquire(self, n: int) -> int | None:
+        """As :meth:`acquire`, but None instead of waiting when ``n`` bytes are not free now."""
+        n = max(0, int(n))
+        with self._cond:
+            if self.used and self.used + n > self.limit:
+                return None
+            self.used += n
+            self.peak = max(self.peak, self.used)
+        return n
+
     def release(self, n: int) -> None:
         """Give back a reservation made by :meth:`acquire` (its return value)."""
         with self._cond:

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..io import from_warp_dtype, probe_image, read_image, write_image
 
-__all__ = ["warp_pixels", "job_bytes", "run_job", "reason"]
+__all__ = ["warp_pixels", "job_bytes", "open_job", "finish_job", "run_job", "reason"]
 
 
 def reason(e: BaseException) -> str:
@@ -59,25 +59,36 @@ def job_bytes(probe, spec) -> int:
             + ho * wo * c * item * (_OUT_FACTOR.get(kind, 7) + pil))
 
 
-def run_job(job, spec, opts, budget, stop: threading.Event | None = None) -> list:
-    """Read, warp and write every output of ``job``; never raises for a bad file.
+def open_job(job, spec, budget, *, wait: bool = True):
+    """Probe, reserve memory for and decode ``job``'s input (the first half of :func:`run_job`).
 
-    Returns ``[(path, reason or None, outputs)]``: one entry per output
-    written or failed (``outputs`` = 1), or a single entry for the input when
-    it cannot be read (``outputs`` = the job's output count).  ``budget``
-    (a :class:`fastwarp.batch.budget.ByteBudget`) is held while the pixels are in
-    memory.  When ``stop`` is set, the remaining copies are left out.
+    Returns ``(opened, results)``: ``opened`` is ``(job, pixels, info, held)`` to pass to
+    :func:`finish_job`, or None with ``results`` the failure entry (the input cannot be
+    read).  With ``wait=False`` a reservation that would block returns ``(None, None)``
+    (nothing held, nothing reported).
     """
     try:
         probe = probe_image(job.src)
     except Exception as e:  # noqa: BLE001 - every decode failure is reported per file
-        return [(job.src, reason(e), len(job.outputs))]
-    held = budget.acquire(job_bytes(probe, spec))
+        return None, [(job.src, reason(e), len(job.outputs))]
+    need = job_bytes(probe, spec)
+    held = budget.acquire(need) if wait else budget.try_acquire(need)
+    if held is None:
+        return None, None
     try:
-        try:
-            pixels, info = read_image(job.src, probe)
-        except Exception as e:  # noqa: BLE001
-            return [(job.src, reason(e), len(job.outputs))]
+        pixels, info = read_image(job.src, probe)
+    except BaseException as e:
+        budget.release(held)
+        if not isinstance(e, Exception):
+            raise
+        return None, [(job.src, reason(e), len(job.outputs))]
+    return (job, pixels, info, held), []
+
+
+def finish_job(opened, spec, opts, budget, stop: threading.Event | None = None) -> list:
+    """Warp and write every output of an opened job (:func:`open_job`), then release its memory."""
+    job, pixels, info, held = opened
+    try:
         results = []
         for k, out in job.outputs:
             if stop is not None and stop.is_set():
@@ -97,3 +108,18 @@ def run_job(job, spec, opts, budget, stop: threading.Event | None = None) -> lis
         return results
     finally:
         budget.release(held)
+
+
+def run_job(job, spec, opts, budget, stop: threading.Event | None = None) -> list:
+    """Read, warp and write every output of ``job``; never raises for a bad file.
+
+    Returns ``[(path, reason or None, outputs)]``: one entry per output
+    written or failed (``outputs`` = 1), or a single entry for the input when
+    it cannot be read (``outputs`` = the job's output count).  ``budget``
+    (a :class:`fastwarp.batch.budget.ByteBudget`) is held while the pixels are in
+    memory.  When ``stop`` is set, the remaining copies are left out.
+    """
+    opened, failed = open_job(job, spec, budget)
+    if opened is None:
+        return failed
+    return finish_job(opened, spec, opts, budget, stop)

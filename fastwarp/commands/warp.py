@@ -207,8 +207,6 @@ def run(args) -> int:
     from ..core.runtime import start_numba_without_blas
     from ..folder import plan_jobs, run_local
 
-    start_numba_without_blas()  # a short-lived process: skip Numba's scipy.linalg import
-
     try:
         spec, opts = build_spec(args)
         budget = parse_bytes(args.memory_budget)
@@ -248,8 +246,15 @@ def run(args) -> int:
                                      io_threads=args.workers or 2, memory_budget=budget,
                                      on_failure=failed, progress=bar.update)
         else:
+            def start():
+                # a short-lived process: Numba's context starts without its scipy.linalg
+                # import (while the I/O threads decode the first files), and the objects it
+                # leaves are exempted from garbage collection like the ones above
+                start_numba_without_blas()
+                gc.freeze()
+
             report = run_local(jobs, spec, opts, workers=args.workers, memory_budget=budget,
-                               on_failure=failed, progress=bar.update)
+                               on_failure=failed, progress=bar.update, start=start)
     finally:
         bar.close()
         if old_term is not None:
