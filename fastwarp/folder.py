@@ -19,7 +19,8 @@ Used by ``fastwarp warp`` (see docs/cli.md) and by :mod:`fastwarp.dask`.
 Why file by file: with one kernel call per batch, the kernel's own threads
 and the decode/encode threads fought for the cores and the main thread
 waited for decoded images; per-file tasks keep every core busy with whole
-files, need no grouping by size, and hold at most one image per thread.
+files, need no grouping by size, and hold at most one image per thread once the
+kernel is loaded (decoding ahead before that stays within the byte budget).
 """
 
 from __future__ import annotations
