@@ -37,7 +37,7 @@ import numpy as np
 
 from ._augment_spec import TransformSpec, as_range
 from .batch.budget import ByteBudget
-from .batch.filework import finish_job, open_job, run_job, warp_pixels
+from .batch.filework import finish_job, open_job, run_job
 from .batch.filework import reason as _reason
 from .core.threads import cpu_count, set_kernel_threads
 from .io import format_extension, is_image_name, probe_image, remove_stale_temps
@@ -233,22 +233,32 @@ def _first_probe(jobs: list):
     return None
 
 
-def _warm_key(probe, spec) -> tuple:
-    return probe.dtype.str, probe.shape[2], tuple(sorted(map(str, spec.flags.items())))
+def _warm_key(job, probe, spec) -> tuple:
+    theta = spec.theta((8, 8), job.key, job.outputs[0][0])
+    return probe.dtype.str, probe.shape[2], np.shape(theta), tuple(sorted(map(str, spec.flags.items())))
 
 
 def _warm_up(job, probe, spec) -> None:
-    """Load (or compile) the kernel the run will use, on a tiny image of the input's
-    dtype and channel count, on the calling thread with one kernel thread."""
-    threads = set_kernel_threads(1)
+    """Load (or compile) the kernel the run will use: an 8 x 8 image of the input's dtype
+    and channel count warped to 8 x 8 with the run's flags, on the calling thread with one
+    kernel thread (its own thread count is restored)."""
+    import numba
+
+    from .api import affine_warp, perspective_warp
+
+    threads = numba.get_num_threads()
+    set_kernel_threads(1)
     try:
-        tiny = np.zeros((8, 8, probe.shape[2]), probe.dtype)
-        warp_pixels(tiny, spec.theta(tiny.shape[:2], job.key, job.outputs[0][0]), spec)
-        _WARMED.add(_warm_key(probe, spec))
+        dtype = np.float64 if probe.dtype == np.int32 else probe.dtype  # as warp_pixels does
+        tiny = np.zeros((8, 8, probe.shape[2]), dtype)
+        theta = spec.theta(tiny.shape[:2], job.key, job.outputs[0][0])
+        warp = perspective_warp if np.shape(theta) == (3, 3) else affine_warp
+        warp(tiny, theta, (8, 8), **spec.flags)
+        _WARMED.add(_warm_key(job, probe, spec))
     except Exception:  # noqa: BLE001 - a real file's warp reports its own failure
         pass
     finally:
-        set_kernel_threads(threads)
+        numba.set_num_threads(threads)
 
 
 def _layout(n_outputs: int, workers: int | None) -> tuple[int, int]:
@@ -263,28 +273,29 @@ def _layout(n_outputs: int, workers: int | None) -> tuple[int, int]:
     return threads, max(1, cpus // threads)
 
 
-def _decode_ahead(pool, threads: int, jobs: list, spec, budget, stop, report_results, start=None) -> list:
+def _decode_ahead(pool, threads: int, jobs: list, spec, budget, report_results, start=None) -> list:
     """While this thread loads the run's kernel (:func:`_warm_up`), the pool's threads
     decode inputs in order, as far as the byte budget allows without waiting.
 
-    Returns the run's work in order: the jobs decoded ahead (as :func:`open_job`
-    tuples, to finish), then the jobs not started.  Inputs that failed to decode are
-    reported through ``report_results`` here.  A kernel this process warmed up
-    already skips the whole step.
+    ``start`` (optional) runs on the calling thread first, in either case.  Returns the
+    run's work in order: the jobs decoded ahead (as :func:`open_job` tuples, to
+    finish), then the jobs a full budget stopped (in input order), then the jobs not
+    started.  Inputs that failed to decode are reported through ``report_results``
+    here.  A kernel this process warmed up already skips the decoding ahead.
     """
     first = _first_probe(jobs)
-    if first is None or _warm_key(first[1], spec) in _WARMED:
+    if first is None or _warm_key(*first, spec) in _WARMED:
         if start is not None:
             start()
         return list(jobs)
     ready = threading.Event()
     lock = threading.Lock()
     cursor = [0]
-    left: list = []  # jobs a full budget left unstarted
+    left: list = []  # indices of the jobs a full budget left unstarted
 
     def prefetch():
         done = []
-        while not ready.is_set() and not stop.is_set():
+        while not ready.is_set():
             with lock:
                 i = cursor[0]
                 if i >= len(jobs):
@@ -417,7 +428,7 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
         items: list = list(jobs)
         if len(jobs) > threads:
             # the I/O threads decode ahead while this thread starts Numba and loads the kernel
-            items = _decode_ahead(pool, threads, jobs, spec, budget, stop, report_results, start)
+            items = _decode_ahead(pool, threads, jobs, spec, budget, report_results, start)
         elif start is not None:
             start()
         for i in range(0, len(items), per_task):

@@ -111,15 +111,6 @@ def threading_layer() -> str:
         return str(config.THREADING_LAYER)
 
 
-class _NoScipyLinalg:
-    """A meta-path finder that refuses ``scipy.linalg`` (see :func:`start_numba_without_blas`)."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "scipy.linalg" or name.startswith("scipy.linalg."):
-            raise ImportError(f"{name}: not needed by fastwarp's kernels")
-        return None
-
-
 def start_numba_without_blas() -> bool:
     """Start Numba's CPU target without importing ``scipy.linalg`` (for short-lived processes).
 
@@ -140,10 +131,13 @@ def start_numba_without_blas() -> bool:
         return False
     from numba.core.registry import cpu_target
 
-    finder = _NoScipyLinalg()
-    sys.meta_path.insert(0, finder)
+    # A None entry makes every import of scipy.linalg (or below it) fail at once.  Unlike a
+    # finder added to sys.meta_path, it leaves alone the imports other threads run meanwhile
+    # (``fastwarp warp`` decodes files while the context starts).
+    sys.modules["scipy.linalg"] = None
     try:
         cpu_target.target_context.refresh()
     finally:
-        sys.meta_path.remove(finder)
+        if "scipy.linalg" in sys.modules and sys.modules["scipy.linalg"] is None:
+            del sys.modules["scipy.linalg"]
     return True
