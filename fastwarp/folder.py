@@ -37,7 +37,7 @@ import numpy as np
 
 from ._augment_spec import TransformSpec, as_range
 from .batch.budget import ByteBudget
-from .batch.filework import finish_job, open_job, run_job
+from .batch.filework import finish_job, open_job, run_job, warp_pixels
 from .batch.filework import reason as _reason
 from .core.threads import cpu_count, set_kernel_threads
 from .io import format_extension, is_image_name, probe_image, remove_stale_temps
@@ -240,20 +240,15 @@ def _warm_key(job, probe, spec) -> tuple:
 
 def _warm_up(job, probe, spec) -> None:
     """Load (or compile) the kernel the run will use: an 8 x 8 image of the input's dtype
-    and channel count warped to 8 x 8 with the run's flags, on the calling thread with one
+    and channel count warped to 8 x 8 as the run warps, on the calling thread with one
     kernel thread (its own thread count is restored)."""
     import numba
-
-    from .api import affine_warp, perspective_warp
 
     threads = numba.get_num_threads()
     set_kernel_threads(1)
     try:
-        dtype = np.float64 if probe.dtype == np.int32 else probe.dtype  # as warp_pixels does
-        tiny = np.zeros((8, 8, probe.shape[2]), dtype)
-        theta = spec.theta(tiny.shape[:2], job.key, job.outputs[0][0])
-        warp = perspective_warp if np.shape(theta) == (3, 3) else affine_warp
-        warp(tiny, theta, (8, 8), **spec.flags)
+        tiny = np.zeros((8, 8, probe.shape[2]), probe.dtype)
+        warp_pixels(tiny, spec.theta(tiny.shape[:2], job.key, job.outputs[0][0]), spec, size=(8, 8))
         _WARMED.add(_warm_key(job, probe, spec))
     except Exception:  # noqa: BLE001 - a real file's warp reports its own failure
         pass
@@ -277,13 +272,14 @@ def _decode_ahead(pool, threads: int, jobs: list, spec, budget, report_results, 
     """While this thread loads the run's kernel (:func:`_warm_up`), the pool's threads
     decode inputs in order, as far as the byte budget allows without waiting.
 
-    ``start`` (optional) runs on the calling thread first, in either case.  Returns the
+    ``start`` (optional) runs on the calling thread first, in every case.  Returns the
     run's work in order: the jobs decoded ahead (as :func:`open_job` tuples, to
     finish), then the jobs a full budget stopped (in input order), then the jobs not
     started.  Inputs that failed to decode are reported through ``report_results``
-    here.  A kernel this process warmed up already skips the decoding ahead.
+    here.  No more jobs than threads, or a kernel this process warmed up already,
+    skip the decoding ahead.
     """
-    first = _first_probe(jobs)
+    first = _first_probe(jobs) if len(jobs) > threads else None
     if first is None or _warm_key(*first, spec) in _WARMED:
         if start is not None:
             start()
@@ -425,12 +421,8 @@ def run_local(jobs: list[Job], spec: TransformSpec, opts: OutputOptions, *, batc
     pool = ThreadPoolExecutor(threads, thread_name_prefix="fastwarp-warp")
     pending: dict = {}
     try:
-        items: list = list(jobs)
-        if len(jobs) > threads:
-            # the I/O threads decode ahead while this thread starts Numba and loads the kernel
-            items = _decode_ahead(pool, threads, jobs, spec, budget, report_results, start)
-        elif start is not None:
-            start()
+        # the I/O threads decode ahead while this thread starts Numba and loads the kernel
+        items = _decode_ahead(pool, threads, jobs, spec, budget, report_results, start)
         for i in range(0, len(items), per_task):
             # a short queue ahead of the threads: the order of files is kept
             # roughly, and nothing waits in memory but paths (and what was decoded ahead)

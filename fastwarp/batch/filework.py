@@ -22,17 +22,19 @@ def reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
 
 
-def warp_pixels(pixels: np.ndarray, theta: np.ndarray, spec) -> np.ndarray:
+def warp_pixels(pixels: np.ndarray, theta: np.ndarray, spec,
+                size: tuple[int, int] | None = None) -> np.ndarray:
     """Warp one decoded (H, W, C) image by ``theta`` as ``spec`` says, in the image's own dtype.
 
     uint8, uint16 (interpolated, rounded to nearest, saturated), float32 and
     float64 are warped directly; int32 (Pillow mode ``I``) in float64, rounded
-    and saturated back.  A (3, 3) theta is a projective warp.
+    and saturated back.  A (3, 3) theta is a projective warp.  ``size``: the
+    output (Ho, Wo) instead of the spec's.
     """
     from ..api import affine_warp, perspective_warp
 
     warp = perspective_warp if np.shape(theta) == (3, 3) else affine_warp
-    size = spec.out_size(pixels.shape[:2])
+    size = spec.out_size(pixels.shape[:2]) if size is None else size
     flags = spec.flags
     if pixels.dtype == np.int32:
         return from_warp_dtype(warp(pixels.astype(np.float64), theta, size, **flags), np.int32)

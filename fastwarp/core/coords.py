@@ -27,6 +27,8 @@ from numba import njit
 BILINEAR = 0
 NEAREST = 1
 BICUBIC = 2
+# bicubic's cubic-convolution constant a (PyTorch's; exact in binary, as are 5a, 8a, 4a)
+CUBIC_A = -0.75
 ZEROS = 0
 BORDER = 1
 REFLECTION = 2

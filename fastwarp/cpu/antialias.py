@@ -50,10 +50,9 @@ import math
 import numpy as np
 from numba import njit
 
-from ..core.coords import BORDER, CONSTANT, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from ..core.coords import BORDER, CONSTANT, CUBIC_A, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
 from .backward import touch
 from .bilinear import bound_index, wrap_index
-from .generic import CUBIC_A
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .store import to_output
 

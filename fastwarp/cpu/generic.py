@@ -48,6 +48,7 @@ from ..core.coords import (
     BILINEAR,
     BORDER,
     CONSTANT,
+    CUBIC_A,
     HUGE,
     NEAREST,
     REFLECTION,
@@ -66,9 +67,6 @@ from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, 
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .simd import cubic_pixel, cubic_points
 from .store import acc_type, to_output
-
-# PyTorch's cubic-convolution constant
-CUBIC_A = -0.75
 
 jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
 

@@ -36,6 +36,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
+from ..core.coords import CUBIC_A
+
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
 _I32 = ir.IntType(32)
@@ -278,6 +280,68 @@ def _store_lanes(builder, base, index, value):
     builder.store(value, ptr, align=1)
 
 
+def _points_signature(xs, ys, w, offs, inside):
+    """The signature shared by :func:`point_taps` and :func:`cubic_points` (None for other
+    argument types): float64 point rows, int64 offsets, a C-contiguous 2-D float32 or
+    float64 weight scratch, uint8 inside flags."""
+    if not (isinstance(xs, types.Array) and xs.dtype == types.float64 and ys == xs
+            and isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
+            and w.dtype in (types.float32, types.float64)
+            and isinstance(offs, types.Array) and offs.dtype == types.int64
+            and isinstance(inside, types.Array) and inside.dtype == types.uint8):
+        return None
+    return types.void(xs, ys, types.intp, types.int64, types.int64, types.int64, types.int64, types.int64,
+                      offs, w, inside, types.intp)
+
+
+def _eight_points(context, builder, signature, args, lo, reach, weights):
+    """The body of :func:`point_taps` and :func:`cubic_points`: points k = 0 .. 7 with
+    lo <= x < W - reach and lo <= y < H - reach (ordered comparisons: false for NaN) are
+    inside; their first tap's offset base + (floor(y) - lo) row + (floor(x) - lo) C goes
+    to offs, the rows ``weights(fx, fy)`` of the float64 fractions (rounded once to a
+    float32 scratch where they are float64) to w, the flags to inside."""
+    px, py = (context.make_array(ty)(context, builder, a).data
+              for ty, a in zip(signature.args[:2], args[:2]))
+    j, W, H, base, row, C = args[2:8]
+    po = context.make_array(signature.args[8])(context, builder, args[8]).data
+    wary = context.make_array(signature.args[9])(context, builder, args[9])
+    pin = context.make_array(signature.args[10])(context, builder, args[10]).data
+    t = args[11]
+    f64x8 = _vec(ir.DoubleType(), LANES)
+    i64x8 = _vec(_I64, LANES)
+    x = builder.load(builder.bitcast(builder.gep(px, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+    y = builder.load(builder.bitcast(builder.gep(py, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
+    low = ir.Constant(f64x8, [float(lo)] * LANES)
+    xhi = builder.sitofp(_splat(builder, builder.sub(W, ir.Constant(_I64, reach)), LANES), f64x8)
+    yhi = builder.sitofp(_splat(builder, builder.sub(H, ir.Constant(_I64, reach)), LANES), f64x8)
+    okx = builder.and_(builder.fcmp_ordered(">=", x, low), builder.fcmp_ordered("<", x, xhi))
+    oky = builder.and_(builder.fcmp_ordered(">=", y, low), builder.fcmp_ordered("<", y, yhi))
+    ok = builder.and_(okx, oky)
+    # points outside are replaced by lo before the conversions (which they would overflow)
+    x = builder.select(ok, x, low)
+    y = builder.select(ok, y, low)
+    x0 = builder.fptosi(x, i64x8)  # = floor: x >= lo >= 0
+    y0 = builder.fptosi(y, i64x8)
+    fx = builder.fsub(x, builder.sitofp(x0, f64x8))
+    fy = builder.fsub(y, builder.sitofp(y0, f64x8))
+    if lo:
+        shift = _splat(builder, ir.Constant(_I64, lo), LANES)
+        x0 = builder.sub(x0, shift)
+        y0 = builder.sub(y0, shift)
+    off = builder.add(_splat(builder, base, LANES),
+                      builder.add(builder.mul(y0, _splat(builder, row, LANES)),
+                                  builder.mul(x0, _splat(builder, C, LANES))))
+    _store_lanes(builder, po, t, off)
+    wt = _F32 if signature.args[9].dtype == types.float32 else ir.DoubleType()
+    width = builder.extract_value(wary.shape, 1)
+    for r, val in enumerate(weights(fx, fy)):
+        if wt == _F32 and val.type.element != _F32:
+            val = builder.fptrunc(val, _vec(_F32, LANES))
+        _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
+    _store_lanes(builder, pin, t, builder.zext(ok, _vec(_I8, LANES)))
+    return context.get_dummy_value()
+
+
 @intrinsic
 def point_taps(typingctx, xs, ys, j, W, H, base, row, C, offs, w, inside, t):
     """Eight arbitrary points at once (k = 0 .. 7): pixel point (xs[j + k], ys[j + k])
@@ -288,55 +352,19 @@ def point_taps(typingctx, xs, ys, j, W, H, base, row, C, offs, w, inside, t):
     ``w`` gets it rounded once to float32).  Points outside get inside[t + k] = 0 and
     unspecified offsets and weights.  Needs j + 8 <= len(xs), t + 8 <= the scratch width.
     """
-    if not (isinstance(xs, types.Array) and xs.dtype == types.float64 and ys == xs
-            and isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
-            and w.dtype in (types.float32, types.float64)
-            and isinstance(offs, types.Array) and offs.dtype == types.int64
-            and isinstance(inside, types.Array) and inside.dtype == types.uint8):
+    sig = _points_signature(xs, ys, w, offs, inside)
+    if sig is None:
         return None
-    wt = _F32 if w.dtype == types.float32 else ir.DoubleType()
-    sig = types.void(xs, ys, types.intp, types.int64, types.int64, types.int64, types.int64, types.int64,
-                     offs, w, inside, types.intp)
 
     def codegen(context, builder, signature, args):
-        px, py = (context.make_array(ty)(context, builder, a).data
-                  for ty, a in zip(signature.args[:2], args[:2]))
-        j, W, H, base, row, C = args[2:8]
-        po = context.make_array(signature.args[8])(context, builder, args[8]).data
-        wary = context.make_array(signature.args[9])(context, builder, args[9])
-        pin = context.make_array(signature.args[10])(context, builder, args[10]).data
-        t = args[11]
-        f64x8 = _vec(ir.DoubleType(), LANES)
-        i64x8 = _vec(_I64, LANES)
-        x = builder.load(builder.bitcast(builder.gep(px, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
-        y = builder.load(builder.bitcast(builder.gep(py, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
-        zero = ir.Constant(f64x8, [0.0] * LANES)
-        xhi = builder.sitofp(_splat(builder, builder.sub(W, ir.Constant(_I64, 1)), LANES), f64x8)
-        yhi = builder.sitofp(_splat(builder, builder.sub(H, ir.Constant(_I64, 1)), LANES), f64x8)
-        # ordered comparisons: false for NaN
-        okx = builder.and_(builder.fcmp_ordered(">=", x, zero), builder.fcmp_ordered("<", x, xhi))
-        oky = builder.and_(builder.fcmp_ordered(">=", y, zero), builder.fcmp_ordered("<", y, yhi))
-        ok = builder.and_(okx, oky)
-        # points outside are replaced by 0 before the conversions (which they would overflow)
-        x = builder.select(ok, x, zero)
-        y = builder.select(ok, y, zero)
-        x0 = builder.fptosi(x, i64x8)  # = floor: x >= 0
-        y0 = builder.fptosi(y, i64x8)
-        fx = builder.fsub(x, builder.sitofp(x0, f64x8))
-        fy = builder.fsub(y, builder.sitofp(y0, f64x8))
-        if wt == _F32:
-            fx = builder.fptrunc(fx, _vec(_F32, LANES))
-            fy = builder.fptrunc(fy, _vec(_F32, LANES))
-        off = builder.add(_splat(builder, base, LANES),
-                          builder.add(builder.mul(y0, _splat(builder, row, LANES)),
-                                      builder.mul(x0, _splat(builder, C, LANES))))
-        one = ir.Constant(_vec(wt, LANES), [1.0] * LANES)
-        width = builder.extract_value(wary.shape, 1)
-        _store_lanes(builder, po, t, off)
-        for r, val in enumerate((fx, fy, builder.fsub(one, fx), builder.fsub(one, fy))):
-            _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
-        _store_lanes(builder, pin, t, builder.zext(ok, _vec(_I8, LANES)))
-        return context.get_dummy_value()
+        def weights(fx, fy):  # the fractions and their complements
+            if signature.args[9].dtype == types.float32:  # (1 - fx after rounding fx once)
+                fx = builder.fptrunc(fx, _vec(_F32, LANES))
+                fy = builder.fptrunc(fy, _vec(_F32, LANES))
+            one = ir.Constant(fx.type, [1.0] * LANES)
+            return fx, fy, builder.fsub(one, fx), builder.fsub(one, fy)
+
+        return _eight_points(context, builder, signature, args, 0, 1, weights)
 
     return sig, codegen
 
@@ -362,14 +390,10 @@ def prefetch(typingctx, arr, idx):
     return sig, codegen
 
 
-# cubic convolution's a (PyTorch's -0.75); every constant below is exact in binary
-_CUBIC_A = -0.75
-
-
 def _cubic_weights(builder, t):
     """The four cubic-convolution weights of the fraction vector t (float64 lanes), in
     exactly the operations and order of ``generic.cubic_weights`` (bit-identical)."""
-    a = _CUBIC_A
+    a = CUBIC_A
     vt = t.type
 
     def k(c):
@@ -399,55 +423,15 @@ def cubic_points(typingctx, xs, ys, j, W, H, base, row, C, offs, w, inside, t):
     (``generic.cubic_weights`` of the fractions, in float64, rounded once to a float32
     ``w``).  Points outside get inside[t + k] = 0 and unspecified offsets and weights.
     Needs j + 8 <= len(xs), t + 8 <= the scratch width."""
-    if not (isinstance(xs, types.Array) and xs.dtype == types.float64 and ys == xs
-            and isinstance(w, types.Array) and w.ndim == 2 and w.layout == "C"
-            and w.dtype in (types.float32, types.float64)
-            and isinstance(offs, types.Array) and offs.dtype == types.int64
-            and isinstance(inside, types.Array) and inside.dtype == types.uint8):
+    sig = _points_signature(xs, ys, w, offs, inside)
+    if sig is None:
         return None
-    wt = _F32 if w.dtype == types.float32 else ir.DoubleType()
-    sig = types.void(xs, ys, types.intp, types.int64, types.int64, types.int64, types.int64, types.int64,
-                     offs, w, inside, types.intp)
 
     def codegen(context, builder, signature, args):
-        px, py = (context.make_array(ty)(context, builder, a).data
-                  for ty, a in zip(signature.args[:2], args[:2]))
-        j, W, H, base, row, C = args[2:8]
-        po = context.make_array(signature.args[8])(context, builder, args[8]).data
-        wary = context.make_array(signature.args[9])(context, builder, args[9])
-        pin = context.make_array(signature.args[10])(context, builder, args[10]).data
-        t = args[11]
-        f64x8 = _vec(ir.DoubleType(), LANES)
-        i64x8 = _vec(_I64, LANES)
-        x = builder.load(builder.bitcast(builder.gep(px, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
-        y = builder.load(builder.bitcast(builder.gep(py, [j], inbounds=True), ir.PointerType(f64x8)), align=8)
-        one = ir.Constant(f64x8, [1.0] * LANES)
-        two = _splat(builder, ir.Constant(_I64, 2), LANES)
-        xhi = builder.sitofp(builder.sub(_splat(builder, W, LANES), two), f64x8)
-        yhi = builder.sitofp(builder.sub(_splat(builder, H, LANES), two), f64x8)
-        # ordered comparisons: false for NaN
-        okx = builder.and_(builder.fcmp_ordered(">=", x, one), builder.fcmp_ordered("<", x, xhi))
-        oky = builder.and_(builder.fcmp_ordered(">=", y, one), builder.fcmp_ordered("<", y, yhi))
-        ok = builder.and_(okx, oky)
-        # points outside are replaced by 1 before the conversions (which they would overflow)
-        x = builder.select(ok, x, one)
-        y = builder.select(ok, y, one)
-        x0 = builder.fptosi(x, i64x8)  # = floor: x >= 1
-        y0 = builder.fptosi(y, i64x8)
-        fx = builder.fsub(x, builder.sitofp(x0, f64x8))
-        fy = builder.fsub(y, builder.sitofp(y0, f64x8))
-        ones = _splat(builder, ir.Constant(_I64, 1), LANES)
-        off = builder.add(_splat(builder, base, LANES),
-                          builder.add(builder.mul(builder.sub(y0, ones), _splat(builder, row, LANES)),
-                                      builder.mul(builder.sub(x0, ones), _splat(builder, C, LANES))))
-        width = builder.extract_value(wary.shape, 1)
-        _store_lanes(builder, po, t, off)
-        for r, val in enumerate(_cubic_weights(builder, fx) + _cubic_weights(builder, fy)):
-            if wt == _F32:
-                val = builder.fptrunc(val, _vec(_F32, LANES))
-            _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
-        _store_lanes(builder, pin, t, builder.zext(ok, _vec(_I8, LANES)))
-        return context.get_dummy_value()
+        def weights(fx, fy):
+            return _cubic_weights(builder, fx) + _cubic_weights(builder, fy)
+
+        return _eight_points(context, builder, signature, args, 1, 2, weights)
 
     return sig, codegen
 
