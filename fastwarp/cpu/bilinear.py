@@ -193,13 +193,13 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
                 ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
             if jb > ja:
                 if C == 3:
-                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
                 elif C == 1:
-                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
                 elif C == 4:
-                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr)
+                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
                 else:
-                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc)
         ka = 0
         kb = Wo
         nr = 0

@@ -14,7 +14,7 @@ uint16 images (as the reference blends them; rounded and saturated).
 :func:`cubic_pixel`: a uint8 bicubic pixel's 4 x 4 taps as four 16-lane rows.
 
 :func:`span_taps`: eight pixels of an affine span's fixed-point coordinates at
-once, their tap offsets and fractions.
+once, their tap offsets and fractions; :func:`span_points` the same in float64.
 
 The vectors are generic LLVM vectors (8 lanes), which LLVM lowers to the
 machine's own SIMD (SSE, AVX2, AVX-512, NEON): no CPU-specific code here.
@@ -272,6 +272,57 @@ def span_taps(typingctx, offs, w, t, X, DX, Y, DY, xtop, ytop, xlast, ylast, bas
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def span_points(typingctx, offs, w, t, j, ux, dux, uy, duy, xlast, ylast, base, row, C):
+    """Eight pixels of an interior span at once (k = 0 .. 7) in float64: the point
+    (ux + (j + k) dux, uy + (j + k) duy) (a multiply-add LLVM may fuse) clamped
+    into [0, xlast + 1] x [0, ylast + 1], the first tap (x0, y0) = (min(floor x, xlast),
+    min(floor y, ylast)), offs[t + k] = base + y0 row + x0 C, and into the rows of the
+    float64 array ``w`` the fractions w[0] = fx = x - x0, w[1] = fy = y - y0,
+    w[2] = 1 - fx, w[3] = 1 - fy.  Needs t + 8 <= the arrays' width; ``w`` C-contiguous,
+    4 rows.
+    """
+    if not (isinstance(offs, types.Array) and offs.dtype == types.int64 and isinstance(w, types.Array)
+            and w.ndim == 2 and w.layout == "C" and w.dtype == types.float64):
+        return None
+    sig = types.void(offs, w, types.intp, types.int64, *([types.float64] * 4), *([types.int64] * 5))
+
+    def codegen(context, builder, signature, args):
+        po = context.make_array(signature.args[0])(context, builder, args[0]).data
+        wary = context.make_array(signature.args[1])(context, builder, args[1])
+        width = builder.extract_value(wary.shape, 1)
+        t, j, ux, dux, uy, duy, xlast, ylast, base, row, C = args[2:]
+        lanes = ir.Constant(_vec(_I64, LANES), list(range(LANES)))
+        jf = builder.sitofp(builder.add(_splat(builder, j, LANES), lanes), _vec(_F64, LANES))
+        x0, fx = _axis_points(builder, jf, ux, dux, xlast)
+        y0, fy = _axis_points(builder, jf, uy, duy, ylast)
+        off = builder.add(_splat(builder, base, LANES),
+                          builder.add(builder.mul(y0, _splat(builder, row, LANES)),
+                                      builder.mul(x0, _splat(builder, C, LANES))))
+        one = ir.Constant(fx.type, [1.0] * LANES)
+        _store_lanes(builder, po, t, off)
+        for r, val in enumerate((fx, fy, builder.fsub(one, fx), builder.fsub(one, fy))):
+            _store_lanes(builder, wary.data, builder.add(t, builder.mul(width, ir.Constant(_I64, r))), val)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _axis_points(builder, jf, u, du, last):
+    """v = min(max(u + jf du, 0), last + 1) (the multiply-add contractible), its first tap
+    min(floor v, last) and the fraction v - tap, for float64 lanes jf."""
+    f64x8 = _vec(_F64, LANES)
+    contract = ("contract",)
+    v = builder.fadd(_splat(builder, u, LANES), builder.fmul(jf, _splat(builder, du, LANES), flags=contract),
+                     flags=contract)
+    zero = ir.Constant(f64x8, [0.0] * LANES)
+    top = builder.sitofp(_splat(builder, builder.add(last, ir.Constant(_I64, 1)), LANES), f64x8)
+    v = builder.select(builder.fcmp_ordered("<", v, zero), zero, v)
+    v = builder.select(builder.fcmp_ordered(">", v, top), top, v)
+    k = _smin(builder, builder.fptosi(v, _vec(_I64, LANES)), _splat(builder, last, LANES))
+    return k, builder.fsub(v, builder.sitofp(k, f64x8))
 
 
 def _store_lanes(builder, base, index, value):

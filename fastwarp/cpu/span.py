@@ -9,10 +9,10 @@ loop, which clamps the point into the image, takes every column.
 kernels; the columns outside the interval go through its general per-point
 path.
 
-Arithmetic: float64 and uint16 images step the coordinates in float64 and blend
-in float64.  float32 and uint8 images step them in 32.32 fixed point and blend
-in float32 (uint8 then rounds to nearest, ties up); 3- and 4-channel pixels of
-those two dtypes blend as SIMD vectors (``fastwarp.cpu.simd``).
+Arithmetic: float64 and uint16 images compute the coordinates in float64 and
+blend in float64.  float32 and uint8 images step them in 32.32 fixed point and
+blend in float32 (uint8 then rounds to nearest, ties up).  3- and 4-channel
+pixels of float32, uint8 and uint16 blend as SIMD vectors (``fastwarp.cpu.simd``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from .simd import blend_pixel, point_taps, prefetch, span_taps
+from .simd import blend_pixel, point_taps, prefetch, span_points, span_taps
 from .store import acc_type, to_output
 
 # 'contract' lets LLVM fuse a * b + c into one FMA; nnan/ninf stay off because
@@ -116,6 +116,27 @@ def to_fixed(v):
     return np.int64(math.floor(v * FRAC_ONE + 0.5))
 
 
+@always_inline
+def _blend_span(s, o, ot, row, offs, w, m, last, safe, C):
+    """Pass 2 of the span loops: pixels t < m at o[ot + t C], their taps at offs[t], the
+    fractions and complements in w's rows (fx, fy, 1 - fx, 1 - fy).  A 3-channel pixel
+    t < last may spill its store into pixel t + 1, written next; ``safe``: every
+    pixel's 8-value row loads stay inside s."""
+    fx = w[0]
+    fy = w[1]
+    gx = w[2]
+    gy = w[3]
+    if safe:
+        for t in range(last):
+            blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, True)
+    else:
+        for t in range(last):
+            blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, False)
+    for t in range(last, m):
+        blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, False, False)
+
+
+@always_inline
 def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
     # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
     row = W * C
@@ -135,10 +156,6 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
     last_y0 = max(min(max(Y0, 0), ymax) >> FRAC_BITS, min(max(Y0 + (n - 1) * DY, 0), ymax) >> FRAC_BITS)
     safe = (img + H) * row < s.size or last_x0 < W - 2 or last_y0 < H - 2
     offs = scr[0]
-    fx = wscr[0]
-    fy = wscr[1]
-    gx = wscr[2]
-    gy = wscr[3]
     for t0 in range(0, n, offs.size):
         m = min(offs.size, n - t0)
         # pass 1, eight pixels per step as SIMD vectors: clamp into the image,
@@ -146,35 +163,29 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
         for t in range(0, m, 8):
             span_taps(offs, wscr, t, X0 + (t0 + t) * DX, DX, Y0 + (t0 + t) * DY, DY, xmax, ymax,
                       W - 2, H - 2, img * row, row, C)
-        # pass 2: read the taps and interpolate; a 3-channel pixel's store may spill into
-        # the next pixel of the span, written next (the span's last pixel may not)
-        last = m if t0 + m < n else m - 1
-        ot = ob + (ja + t0) * C
-        if safe:
-            for t in range(last):
-                blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, True)
-        else:
-            for t in range(last):
-                blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, True, False)
-        for t in range(last, m):
-            blend_taps(s, o, ot + t * C, offs[t], row, fx[t], gx[t], fy[t], gy[t], C, False, False)
+        # pass 2: read the taps and interpolate (the span's last pixel may not spill)
+        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wscr, m, m if t0 + m < n else m - 1, safe, C)
 
 
-def _interior_float(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+@always_inline
+def _interior_exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc):
+    # float64 points, eight per step (simd.span_points)
     row = W * C
-    for j in range(ja, jb):
-        x = min(max(ux + j * dux, 0.0), W - 1.0)
-        y = min(max(uy + j * duy, 0.0), H - 1.0)
-        x0 = min(int(x), W - 2)
-        y0 = min(int(y), H - 2)
-        b = ((img + y0) * W + x0) * C
-        wx = acc_type(x - x0, s)
-        wy = acc_type(y - y0, s)
-        one = acc_type(1.0, s)
-        blend_taps(s, o, ob + j * C, b, row, wx, one - wx, wy, one - wy, C, False, False)
+    n = jb - ja
+    # as in _interior_fixed, with one pixel of margin: the vector's floor may differ
+    # from this scalar one where a multiply-add is fused in one and not the other
+    last_x0 = int(max(min(max(ux + ja * dux, 0.0), W - 1.0), min(max(ux + (jb - 1) * dux, 0.0), W - 1.0)))
+    last_y0 = int(max(min(max(uy + ja * duy, 0.0), H - 1.0), min(max(uy + (jb - 1) * duy, 0.0), H - 1.0)))
+    safe = (img + H) * row < s.size or last_x0 < W - 3 or last_y0 < H - 3
+    offs = scr[0]
+    for t0 in range(0, n, offs.size):
+        m = min(offs.size, n - t0)
+        for t in range(0, m, 8):
+            span_points(offs, wacc, t, ja + t0 + t, ux, dux, uy, duy, W - 2, H - 2, img * row, row, C)
+        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wacc, m, m if t0 + m < n else m - 1, safe, C)
 
 
-def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):  # pragma: no cover
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):  # pragma: no cover
     """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
     (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
     block at (min(floor(y), H-2), min(floor(x), W-2)).
@@ -185,26 +196,31 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr): 
     border spans use this loop for all their columns.  Floor is truncation
     after the clamp.
 
-    float64 and uint16 images step the coordinates in float64 (and blend in
-    float64, as the reference does).  float32 and uint8 images
-    step them in 32.32 fixed point: X_j = round(x_ja 2**32) + (j - ja)
+    Both loops run in two passes over the span: eight pixels at a time as SIMD
+    vectors, every pixel's tap offset (into ``scr[0]``) and fractions with their
+    complements, then the reads and blends (:func:`blend_taps`).  float64 and
+    uint16 images compute the points in float64, x_j = ux + j dux
+    (``simd.span_points``, fractions into the float64 ``wacc``), and
+    blend in float64, as the reference does.  float32 and uint8 images step them
+    in 32.32 fixed point (``simd.span_taps``): X_j = round(x_ja 2**32) + (j - ja)
     round(dux 2**32), integer adds instead of a float multiply-add and two
     float -> int conversions per pixel; x_j is then off by at most
     (j - ja + 1) 2**-33 px (below 1e-8 px for a 32-column span), far below what
     float32 accumulation resolves, and the clamp keeps that drift inside the
-    image.  That loop runs in two passes over the span: eight pixels at a time
-    as SIMD vectors (``simd.span_taps``), every pixel's tap offset (into
-    ``scr[0]``) and fractions rounded to 2**-24 with their complements (into
-    ``wscr``), then the reads and blends (:func:`blend_taps`).
+    image; their fractions are rounded to 2**-24 (into the float32 ``wscr``).
     """
     raise NotImplementedError
 
 
 @overload(interior_loop, inline="always", prefer_literal=True,
           jit_options={"cache": True, "fastmath": FASTMATH})
-def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
-    return _interior_float if s.dtype in (types.float64, types.uint16) else _interior_fixed
+    if s.dtype in (types.float64, types.uint16):
+        return lambda s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc: _interior_exact(
+            s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc)
+    return lambda s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc: _interior_fixed(
+        s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
 
 
 span = njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -213,23 +229,23 @@ span = njit(nogil=True, cache=True, fastmath=FASTMATH)
 # The span loop as ordinary (not inlined) functions, one per channel-count class with the
 # count as a literal (which reaches the SIMD blend), each compiled once per image dtype.
 @span
-def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr)
+def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr, wacc)
 
 
 @span
-def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr)
+def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr, wacc)
 
 
 @span
-def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr)
+def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr, wacc)
 
 
 @span
-def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc)
 
 
 @span
