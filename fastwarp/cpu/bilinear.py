@@ -159,6 +159,28 @@ def reach_range(xs, ys, W, H, Wo):
     return ka, max(ka, kb)
 
 
+# output rows ahead whose taps the span loop asks for, and the image size from which
+# it does (see prefetch_offset)
+AHEAD_ROWS = 3
+PREFETCH_MIN_BYTES = 1 << 16
+
+
+@helper
+def prefetch_offset(pa, W, C):
+    """The flat offset from a tap of output row i to the bottom taps of the same column
+    AHEAD_ROWS rows further down, for the pixel-space matrix ``pa`` (``rows.pixel_affine``:
+    the point moves by (pa[1], pa[4]) input pixels per output row).
+
+    The span loop asks for those lines while it blends row i: the hardware prefetcher
+    does not follow a rotated walk, and the lines a later row reads first (its leading
+    edge) then arrive before that row needs them.  Images under 64 KiB, which stay in
+    the L2 cache, skip it.
+    """
+    dy = min(max(AHEAD_ROWS * pa[4] + 1.0, -1e9), 1e9)  # (a hint: any finite offset will do)
+    dx = min(max(AHEAD_ROWS * pa[1], -1e9), 1e9)
+    return (round(dy) * W + round(dx)) * C
+
+
 @always_inline
 def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xs, ys, fillrow,
                   scr, wscr, wacc, inside, rest):
@@ -172,12 +194,14 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
     one = acc_type(1.0, s)
     fills = padding == ZEROS or padding == CONSTANT
     pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    ahead = 0
     last = -1
     for r in range(r0, r1):
         n = r // Ho
         i = r - n * Ho
         if source == AFFINE and n != last:
             pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+            ahead = prefetch_offset(pa, W, C) if H * W * C * s.itemsize >= PREFETCH_MIN_BYTES else 0
             last = n
         linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
         ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
@@ -193,13 +217,13 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
                 ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
             if jb > ja:
                 if C == 3:
-                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
+                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
                 elif C == 1:
-                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
+                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
                 elif C == 4:
-                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc)
+                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
                 else:
-                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc)
+                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
         ka = 0
         kb = Wo
         nr = 0

@@ -117,11 +117,16 @@ def to_fixed(v):
 
 
 @always_inline
-def _blend_span(s, o, ot, row, offs, w, m, last, safe, C):
+def _blend_span(s, o, ot, row, offs, w, m, last, safe, C, ahead):
     """Pass 2 of the span loops: pixels t < m at o[ot + t C], their taps at offs[t], the
     fractions and complements in w's rows (fx, fy, 1 - fx, 1 - fy).  A 3-channel pixel
     t < last may spill its store into pixel t + 1, written next; ``safe``: every
-    pixel's 8-value row loads stay inside s."""
+    pixel's 8-value row loads stay inside s.  ``ahead`` (unless 0): first ask for the
+    lines at offs[t] + ahead, every other pixel (the taps of a row further down)."""
+    if ahead != 0:
+        top = s.size - 1
+        for t in range(0, m, 2):
+            prefetch(s, min(max(offs[t] + ahead, 0), top))
     fx = w[0]
     fy = w[1]
     gx = w[2]
@@ -137,7 +142,7 @@ def _blend_span(s, o, ot, row, offs, w, m, last, safe, C):
 
 
 @always_inline
-def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr):
+def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, ahead):
     # X_j = round(x_ja 2**32) + (j - ja) round(dux 2**32), likewise Y (see interior_loop)
     row = W * C
     xmax = np.int64(W - 1) << FRAC_BITS
@@ -164,11 +169,11 @@ def _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
             span_taps(offs, wscr, t, X0 + (t0 + t) * DX, DX, Y0 + (t0 + t) * DY, DY, xmax, ymax,
                       W - 2, H - 2, img * row, row, C)
         # pass 2: read the taps and interpolate (the span's last pixel may not spill)
-        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wscr, m, m if t0 + m < n else m - 1, safe, C)
+        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wscr, m, m if t0 + m < n else m - 1, safe, C, ahead)
 
 
 @always_inline
-def _interior_exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc):
+def _interior_exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc, ahead):
     # float64 points, eight per step (simd.span_points)
     row = W * C
     n = jb - ja
@@ -182,10 +187,11 @@ def _interior_exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc)
         m = min(offs.size, n - t0)
         for t in range(0, m, 8):
             span_points(offs, wacc, t, ja + t0 + t, ux, dux, uy, duy, W - 2, H - 2, img * row, row, C)
-        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wacc, m, m if t0 + m < n else m - 1, safe, C)
+        _blend_span(s, o, ob + (ja + t0) * C, row, offs, wacc, m, m if t0 + m < n else m - 1, safe, C, ahead)
 
 
-def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):  # pragma: no cover
+def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc,
+                  ahead):  # pragma: no cover
     """Columns ja <= j < jb of a row, bilinear, W >= 2 and H >= 2: pixel
     (ux + j dux, uy + j duy) clamped into [0, W-1] x [0, H-1], read from the 2x2
     block at (min(floor(y), H-2), min(floor(x), W-2)).
@@ -214,13 +220,16 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, w
 
 @overload(interior_loop, inline="always", prefer_literal=True,
           jit_options={"cache": True, "fastmath": FASTMATH})
-def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):
+def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     if s.dtype in (types.float64, types.uint16):
-        return lambda s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc: _interior_exact(
-            s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc)
-    return lambda s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc: _interior_fixed(
-        s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr)
+        def exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
+            _interior_exact(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wacc, ahead)
+        return exact
+
+    def fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
+        _interior_fixed(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, ahead)
+    return fixed
 
 
 span = njit(nogil=True, cache=True, fastmath=FASTMATH)
@@ -229,23 +238,23 @@ span = njit(nogil=True, cache=True, fastmath=FASTMATH)
 # The span loop as ordinary (not inlined) functions, one per channel-count class with the
 # count as a literal (which reaches the SIMD blend), each compiled once per image dtype.
 @span
-def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr, wacc)
+def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr, wacc, ahead)
 
 
 @span
-def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr, wacc)
+def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr, wacc, ahead)
 
 
 @span
-def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr, wacc)
+def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr, wacc, ahead)
 
 
 @span
-def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc)
+def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
+    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
 
 
 @span
