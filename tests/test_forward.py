@@ -142,3 +142,18 @@ def test_uint8_rounds_to_nearest_and_saturates():
     out = fw.grid_sample(img, grid)
     np.testing.assert_array_equal(out[:, :, 0], [[128, 101]])
     assert out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_images_large_enough_to_prefetch_match_the_reference(rng, dtype):
+    """Images of 64 KiB and more take the span loop's prefetching branch (bilinear.prefetch_offset):
+    a hint only, so the same result, on every padding, up to the last rows of the batch's
+    last image (whose hints are clamped into the array)."""
+    h, w = int(rng.integers(130, 160)), int(rng.integers(180, 220))  # 64 KiB and more in uint8 too
+    img = random_images(rng, (2, h, w, 3), dtype)
+    theta = random_theta(rng, 2, spread=0.4)
+    theta[1] = [[0.3, -0.95, 0.0], [0.95, 0.3, 0.8]]  # rotated, its rows run down to the last image row
+    for padding in PADDINGS:
+        got = fw.affine_warp(img, theta, (h + 7, w - 9), padding_mode=padding)
+        want = ref.affine_warp(img, theta, (h + 7, w - 9), "bilinear", padding, False)
+        assert_matches(got, want, dtype, f"{padding} {img.shape}")
