@@ -166,17 +166,18 @@ PREFETCH_MIN_BYTES = 1 << 16
 
 
 @helper
-def prefetch_offset(pa, W, C):
-    """The flat offset from a tap of output row i to the bottom taps of the same column
-    AHEAD_ROWS rows further down, for the pixel-space matrix ``pa`` (``rows.pixel_affine``:
-    the point moves by (pa[1], pa[4]) input pixels per output row).
+def prefetch_offset(pa, W, C, reach):
+    """The flat offset from the first tap of a point of output row i to the bottom tap
+    row (``reach`` rows below the first: 1 bilinear, 3 bicubic) of the same column's point
+    AHEAD_ROWS rows further down, for the pixel-space matrix ``pa``
+    (``rows.pixel_affine``: the point moves by (pa[1], pa[4]) input pixels per output row).
 
-    The span loop asks for those lines while it blends row i: the hardware prefetcher
+    The row loops ask for those lines while they blend row i: the hardware prefetcher
     does not follow a rotated walk, and the lines a later row reads first (its leading
     edge) then arrive before that row needs them.  Images under 64 KiB, which stay in
     the L2 cache, skip it.
     """
-    dy = min(max(AHEAD_ROWS * pa[4] + 1.0, -1e9), 1e9)  # (a hint: any finite offset will do)
+    dy = min(max(AHEAD_ROWS * pa[4] + reach, -1e9), 1e9)  # (a hint: any finite offset will do)
     dx = min(max(AHEAD_ROWS * pa[1], -1e9), 1e9)
     return (round(dy) * W + round(dx)) * C
 
@@ -201,7 +202,7 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
         i = r - n * Ho
         if source == AFFINE and n != last:
             pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
-            ahead = prefetch_offset(pa, W, C) if H * W * C * s.itemsize >= PREFETCH_MIN_BYTES else 0
+            ahead = prefetch_offset(pa, W, C, 1) if H * W * C * s.itemsize >= PREFETCH_MIN_BYTES else 0
             last = n
         linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
         ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]

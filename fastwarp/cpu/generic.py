@@ -62,10 +62,20 @@ from ..core.coords import (
     unnormalize_scale,
 )
 from .backward import scatter_taps, touch
-from .bilinear import bound_index, linear_pair, rows_c1, rows_c3, rows_c4, rows_cn, wrap_index
+from .bilinear import (
+    PREFETCH_MIN_BYTES,
+    bound_index,
+    linear_pair,
+    prefetch_offset,
+    rows_c1,
+    rows_c3,
+    rows_c4,
+    rows_cn,
+    wrap_index,
+)
 from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .simd import cubic_pixel, cubic_points
+from .simd import cubic_pixel, cubic_points, prefetch
 from .store import acc_type, to_output
 
 jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
@@ -309,6 +319,8 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
             cw = np.full((8, 64), acc_type(0.0, s))
             cin = np.empty(64, np.uint8)
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        ahead = 0
+        top = s.size - 1
         last = -1
         chunk = claim(sched)
         while chunk < sched[CHUNKS]:
@@ -332,6 +344,8 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                 i = r - n * Ho
                 if source == AFFINE and n != last:
                     pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+                    if mode == BICUBIC and H * W * C * s.itemsize >= PREFETCH_MIN_BYTES:
+                        ahead = prefetch_offset(pa, W, C, 3)
                     last = n
                 row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
                 if mode == BICUBIC:
@@ -340,6 +354,9 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                         # tap pass: offsets and weights of the points whose 16 taps lie inside
                         for t in range(0, m, 8):
                             cubic_points(xs, ys, t0 + t, W, H, n * H * W * C, W * C, C, coffs, cw, cin, t)
+                        if ahead != 0:  # the taps of a row further down (bilinear.prefetch_offset)
+                            for t in range(0, m, 2):
+                                prefetch(s, min(max(coffs[t] + ahead, 0), top))
                         for t in range(m):
                             j = t0 + t
                             ob = ((n * Ho + i) * Wo + j) * C
