@@ -196,14 +196,20 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
     fills = padding == ZEROS or padding == CONSTANT
     pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
     ahead = 0
+    big = H * W * C * s.itemsize >= PREFETCH_MIN_BYTES
     last = -1
+    prev_n = -1
     for r in range(r0, r1):
         n = r // Ho
         i = r - n * Ho
         if source == AFFINE and n != last:
             pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
-            ahead = prefetch_offset(pa, W, C, 1) if H * W * C * s.itemsize >= PREFETCH_MIN_BYTES else 0
+            ahead = prefetch_offset(pa, W, C, 1) if big else 0
             last = n
+        prev_x = xs[Wo // 2]  # the previous row's middle point (projective and grid rows)
+        prev_y = ys[Wo // 2]
+        same = prev_n == n
+        prev_n = n
         linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
         ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
         ob = (n * Ho + i) * Wo * C
@@ -251,8 +257,15 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
         if not linear:
             # grid, projective and far affine rows: the points whose taps are all inside
             # (between the fill runs)
+            # rows further down read about where this one does, moved as the middle point moved
+            # from the previous row (a prefetch hint: 0 without a previous row of the image)
+            pahead = 0
+            dxm = xs[Wo // 2] - prev_x
+            dym = ys[Wo // 2] - prev_y
+            if same and big and abs(dxm) < 1e6 and abs(dym) < 1e6:  # false for NaN
+                pahead = (round(AHEAD_ROWS * dym + 1.0) * W + round(AHEAD_ROWS * dxm)) * C
             nr = point_row(s, o, ob, n * H * W * C, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside,
-                           rest)
+                           rest, pahead)
             if fills:
                 copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
         # the columns [ka, ja) and [jb, kb) of an affine row, the columns point_row left of

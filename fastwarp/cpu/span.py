@@ -258,7 +258,7 @@ def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, a
 
 
 @span
-def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest):
+def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest, ahead):
     offs = scr[0]
     nr = 0
     row = W * C
@@ -272,6 +272,11 @@ def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest
             if inside[t]:
                 prefetch(s, offs[t])
                 prefetch(s, offs[t] + row)
+        if ahead != 0:  # and the taps of a row further down (bilinear.prefetch_offset)
+            top = s.size - 1
+            for t in range(0, m, 2):
+                if inside[t]:
+                    prefetch(s, min(max(offs[t] + ahead, 0), top))
         for t in range(m):
             j = t0 + t
             if inside[t]:
@@ -286,7 +291,8 @@ def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest
     return nr
 
 
-def point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest):  # pragma: no cover
+def point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest,
+              ahead):  # pragma: no cover
     """The bilinear points among columns [ka, kb) of a row of Wo (pixel coordinates
     xs[j], ys[j]) whose four taps are all inside the image, eight at a time
     (``simd.point_taps``), blended like the span loop's pixels
@@ -294,17 +300,21 @@ def point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, insi
     float32, ``wacc``: float64).  Returns the number nr of the other columns, listed
     in rising order in rest[:nr] for the caller's per-point path.  A 3-channel pixel
     may spill into the next column, which is written after it (here or by the
-    caller)."""
+    caller).  ``ahead`` (unless 0): the offset from a point's taps to where a row
+    further down reads, asked for ahead of time."""
     raise NotImplementedError
 
 
 @overload(point_row, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
-def _point_row_overload(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest):
+def _point_row_overload(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest, ahead):
     if s.dtype in (types.float32, types.uint8):
-        return lambda s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest: _point_row(
-            s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, inside, rest)
-    return lambda s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest: _point_row(
-        s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wacc, inside, rest)
+        def narrow(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest, ahead):
+            return _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, inside, rest, ahead)
+        return narrow
+
+    def wide(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest, ahead):
+        return _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wacc, inside, rest, ahead)
+    return wide
 
 
 @helper
