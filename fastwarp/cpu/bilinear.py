@@ -166,20 +166,20 @@ PREFETCH_MIN_BYTES = 1 << 16
 
 
 @helper
-def prefetch_offset(pa, W, C, reach):
+def prefetch_offset(dx, dy, W, C, reach):
     """The flat offset from the first tap of a point of output row i to the bottom tap
-    row (``reach`` rows below the first: 1 bilinear, 3 bicubic) of the same column's point
-    AHEAD_ROWS rows further down, for the pixel-space matrix ``pa``
-    (``rows.pixel_affine``: the point moves by (pa[1], pa[4]) input pixels per output row).
+    row (``reach`` rows below the first: 1 bilinear, 3 bicubic) of the same column's
+    point AHEAD_ROWS rows further down, for points that move by (dx, dy) input pixels
+    per output row; 0 (no hint) for a move that is not finite or beyond 1e9 px.
 
     The row loops ask for those lines while they blend row i: the hardware prefetcher
     does not follow a rotated walk, and the lines a later row reads first (its leading
-    edge) then arrive before that row needs them.  Images under 64 KiB, which stay in
-    the L2 cache, skip it.
+    edge) then arrive before that row needs them.  Images under PREFETCH_MIN_BYTES skip
+    it (they stay in the L2 cache).
     """
-    dy = min(max(AHEAD_ROWS * pa[4] + reach, -1e9), 1e9)  # (a hint: any finite offset will do)
-    dx = min(max(AHEAD_ROWS * pa[1], -1e9), 1e9)
-    return (round(dy) * W + round(dx)) * C
+    if not (abs(dx) < 1e9 and abs(dy) < 1e9):  # false for NaN
+        return 0
+    return (round(AHEAD_ROWS * dy + reach) * W + round(AHEAD_ROWS * dx)) * C
 
 
 @always_inline
@@ -204,7 +204,8 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
         i = r - n * Ho
         if source == AFFINE and n != last:
             pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
-            ahead = prefetch_offset(pa, W, C, 1) if big else 0
+            # (the point moves by (pa[1], pa[4]) input pixels per output row)
+            ahead = prefetch_offset(pa[1], pa[4], W, C, 1) if big else 0
             last = n
         prev_x = xs[Wo // 2]  # the previous row's middle point (projective and grid rows)
         prev_y = ys[Wo // 2]
@@ -258,12 +259,10 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
             # grid, projective and far affine rows: the points whose taps are all inside
             # (between the fill runs)
             # rows further down read about where this one does, moved as the middle point moved
-            # from the previous row (a prefetch hint: 0 without a previous row of the image)
+            # from the previous row of the image
             pahead = 0
-            dxm = xs[Wo // 2] - prev_x
-            dym = ys[Wo // 2] - prev_y
-            if same and big and abs(dxm) < 1e6 and abs(dym) < 1e6:  # false for NaN
-                pahead = (round(AHEAD_ROWS * dym + 1.0) * W + round(AHEAD_ROWS * dxm)) * C
+            if same and big:
+                pahead = prefetch_offset(xs[Wo // 2] - prev_x, ys[Wo // 2] - prev_y, W, C, 1)
             nr = point_row(s, o, ob, n * H * W * C, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside,
                            rest, pahead)
             if fills:

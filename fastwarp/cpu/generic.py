@@ -75,7 +75,8 @@ from .bilinear import (
 )
 from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .simd import cubic_pixel, cubic_points, prefetch
+from .simd import cubic_pixel, cubic_points
+from .span import prefetch_ahead
 from .store import acc_type, to_output
 
 jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
@@ -320,7 +321,6 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
             cin = np.empty(64, np.uint8)
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         ahead = 0
-        top = s.size - 1
         last = -1
         chunk = claim(sched)
         while chunk < sched[CHUNKS]:
@@ -345,7 +345,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                 if source == AFFINE and n != last:
                     pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
                     if mode == BICUBIC and H * W * C * s.itemsize >= PREFETCH_MIN_BYTES:
-                        ahead = prefetch_offset(pa, W, C, 3)
+                        ahead = prefetch_offset(pa[1], pa[4], W, C, 3)
                     last = n
                 row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
                 if mode == BICUBIC:
@@ -354,9 +354,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                         # tap pass: offsets and weights of the points whose 16 taps lie inside
                         for t in range(0, m, 8):
                             cubic_points(xs, ys, t0 + t, W, H, n * H * W * C, W * C, C, coffs, cw, cin, t)
-                        if ahead != 0:  # the taps of a row further down (bilinear.prefetch_offset)
-                            for t in range(0, m, 2):
-                                prefetch(s, min(max(coffs[t] + ahead, 0), top))
+                        prefetch_ahead(s, coffs, m, ahead)  # the taps of a row further down
                         for t in range(m):
                             j = t0 + t
                             ob = ((n * Ho + i) * Wo + j) * C

@@ -117,16 +117,23 @@ def to_fixed(v):
 
 
 @always_inline
+def prefetch_ahead(s, offs, m, ahead):
+    """Ask for s[offs[t] + ahead] (clamped into s), every other t < m: the taps of a row
+    further down (``bilinear.prefetch_offset``); nothing when ``ahead`` is 0."""
+    if ahead != 0:
+        top = s.size - 1
+        for t in range(0, m, 2):
+            prefetch(s, min(max(offs[t] + ahead, 0), top))
+
+
+@always_inline
 def _blend_span(s, o, ot, row, offs, w, m, last, safe, C, ahead):
     """Pass 2 of the span loops: pixels t < m at o[ot + t C], their taps at offs[t], the
     fractions and complements in w's rows (fx, fy, 1 - fx, 1 - fy).  A 3-channel pixel
     t < last may spill its store into pixel t + 1, written next; ``safe``: every
     pixel's 8-value row loads stay inside s.  ``ahead`` (unless 0): first ask for the
     lines at offs[t] + ahead, every other pixel (the taps of a row further down)."""
-    if ahead != 0:
-        top = s.size - 1
-        for t in range(0, m, 2):
-            prefetch(s, min(max(offs[t] + ahead, 0), top))
+    prefetch_ahead(s, offs, m, ahead)
     fx = w[0]
     fy = w[1]
     gx = w[2]
@@ -272,11 +279,7 @@ def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest
             if inside[t]:
                 prefetch(s, offs[t])
                 prefetch(s, offs[t] + row)
-        if ahead != 0:  # and the taps of a row further down (bilinear.prefetch_offset)
-            top = s.size - 1
-            for t in range(0, m, 2):
-                if inside[t]:
-                    prefetch(s, min(max(offs[t] + ahead, 0), top))
+        prefetch_ahead(s, offs, m, ahead)  # and the taps of a row further down
         for t in range(m):
             j = t0 + t
             if inside[t]:
