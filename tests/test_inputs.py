@@ -52,6 +52,19 @@ def test_bad_theta(img, theta, exc, words):
         assert w in str(e.value)
 
 
+@pytest.mark.parametrize("n", [1, 2, 11, 40])  # 6 to 240 entries: both sides of all_finite's small path
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_non_finite_theta_anywhere_in_the_batch(rng, n, bad, dtype):
+    images = random_images(rng, (n, 5, 4, 3), np.float32)
+    theta = random_theta(rng, n).astype(dtype)
+    fw.affine_warp(images, theta)  # finite: fine
+    flat = theta.reshape(-1)
+    flat[rng.integers(flat.size)] = bad
+    with pytest.raises(ValueError, match="^affine_warp: theta must be finite"):
+        fw.affine_warp(images, theta)
+
+
 @pytest.mark.parametrize("size,exc", [
     ((0, 5), ValueError), ((5, -1), ValueError), ((5,), ValueError), ((1, 2, 3), ValueError),
     ((5.0, 5), TypeError), ("55", TypeError), (5, TypeError), ((True, 5), TypeError),

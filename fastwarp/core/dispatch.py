@@ -8,7 +8,11 @@ arrays, ``device="cpu"`` refuses GPU arrays rather than copy them silently.
 
 from __future__ import annotations
 
+import numpy as np
+
 DEVICES = (None, "cpu", "cuda")
+# argument types that certainly live on the host
+_HOST = (np.ndarray, type(None))
 
 
 def is_device_array(a) -> bool:
@@ -18,6 +22,8 @@ def is_device_array(a) -> bool:
 
 def wants_gpu(fn: str, device, *arrays) -> bool:
     """Decide the target of a call from ``device`` and where the arrays live."""
+    if device is None and all(type(a) in _HOST for a in arrays):
+        return False  # the common call: NumPy arrays (or no ``out``), no device asked
     if device not in DEVICES:
         raise ValueError(f"{fn}: device must be None, 'cpu' or 'cuda'; got {device!r}")
     on_gpu = any(is_device_array(a) for a in arrays)

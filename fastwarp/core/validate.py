@@ -10,6 +10,7 @@ layout it did not expect.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from collections.abc import Sequence
 
@@ -18,6 +19,8 @@ import numpy as np
 from .coords import BICUBIC, BILINEAR, BORDER, CONSTANT, NEAREST, REFLECTION, WRAP, ZEROS
 
 IMAGE_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16, np.uint8, np.uint16))
+# their type codes, in either byte order
+_IMAGE_CHARS = frozenset(d.char for d in IMAGE_DTYPES)
 # images that have a gradient
 GRAD_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16))
 # grids, grad_out and buffers of the gradients
@@ -37,6 +40,14 @@ def as_native(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def all_finite(a: np.ndarray) -> bool:
+    """No NaN or infinity in the real array ``a`` (small arrays in Python: a ufunc and its
+    reduction cost more than a few matrices' entries)."""
+    if a.size <= 64:
+        return all(map(math.isfinite, a.ravel().tolist()))
+    return bool(np.isfinite(a).all())
+
+
 def _asarray(fn: str, name: str, x) -> np.ndarray:
     if isinstance(x, np.ndarray):
         return x
@@ -51,7 +62,7 @@ def _asarray(fn: str, name: str, x) -> np.ndarray:
 def check_images(fn: str, images) -> tuple[np.ndarray, bool]:
     """Return (images as (N, H, W, C) native C-contiguous, batched?)."""
     a = _asarray(fn, "images", images)
-    if a.dtype.newbyteorder("=") not in IMAGE_DTYPES:
+    if a.dtype.char not in _IMAGE_CHARS or a.dtype.newbyteorder("=") not in IMAGE_DTYPES:
         raise TypeError(f"{fn}: images must have dtype {_names(IMAGE_DTYPES)}; got {a.dtype}")
     if a.ndim == 3:
         batched = False
@@ -82,7 +93,7 @@ def check_theta(fn: str, theta, n: int, batched: bool, rows: int = 2) -> np.ndar
     if t.shape != m and not (t.ndim == 3 and t.shape[1:] == m):
         raise ValueError(f"{fn}: theta must have shape (N, {rows}, 3) or ({rows}, 3); got {t.shape}")
     # the finiteness check runs on the matrices as given, before a single theta is repeated
-    if not np.isfinite(t).all():
+    if not all_finite(t):
         raise ValueError(f"{fn}: theta must be finite; got NaN or infinity")
     if t.ndim == 2:
         one = t.astype(np.float64)
@@ -203,7 +214,7 @@ def readonly(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
             views.append(a)
             continue
         v = a.view()
-        v.flags.writeable = False
+        v.setflags(write=False)
         views.append(v)
     return tuple(views)
 

@@ -42,7 +42,13 @@ NEXT, DONE, CHUNKS, ROWS, FAILED, ACTIVE = range(6)
 def schedule(rows: int, chunks: int) -> np.ndarray:
     """A fresh schedule of ``rows`` rows in ``chunks`` chunks (1 <= chunks <= rows, or 0 rows);
     ``sched[ACTIVE]`` counts the helpers inside the call's kernel."""
-    return np.array([0, 0, chunks, rows, 0, 0], np.int64)
+    s = _BLANK.copy()
+    s[CHUNKS] = chunks
+    s[ROWS] = rows
+    return s
+
+
+_BLANK = np.zeros(6, np.int64)
 
 
 def _element(context, builder, aryty, ary, idx):
@@ -307,10 +313,10 @@ def call_rows(kernel, *args, rows: int, work: int) -> None:
     calling thread alone.  The first call of a specialization compiles it on
     the calling thread, before any helper calls it.
     """
-    threads = numba.get_num_threads()
-    if work < SMALL_WORK or rows <= 1 or threads <= 1:
+    if work < SMALL_WORK or rows <= 1 or numba.get_num_threads() <= 1:
         call(kernel, *args, schedule(rows, 1 if rows else 0))
         return
+    threads = numba.get_num_threads()
     call(kernel, *args, schedule(0, 0))  # compile here (no rows), before the helpers call it
     k = min(threads, rows)
     sched = schedule(rows, min(rows, CHUNKS_PER_THREAD * k))
