@@ -252,3 +252,39 @@ def test_a_failed_call_waits_for_the_helpers_inside_the_kernel():
     sched._stop(s)
     assert wrote == [1] and s[sched.ACTIVE] == 0
     assert s[sched.NEXT] >= s[sched.CHUNKS]  # no thread claims another chunk
+
+
+def _numba_only(fn) -> bool:
+    return bool(getattr(fn, "targetoptions", {}).get("no_cpython_wrapper"))
+
+
+def test_functions_called_from_python_keep_their_entry_points():
+    """A Numba-only function (``core.runtime.NUMBA_ONLY``) crashes the interpreter when Python
+    calls it.  The GPU kernels call fastwarp's scalar CPU helpers, and Numba's CUDA simulator
+    runs those calls in Python: every helper they import keeps its entry point.  The row
+    functions only Numba code calls are Numba-only (their entry points cost compile time)."""
+    import ast
+    import importlib
+    import pathlib
+
+    import fastwarp.gpu
+
+    source = pathlib.Path(fastwarp.gpu.__file__).with_name("kernels.py").read_text()
+    checked = 0
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module.split(".")[0] in ("cpu", "core"):
+            module = importlib.import_module("fastwarp." + node.module)
+            for alias in node.names:
+                fn = getattr(module, alias.name)
+                if hasattr(fn, "py_func"):
+                    assert not _numba_only(fn), f"{node.module}.{alias.name} has no Python entry point"
+                    checked += 1
+    assert checked >= 20
+    from fastwarp.cpu import antialias, backward, bilinear, generic, rows, span
+
+    for fn in (bilinear.rows_c3, bilinear.bilinear_point, span.span_c3, rows.row_pixels, generic.bicubic_point,
+               backward.point_row, antialias.row_filter):
+        assert _numba_only(fn), fn.py_func.__qualname__
+    for fn in (antialias.forward_kernel, antialias.backward_kernel, antialias.mask_kernel,
+               generic.forward_kernel(0, 0, 3, False), generic.backward_kernel(0, 0, 3, False)):
+        assert not _numba_only(fn)

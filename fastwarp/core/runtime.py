@@ -36,6 +36,14 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     os.environ["GOMP_SPINCOUNT"] = "1000"
 
+# Numba options of the functions that only other Numba functions call: Numba then builds
+# no CPython or C entry point for them (each is lowered, optimized and turned into
+# machine code at the first call, a large share of its compile time).  Calling such a
+# function from Python crashes the interpreter, so every function that Python code calls
+# (kernels, and the scalar helpers the GPU kernels call, which Numba's CUDA simulator
+# runs from Python) keeps its entry points.
+NUMBA_ONLY = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
+
 _slp_lock = threading.Lock()
 _slp_depth = 0
 _slp_saved = config.SLP_VECTORIZE

@@ -51,6 +51,7 @@ import numpy as np
 from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, CUBIC_A, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from ..core.runtime import NUMBA_ONLY
 from .backward import touch
 from .bilinear import bound_index, wrap_index
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
@@ -69,7 +70,11 @@ _MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
 # |m01| below this fraction of the diagonal counts as 0 (the separable path)
 DIAGONAL = 1e-12
 
-jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
+# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
+# (``core.runtime.NUMBA_ONLY``); ``shared``: also from Python (the kernels, the twin tests) and
+# by the GPU kernels, which the simulator runs in Python
+jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
+shared = njit(cache=True, nogil=True, fastmath=False)
 # per-pixel helpers take many arrays (each passed as a dozen scalars): inline them at the call
 inline = njit(cache=True, nogil=True, fastmath=False, inline="always")
 
@@ -122,7 +127,7 @@ def largest_stretch(hpx: np.ndarray) -> np.ndarray:
 # Scalar math (real, or complex for the complex-step derivatives)
 # ---------------------------------------------------------------------------
 
-@jit
+@shared
 def map_point(h00, h01, h02, h10, h11, h12, h20, h21, h22, j, i):
     """(w, px, py, J00, J01, J10, J11) at output pixel (j, i): the point p = (u / w, v / w) of
     (u, v, w) = H @ (j, i, 1) and J = dp/d(j, i) = (H[:2, :2] - p H[2, :2]) / w.  On the nine
@@ -143,7 +148,7 @@ def pixel_map(h, n, j, i):
                      h[n, 2, 1], h[n, 2, 2], j, i)
 
 
-@jit
+@shared
 def stretch(j00, j01, j10, j11):
     """Largest eigenvalue of C = J J^T (the squared largest singular value of J)."""
     a = j00 * j00 + j01 * j01
@@ -186,7 +191,7 @@ def _footprint_with(sqrt, doc: str):
         return f2 + q * (a - l2), q * b, f2 + q * (c - l2)
 
     footprint.__doc__ = doc
-    return jit(footprint)
+    return shared(footprint)
 
 
 footprint = _footprint_with(np.sqrt, """(m00, m01, m11) of M = C'^(-1/2), C' = J J^T with eigenvalues
@@ -204,7 +209,7 @@ footprint_step = _footprint_with(cmath.sqrt, """:func:`footprint` for a complex 
     gradient) with ``cmath.sqrt``, for the CUDA kernels; a test pins the two equal.""")
 
 
-@jit
+@shared
 def footprint_slope(h00, h01, h02, h10, h11, h12, h20, h21, h22, j, i, k):
     """d(m00, m01, m11) / dH_k (k = 3 row + column) at output pixel (j, i), by complex step
     on the nine scalars of H (:func:`map_point`, :func:`footprint_step`): the CUDA twin of
@@ -219,7 +224,7 @@ def footprint_slope(h00, h01, h02, h10, h11, h12, h20, h21, h22, j, i, k):
     return m00.imag / _STEP, m01.imag / _STEP, m11.imag / _STEP
 
 
-@jit
+@shared
 def kernel_weight(t, cubic):
     """k(t) and k'(t): the tent 1 - |t| (bilinear) or cubic convolution with a = -0.75."""
     s = 1.0 if t >= 0.0 else -1.0
@@ -236,7 +241,7 @@ def kernel_weight(t, cubic):
     return 0.0, 0.0
 
 
-@jit
+@shared
 def aa_tap(k, n, padding, align_corners):
     """Index read by integer tap coordinate k, -1 where it reads the fill."""
     if padding == WRAP:
@@ -246,7 +251,7 @@ def aa_tap(k, n, padding, align_corners):
     return bound_index(k, n)
 
 
-@jit
+@shared
 def shrinks(w, px, py, j00, j01, j10, j11):
     """Whether the filter replaces the plain sample at a pixel of :func:`map_point`'s values: a
     finite point in front of the viewer whose footprint exceeds one pixel."""
@@ -255,19 +260,19 @@ def shrinks(w, px, py, j00, j01, j10, j11):
     return ok and stretch(j00, j01, j10, j11) > _LIMIT
 
 
-@jit
+@shared
 def shrinking(h, n, j, i):
     """(shrinks, px, py, J...) of output pixel (j, i) (:func:`shrinks`)."""
     w, px, py, j00, j01, j10, j11 = pixel_map(h, n, float(j), float(i))
     return shrinks(w, px, py, j00, j01, j10, j11), px, py, j00, j01, j10, j11
 
 
-@jit
+@shared
 def tap_range(p, e):
     return int(math.ceil(p - e)), int(math.floor(p + e))
 
 
-@jit
+@shared
 def support(m00, m01, m11, cubic):
     """Half-widths (ex, ey) of the box holding the stretched kernel: R * row sums of |M^-1|."""
     r = 2.0 if cubic else 1.0
@@ -446,7 +451,7 @@ def padded_sum(src, n, px, py, m00, m01, m11, x0, x1, y0, y1, cubic, acc, cols, 
 # Kernels
 # ---------------------------------------------------------------------------
 
-@jit
+@shared
 def mask_kernel(hpx, mask, sched):
     """mask[n, i, j] = 1 where the filter replaces the plain sample."""
     Ho = mask.shape[1]
@@ -497,7 +502,7 @@ def affine_rows(hpx, n):
     return hpx[n, 2, 0] == 0.0 and hpx[n, 2, 1] == 0.0 and hpx[n, 2, 2] == 1.0
 
 
-@jit
+@shared
 def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
     """Overwrite the shrinking pixels of out (rows r0..r1 of the flattened (N, Ho)) with the filter."""
     _, H, W, C = src.shape
@@ -556,7 +561,7 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
         chunk = next_chunk(sched)
 
 
-@jit
+@shared
 def _m_derivative(hpx, n, jf, i_f, k, hc):
     """d(m00, m01, m11) / dH[n, k // 3, k % 3] at output pixel (jf, i_f), by complex step
     (``hc``: a (1, 3, 3) complex scratch)."""
@@ -569,7 +574,7 @@ def _m_derivative(hpx, n, jf, i_f, k, hc):
     return m00.imag / _STEP, m01.imag / _STEP, m11.imag / _STEP
 
 
-@jit
+@shared
 def backward_kernel(gout, src, hpx, fill, buf, rows_seen, ghrows, cubic, padding, align_corners,
                     projective, sched):
     """Gradients of the shrinking pixels: image gradient into chunk buffers (as the generic

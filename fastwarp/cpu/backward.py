@@ -43,13 +43,14 @@ from ..core.coords import (
     unnormalize,
     unnormalize_scale,
 )
+from ..core.runtime import NUMBA_ONLY
 from .store import acc_type
 
 FASTMATH = {"contract"}
 kernel = njit(parallel=True, nogil=True, cache=True, fastmath=FASTMATH)
 inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 # an ordinary compiled function: one body per signature, shared by every kernel that calls it
-row_function = njit(nogil=True, cache=True, fastmath=FASTMATH)
+row_function = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
 
 # Parallel tasks to aim for when the batch is small (a constant, never the
 # thread count, so that the result does not depend on the machine), and the

@@ -27,6 +27,7 @@ import numpy as np
 from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
+from ..core.runtime import NUMBA_ONLY
 from .rows import AFFINE, pixel_affine, row_pixels
 from .span import (
     always_inline,
@@ -43,7 +44,10 @@ from .span import (
 )
 from .store import acc_type, to_output
 
-jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
+# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
+# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
+jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
+shared = njit(cache=True, nogil=True, fastmath=False)
 
 
 @jit
@@ -60,7 +64,7 @@ def wrap_index(k, n):
     return int(k - n * math.floor(k / n))
 
 
-@jit
+@shared
 def linear_pair(x, n, padding, align_corners):
     """The two bilinear tap indices of a (padded) pixel coordinate x and the fraction.
 

@@ -61,6 +61,7 @@ from ..core.coords import (
     unnormalize,
     unnormalize_scale,
 )
+from ..core.runtime import NUMBA_ONLY
 from .backward import scatter_taps, touch
 from .bilinear import (
     PREFETCH_MIN_BYTES,
@@ -79,7 +80,10 @@ from .simd import cubic_pixel, cubic_points
 from .span import prefetch_ahead
 from .store import acc_type, to_output
 
-jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
+# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
+# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
+jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
+shared = njit(cache=True, nogil=True, fastmath=False)
 
 
 @jit
@@ -114,7 +118,7 @@ def reflect_f32(x, n, align_corners):
     return min(max(r, np.float32(0.0)), np.float32(n - 1))
 
 
-@jit
+@shared
 def nearest_f32(c, n, padding, align_corners):
     """The pixel coordinate nearest mode reads for a float32 grid value c, in PyTorch's
     float32 arithmetic: :func:`unnormalize_f32`, then :func:`reflect_f32` for reflection
@@ -141,7 +145,7 @@ def tap_index(k, n, padding, align_corners):
     return bound_index(k, n)
 
 
-@jit
+@shared
 def nearest_pair(x, y, W, H, padding, align_corners):
     """(column, row) read by nearest mode at pixel point (x, y): the padded point rounded half
     to even, each -1 where it falls outside and reads the fill."""
@@ -151,7 +155,7 @@ def nearest_pair(x, y, W, H, padding, align_corners):
             tap_index(round_half_even(py), H, padding, align_corners))
 
 
-@jit
+@shared
 def cubic_weights(t):
     """Cubic convolution (a = -0.75) weights of the taps at -1, 0, 1, 2 for the fraction t."""
     a = CUBIC_A
@@ -165,7 +169,7 @@ def cubic_weights(t):
     return w0, w1, w2, w3
 
 
-@jit
+@shared
 def cubic_slopes(t):
     """d/dt of :func:`cubic_weights`."""
     a = CUBIC_A
@@ -179,7 +183,7 @@ def cubic_slopes(t):
     return s0, s1, s2, s3
 
 
-@jit
+@shared
 def cubic_taps(x, n, padding, align_corners):
     """The four tap indices around pixel coordinate x (-1: reads the fill) and the fraction."""
     f = math.floor(x)
@@ -245,7 +249,7 @@ def _cubic_scalar(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3
         o[uo + k] = to_output(wy0 * r0 + wy1 * r1 + wy2 * r2 + wy3 * r3, o)
 
 
-@overload(cubic_taps_blend, inline="always", prefer_literal=True, jit_options={"cache": True})
+@overload(cubic_taps_blend, inline="always", prefer_literal=True, jit_options={"cache": True, **NUMBA_ONLY})
 def _cubic_taps_blend(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
     # uint8 only: float32 pixels run faster unrolled (measured on Zen 4), uint8 pixels
     # twice as fast as vectors, which convert 16 taps at once

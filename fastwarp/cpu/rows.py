@@ -13,9 +13,13 @@ import math
 from numba import njit
 
 from ..core.coords import HUGE, base_coord, unnormalize, unnormalize_scale
+from ..core.runtime import NUMBA_ONLY
 from .span import row_in_range
 
-jit = njit(cache=True, nogil=True, fastmath=False)  # explicit: never inherit a caller's fastmath
+# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
+# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
+jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
+shared = njit(cache=True, nogil=True, fastmath=False)
 
 # where the sample points come from
 GRID = 0
@@ -23,7 +27,7 @@ AFFINE = 1
 PERSPECTIVE = 2
 
 
-@jit
+@shared
 def project_point(t00, t01, t02, t10, t11, t12, t20, t21, t22, xb, yb, projective):
     """(x, y, w) of output point (xb, yb): (t00 xb + t01 yb + t02, ...), summed left to
     right, divided by w = t20 xb + t21 yb + t22 when projective (w = 1 otherwise).

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from ..core.runtime import NUMBA_ONLY
 from .simd import blend_pixel, point_taps, prefetch, span_points, span_taps
 from .store import acc_type, to_output
 
@@ -35,7 +36,7 @@ always_inline = njit(nogil=True, cache=True, fastmath=FASTMATH, inline="always")
 # Small scalar helpers as ordinary functions: LLVM inlines them all the same, and
 # Numba-IR inlining (a deep copy and re-analysis of the callee at every call site)
 # cost the first call seconds of compilation.
-helper = njit(nogil=True, cache=True, fastmath=FASTMATH)
+helper = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
 
 # The span loop takes rows whose pixel coordinates are below this bound (which
 # keeps every float -> int conversion in range).
@@ -78,7 +79,7 @@ def blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):  # pragma: no 
 
 
 @overload(blend_taps, inline="always", prefer_literal=True,
-          jit_options={"cache": True, "fastmath": FASTMATH})
+          jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
 def _blend_taps(s, o, ob, b, row, fx, gx, fy, gy, C, spill, safe):
     vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
               and s.dtype in (types.float32, types.uint8, types.uint16) and o.dtype == s.dtype)
@@ -226,7 +227,7 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, w
 
 
 @overload(interior_loop, inline="always", prefer_literal=True,
-          jit_options={"cache": True, "fastmath": FASTMATH})
+          jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     if s.dtype in (types.float64, types.uint16):
@@ -239,7 +240,7 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, 
     return fixed
 
 
-span = njit(nogil=True, cache=True, fastmath=FASTMATH)
+span = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
 
 
 # The span loop as ordinary (not inlined) functions, one per channel-count class with the
@@ -308,7 +309,7 @@ def point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, insi
     raise NotImplementedError
 
 
-@overload(point_row, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH})
+@overload(point_row, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
 def _point_row_overload(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest, ahead):
     if s.dtype in (types.float32, types.uint8):
         def narrow(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside, rest, ahead):
