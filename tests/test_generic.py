@@ -592,8 +592,12 @@ def test_grid_rows_with_edge_points_between_interior_ones(rng, dtype):
         got = fw.grid_sample(img, grid, padding_mode=padding, fill_value=fv)
         want = ref.grid_sample(img, grid, "bilinear", padding, False, fv)
         if dtype == np.uint8:
+            # the float32 blend may round a value within its rounding error of a .5 tie the
+            # other way (a kind-2 point repeats, and with it any tie it lands on)
             diff = np.abs(got.astype(np.int64) - want.astype(np.int64))
-            assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (padding, diff.max())
+            exact = ref.grid_sample(img.astype(np.float64), grid, "bilinear", padding, False, fv)
+            near_tie = np.abs(exact - np.floor(exact) - 0.5) < 1e-4
+            assert diff.max() <= 1 and near_tie[diff > 0].all(), (padding, diff.max())
         else:
             tol = 1e-5 if dtype == np.float32 else 1e-12
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, err_msg=padding)
