@@ -44,6 +44,12 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 # runs from Python) keeps its entry points.
 NUMBA_ONLY = {"no_cpython_wrapper": True, "no_cfunc_wrapper": True}
 
+# The decorators of the CPU kernels' helper functions (fastmath explicit: a helper never
+# inherits its caller's): ``numba_only`` for those only Numba code calls, ``shared`` for
+# those Python or the GPU kernels call too.
+numba_only = numba.njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
+shared = numba.njit(cache=True, nogil=True, fastmath=False)
+
 _slp_lock = threading.Lock()
 _slp_depth = 0
 _slp_saved = config.SLP_VECTORIZE

@@ -51,7 +51,8 @@ import numpy as np
 from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, CUBIC_A, HUGE, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
-from ..core.runtime import NUMBA_ONLY
+from ..core.runtime import numba_only as jit  # (only Numba code calls these)
+from ..core.runtime import shared  # (Python or the GPU kernels call these too)
 from .backward import touch
 from .bilinear import bound_index, wrap_index
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
@@ -70,11 +71,6 @@ _MAX_TAPS = int(2 * 2 * CAP * math.sqrt(2.0)) + 4
 # |m01| below this fraction of the diagonal counts as 0 (the separable path)
 DIAGONAL = 1e-12
 
-# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
-# (``core.runtime.NUMBA_ONLY``); ``shared``: also from Python (the kernels, the twin tests) and
-# by the GPU kernels, which the simulator runs in Python
-jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
-shared = njit(cache=True, nogil=True, fastmath=False)
 # per-pixel helpers take many arrays (each passed as a dozen scalars): inline them at the call
 inline = njit(cache=True, nogil=True, fastmath=False, inline="always")
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
 
 from ..core.coords import BORDER, CONSTANT, REFLECTION, TF_WRAP, WRAP, ZEROS, pad_pixel
-from ..core.runtime import NUMBA_ONLY
+from ..core.runtime import numba_only as jit  # (only Numba code calls these)
+from ..core.runtime import shared  # (Python or the GPU kernels call these too)
 from .rows import AFFINE, pixel_affine, row_pixels
 from .span import (
     always_inline,
@@ -43,11 +43,6 @@ from .span import (
     span_cn,
 )
 from .store import acc_type, to_output
-
-# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
-# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
-jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
-shared = njit(cache=True, nogil=True, fastmath=False)
 
 
 @jit

@@ -61,7 +61,11 @@ from ..core.coords import (
     unnormalize,
     unnormalize_scale,
 )
-from ..core.runtime import NUMBA_ONLY
+from ..core.runtime import (
+    NUMBA_ONLY,
+    shared,  # (Python or the GPU kernels call these too)
+)
+from ..core.runtime import numba_only as jit  # (only Numba code calls these)
 from .backward import scatter_taps, touch
 from .bilinear import (
     PREFETCH_MIN_BYTES,
@@ -79,11 +83,6 @@ from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .simd import cubic_pixel, cubic_points
 from .span import prefetch_ahead
 from .store import acc_type, to_output
-
-# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
-# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
-jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
-shared = njit(cache=True, nogil=True, fastmath=False)
 
 
 @jit

@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import math
 
-from numba import njit
-
 from ..core.coords import HUGE, base_coord, unnormalize, unnormalize_scale
-from ..core.runtime import NUMBA_ONLY
+from ..core.runtime import numba_only as jit  # (only Numba code calls these)
+from ..core.runtime import shared  # (Python or the GPU kernels call these too)
 from .span import row_in_range
-
-# fastmath explicit: never inherit a caller's.  ``jit``: called by Numba code only
-# (``core.runtime.NUMBA_ONLY``); ``shared``: also by the GPU kernels, which the simulator runs in Python
-jit = njit(cache=True, nogil=True, fastmath=False, **NUMBA_ONLY)
-shared = njit(cache=True, nogil=True, fastmath=False)
 
 # where the sample points come from
 GRID = 0
