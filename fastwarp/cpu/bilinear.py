@@ -182,8 +182,8 @@ def prefetch_offset(dx, dy, W, C, reach):
 
 
 @always_inline
-def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, rest):
+def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xbs, xs, ys,
+                  fillrow, scr, wscr, wacc, inside, rest):
     # One loop body, no per-row helper with many array arguments: every such call costs two
     # atomic reference-count updates per array, which on 32-pixel rows outweighed the rows.
     N, Ho, Wo, _ = out.shape
@@ -210,7 +210,7 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
         prev_y = ys[Wo // 2]
         same = prev_n == n
         prev_n = n
-        linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+        linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
         ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
         ob = (n * Ho + i) * Wo * C
         ja = 0
@@ -318,32 +318,33 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
 # dtype (and coordinate-source array types) and shared by every bilinear kernel, whatever
 # the padding.
 @span
-def rows_c1(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, rest):
-    """Output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xs, ys: room for a
-    row's pixel points plus 8 NaNs; ``fillrow``: the fill value repeated over a row (zeros
+def rows_c1(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
+            wscr, wacc, inside, rest):
+    """Output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xbs: the output
+    columns' normalized x (``rows.base_coords``); xs, ys: room for a row's pixel points
+    plus 8 NaNs; ``fillrow``: the fill value repeated over a row (zeros
     and constant padding); scratch: scr, wscr (float32 weights), wacc (float64 weights),
     inside, rest (see ``span.point_row``)."""
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 1, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_c3(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 3, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_c4(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 4, xs, ys, fillrow,
-                  scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_cn(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow, scr, wscr,
-            wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, out.shape[3], xs, ys,
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 1, xbs, xs, ys,
                   fillrow, scr, wscr, wacc, inside, rest)
+
+
+@span
+def rows_c3(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
+            wscr, wacc, inside, rest):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 3, xbs, xs, ys,
+                  fillrow, scr, wscr, wacc, inside, rest)
+
+
+@span
+def rows_c4(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
+            wscr, wacc, inside, rest):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 4, xbs, xs, ys,
+                  fillrow, scr, wscr, wacc, inside, rest)
+
+
+@span
+def rows_cn(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
+            wscr, wacc, inside, rest):
+    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, out.shape[3], xbs,
+                  xs, ys, fillrow, scr, wscr, wacc, inside, rest)

@@ -78,7 +78,7 @@ from .bilinear import (
     rows_cn,
     wrap_index,
 )
-from .rows import AFFINE, GRID, PERSPECTIVE, pixel_affine, project, row_pixels, row_points
+from .rows import AFFINE, GRID, PERSPECTIVE, base_coords, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
 from .simd import cubic_pixel, cubic_points
 from .span import prefetch_ahead
@@ -306,9 +306,13 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
         o = out.reshape(-1)
         uC = np.uint64(C)
         urow = np.uint64(W * C)
-        # a row's points (8 spare NaNs for the vector loads of span.point_row)
-        xs = np.full(Wo + 8, np.nan)
-        ys = np.full(Wo + 8, np.nan)
+        # a row's points (8 spare NaNs for the vector loads of span.point_row), and the
+        # columns' normalized x
+        pts = np.full((3, Wo + 8), np.nan)
+        xs = pts[0]
+        ys = pts[1]
+        xbs = pts[2]
+        base_coords(Wo, align_corners, xbs)
         if mode == BILINEAR:
             # scratch of the bilinear rows (see bilinear.rows_c1) and the fill row
             tmp = (np.empty((1, 64), np.int64), np.empty((4, 64), np.float32), np.empty((4, 64)),
@@ -331,7 +335,8 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
             if mode == BILINEAR:
                 # the rows in the shared functions of ``bilinear`` (one per channel class and
                 # dtype; the padding mode is their runtime argument)
-                a = (src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xs, ys, fillrow)
+                a = (src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys,
+                     fillrow)
                 if cclass == 3:
                     rows_c3(*a, *tmp)
                 elif cclass == 1:
@@ -350,7 +355,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                     if mode == BICUBIC and H * W * C * s.itemsize >= PREFETCH_MIN_BYTES:
                         ahead = prefetch_offset(pa[1], pa[4], W, C, 3)
                     last = n
-                row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys)
+                row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
                 if mode == BICUBIC:
                     for t0 in range(0, Wo, coffs.size):
                         m = min(coffs.size, Wo - t0)
@@ -607,7 +612,9 @@ def grid_kernel(theta, out, source, align_corners):
     theta[n] @ (x_j, y_i, 1), NaN where w <= 0: the points the fused perspective warp
     samples (:func:`row_points`), bit for bit."""
     N, Ho, Wo, _ = out.shape
+    xbs = np.empty(Wo)
+    base_coords(Wo, align_corners, xbs)
     for r in prange(N * Ho):
         n = r // Ho
         i = r - n * Ho
-        row_points(out, theta, n, i, Ho, Wo, source, align_corners, out[n, i, :, 0], out[n, i, :, 1])
+        row_points(out, theta, n, i, Ho, Wo, source, align_corners, xbs, out[n, i, :, 0], out[n, i, :, 1])

@@ -53,12 +53,20 @@ def project(theta, n, xb, yb, projective):
 
 
 @jit
-def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
+def base_coords(Wo, align_corners, xbs):
+    """xbs[j] = the normalized x of output column j (``coords.base_coord``), j < Wo: computed
+    once per call rather than once per row (it costs a division per point)."""
+    for j in range(Wo):
+        xbs[j] = base_coord(j, Wo, align_corners)
+
+
+@jit
+def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, xbs, gxs, gys):
     """Normalized sample points of output row i into gxs, gys (NaN: no image).
 
     grid: read; affine / projective: (u, v, w) = theta[n] @ (x_j, y_i, 1) as
-    :func:`project` computes it, (u / w, v / w), NaN where w <= 0.  A
-    branch-free loop that LLVM vectorizes.
+    :func:`project` computes it, (u / w, v / w), NaN where w <= 0; xbs: the
+    columns' x_j (:func:`base_coords`).  A branch-free loop that LLVM vectorizes.
     """
     if source == GRID:
         for j in range(Wo):
@@ -77,14 +85,14 @@ def row_points(grid, theta, n, i, Ho, Wo, source, align_corners, gxs, gys):
         cw = theta[n, 2, 1] * yb
         w2 = theta[n, 2, 2]
         for j in range(Wo):
-            xb = base_coord(j, Wo, align_corners)
+            xb = xbs[j]
             w = t20 * xb + cw + w2
             ok = w > 0.0
             gxs[j] = (t00 * xb + cu + u2) / w if ok else math.nan
             gys[j] = (t10 * xb + cv + v2) / w if ok else math.nan
     else:
         for j in range(Wo):
-            xb = base_coord(j, Wo, align_corners)
+            xb = xbs[j]
             gxs[j] = t00 * xb + cu + u2
             gys[j] = t10 * xb + cv + v2
 
@@ -117,7 +125,7 @@ def pixel_affine(theta, n, W, H, Wo, Ho, align_corners):
 
 
 @jit
-def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, ys):
+def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys):
     """Input pixel coordinates of output row i's sample points into xs, ys; NaN where
     the point is NaN, infinite or beyond ``HUGE`` (normalized), which reads as no image.
 
@@ -127,7 +135,8 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
     ``span.PIXEL_LIMIT`` pixels; grid, projective and farther affine rows:
     unnormalize the normalized points of :func:`row_points` (beyond 2**30 px a
     float64 coordinate resolves 1e-7 px or worse, so the two formulas differ
-    there by more than rounding, and the reference's is the definition).
+    there by more than rounding, and the reference's is the definition).  xbs: the
+    columns' normalized x (:func:`base_coords`).
     """
     if source == AFFINE:
         yb = base_coord(i, Ho, align_corners)
@@ -146,7 +155,7 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xs, y
                 xs[j] = a00 * (j - cx) + ux
                 ys[j] = a10 * (j - cx) + uy
             return True
-    row_points(grid, theta, n, i, Ho, Wo, source, align_corners, xs, ys)
+    row_points(grid, theta, n, i, Ho, Wo, source, align_corners, xbs, xs, ys)
     for j in range(Wo):
         ok = abs(xs[j]) < HUGE and abs(ys[j]) < HUGE
         xs[j] = unnormalize(xs[j], W, align_corners) if ok else math.nan
