@@ -283,7 +283,7 @@ def test_functions_called_from_python_keep_their_entry_points():
     assert checked >= 20
     from fastwarp.cpu import antialias, backward, bilinear, generic, rows, span
 
-    for fn in (bilinear.rows_c3, bilinear.bilinear_point, span.span_c3, rows.row_pixels,
+    for fn in (bilinear.rows_c3, bilinear.bilinear_point, span._point_row, rows.row_pixels,
                generic.bicubic_point, backward.point_row, antialias.row_filter):
         assert _numba_only(fn), fn.py_func.__qualname__
     for fn in (antialias.forward_kernel, antialias.backward_kernel, antialias.mask_kernel,

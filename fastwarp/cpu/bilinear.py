@@ -33,14 +33,11 @@ from .span import (
     always_inline,
     blend_taps,
     helper,
+    interior_loop,
     point_row,
     row_in_range,
     row_interior,
     span,
-    span_c1,
-    span_c3,
-    span_c4,
-    span_cn,
 )
 from .store import acc_type, to_output
 
@@ -223,14 +220,7 @@ def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r
             else:
                 ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
             if jb > ja:
-                if C == 3:
-                    span_c3(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
-                elif C == 1:
-                    span_c1(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
-                elif C == 4:
-                    span_c4(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead)
-                else:
-                    span_cn(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
+                interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
         ka = 0
         kb = Wo
         nr = 0

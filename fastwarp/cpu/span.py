@@ -226,8 +226,10 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, w
     raise NotImplementedError
 
 
-@overload(interior_loop, inline="always", prefer_literal=True,
-          jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
+# An ordinary (not inlined) function per image dtype and channel count (a literal for 1, 3
+# and 4 channels, which reaches the SIMD blend): inlined into a one-line wrapper, as it
+# was, it was compiled twice (for the overload, then again in the wrapper).
+@overload(interior_loop, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
     if s.dtype in (types.float64, types.uint16):
@@ -241,28 +243,6 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, 
 
 
 span = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
-
-
-# The span loop as ordinary (not inlined) functions, one per channel-count class with the
-# count as a literal (which reaches the SIMD blend), each compiled once per image dtype.
-@span
-def span_c1(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 1, scr, wscr, wacc, ahead)
-
-
-@span
-def span_c3(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 3, scr, wscr, wacc, ahead)
-
-
-@span
-def span_c4(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, scr, wscr, wacc, ahead):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, 4, scr, wscr, wacc, ahead)
-
-
-@span
-def span_cn(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
-    interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
 
 
 @span
