@@ -80,7 +80,7 @@ from .bilinear import (
 )
 from .rows import AFFINE, GRID, PERSPECTIVE, base_coords, pixel_affine, project, row_pixels, row_points
 from .sched import CHUNKS, chunk_rows, claim, next_chunk
-from .simd import cubic_pixel, cubic_points
+from .simd import cubic_pixel, cubic_pixel_taps, cubic_points
 from .span import prefetch_ahead
 from .store import acc_type, to_output
 
@@ -250,26 +250,28 @@ def _cubic_scalar(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3
 
 @overload(cubic_taps_blend, inline="always", prefer_literal=True, jit_options={"cache": True, **NUMBA_ONLY})
 def _cubic_taps_blend(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
-    # uint8 only: float32 pixels run faster unrolled (measured on Zen 4), uint8 pixels
-    # twice as fast as vectors, which convert 16 taps at once
+    # uint8 pixels as 16-lane tap rows (converted 16 taps at once, summed down the column
+    # first); float32 pixels one 4-lane vector per tap, in the scalar blend's order
     vector = (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
-              and s.dtype == types.uint8 and o.dtype == s.dtype)
+              and s.dtype in (types.uint8, types.float32) and o.dtype == s.dtype)
     if not vector:
         return _cubic_scalar
     nc = C.literal_value
+    pixel = cubic_pixel if s.dtype == types.uint8 else cubic_pixel_taps
+    # the last load of a 3-channel pixel reads this far past its first tap
+    reach = 16 if s.dtype == types.uint8 else 3 * nc + 4
 
     def impl(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill):
         b = np.int64(b0)
         row = np.int64(urow)
         ob = np.int64(uo)
-        # a 16-lane row load reads 4 C values, and 16 - 4 C past them
-        safe = nc == 4 or b + 3 * row + 16 <= s.size
+        safe = nc == 4 or b + 3 * row + reach <= s.size
         if spill and safe:
-            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, True, False)
+            pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, True, False)
         elif safe:
-            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, False)
+            pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, False)
         else:
-            cubic_pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, True)
+            pixel(s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, nc, False, True)
 
     return impl
 

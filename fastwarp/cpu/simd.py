@@ -11,7 +11,8 @@ then horizontally:
 in float32 with fused multiply-adds, for float32 images and for uint8 images
 (converted on load; the result rounded to nearest, ties up), and in float64 for
 uint16 images (as the reference blends them; rounded and saturated).
-:func:`cubic_pixel`: a uint8 bicubic pixel's 4 x 4 taps as four 16-lane rows.
+:func:`cubic_pixel`: a uint8 bicubic pixel's 4 x 4 taps as four 16-lane rows;
+:func:`cubic_pixel_taps`: a float32 one's as sixteen 4-lane taps.
 
 :func:`span_taps`: eight pixels of an affine span's fixed-point coordinates at
 once, their tap offsets and fractions; :func:`span_points` the same in float64.
@@ -543,6 +544,49 @@ def cubic_pixel(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, 
             v = _fmin(builder, _fmax(builder, v, ir.Constant(_vec(_F32, 4), [0.0] * 4)),
                       ir.Constant(_vec(_F32, 4), [255.0] * 4))
             v = _bytes(builder, builder.fptosi(v, _vec(_I32, 4)))
+        _store(builder, v, odata, ob, nc, spills)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def cubic_pixel_taps(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C, spill, exact):
+    """o[ob + c] = sum_a wy_a (sum_k wx_k s[b + a row + k C + c]) for c < C (3 or 4, a
+    literal), float32: each tap's C channels one 4-lane vector (16 loads), weighted along
+    each tap row, then the four rows down the column, every sum left to right with one
+    rounding per product and per sum.  Those are the operations of the unrolled scalar
+    blend (``generic._cubic_scalar``) lane for lane, so the result is bit-identical to it.
+    spill: as in :func:`blend_pixel`; exact: every load reads only its C values (a
+    3-channel tap load otherwise reads one value past them)."""
+    if not (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)):
+        return None
+    if not (isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral)):
+        return None
+    if not (s.dtype == o.dtype == types.float32):
+        return None
+    nc = C.literal_value
+    spills = spill.literal_value
+    live = nc if exact.literal_value else 4
+    sig = types.void(s, o, types.intp, types.intp, types.intp, *([types.float32] * 8), C, spill, exact)
+
+    def codegen(context, builder, signature, args):
+        sdata = context.make_array(signature.args[0])(context, builder, args[0]).data
+        odata = context.make_array(signature.args[1])(context, builder, args[1]).data
+        b, row, ob = args[2:5]
+        wx = [_splat(builder, w, 4) for w in args[5:9]]
+        wy = [_splat(builder, w, 4) for w in args[9:13]]
+        f32x4 = _vec(_F32, 4)
+        v = None
+        for a in range(4):
+            start = builder.add(b, builder.mul(row, ir.Constant(row.type, a)))
+            r = None
+            for k in range(4):
+                tap = _load(builder, sdata, builder.add(start, ir.Constant(row.type, k * nc)), f32x4, live)
+                # r = wx_0 t_0 + wx_1 t_1 + wx_2 t_2 + wx_3 t_3 (no fused multiply-add)
+                r = builder.fmul(wx[k], tap) if r is None else builder.fadd(r, builder.fmul(wx[k], tap))
+            # v = wy_0 r_0 + wy_1 r_1 + wy_2 r_2 + wy_3 r_3
+            v = builder.fmul(wy[a], r) if v is None else builder.fadd(v, builder.fmul(wy[a], r))
         _store(builder, v, odata, ob, nc, spills)
         return context.get_dummy_value()
 
