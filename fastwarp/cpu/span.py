@@ -245,11 +245,28 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, 
 span = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
 
 
+@always_inline
+def _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, ta, tb, row, C, spill, safe):
+    """Pass 2 of :func:`point_row` for the points t0 + t, ta <= t < tb: blend those whose
+    taps are all inside, list the others in rest[nr:]; returns the new nr.  spill, safe:
+    literals, as in :func:`blend_taps`."""
+    for t in range(ta, tb):
+        if inside[t]:
+            blend_taps(s, o, ob + (t0 + t) * C, offs[t], row, w[0, t], w[2, t], w[1, t], w[3, t], C, spill,
+                       safe)
+        else:
+            rest[nr] = t0 + t  # left to the caller's per-point path
+            nr += 1
+    return nr
+
+
 @span
 def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest, ahead):
     offs = scr[0]
     nr = 0
     row = W * C
+    # every 8-value row load of image n's taps stays inside s unless n is the batch's last image
+    safe = base + H * row + 8 <= s.size
     for t0 in range(ka, kb, offs.size):
         m = min(offs.size, kb - t0)
         for t in range(0, m, 8):
@@ -261,17 +278,14 @@ def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest
                 prefetch(s, offs[t])
                 prefetch(s, offs[t] + row)
         prefetch_ahead(s, offs, m, ahead)  # and the taps of a row further down
-        for t in range(m):
-            j = t0 + t
-            if inside[t]:
-                fx, gx, fy, gy = w[0, t], w[2, t], w[1, t], w[3, t]
-                if j + 1 < Wo:
-                    blend_taps(s, o, ob + j * C, offs[t], row, fx, gx, fy, gy, C, True, False)
-                else:
-                    blend_taps(s, o, ob + j * C, offs[t], row, fx, gx, fy, gy, C, False, False)
-            else:
-                rest[nr] = j  # left to the caller's per-point path
-                nr += 1
+        # a pixel may spill into the next column, except the row's last one (the caller's
+        # per-point path and fill runs write the columns left to them afterwards)
+        last = m if t0 + m < Wo else m - 1
+        if safe:
+            nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, 0, last, row, C, True, True)
+        else:
+            nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, 0, last, row, C, True, False)
+        nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, last, m, row, C, False, False)
     return nr
 
 
