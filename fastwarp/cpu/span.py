@@ -245,32 +245,22 @@ def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, 
 span = njit(nogil=True, cache=True, fastmath=FASTMATH, **NUMBA_ONLY)
 
 
-@always_inline
-def _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, ta, tb, row, C, spill, safe):
-    """Pass 2 of :func:`point_row` for the points t0 + t, ta <= t < tb: blend those whose
-    taps are all inside, list the others in rest[nr:]; returns the new nr.  spill, safe:
-    literals, as in :func:`blend_taps`."""
-    for t in range(ta, tb):
-        if inside[t]:
-            blend_taps(s, o, ob + (t0 + t) * C, offs[t], row, w[0, t], w[2, t], w[1, t], w[3, t], C, spill,
-                       safe)
-        else:
-            rest[nr] = t0 + t  # left to the caller's per-point path
-            nr += 1
-    return nr
-
-
 @span
 def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest, ahead):
     offs = scr[0]
     nr = 0
     row = W * C
-    # every 8-value row load of image n's taps stays inside s unless n is the batch's last image
+    # a pixel's 8-value row loads stay inside s unless n is the batch's last image
     safe = base + H * row + 8 <= s.size
     for t0 in range(ka, kb, offs.size):
         m = min(offs.size, kb - t0)
         for t in range(0, m, 8):
             point_taps(xs, ys, t0 + t, W, H, base, row, C, offs, w, inside, t)
+        if not safe:
+            # the points whose loads would pass the end go to the per-point path (the same blend)
+            for t in range(m):
+                if offs[t] + row + 8 > s.size:
+                    inside[t] = 0
         # ask for the taps' lines before blending them (measured: a projective warp of
         # 32 x 224 x 224 x 3 float32 images 8.6-9.8 -> 6.4 ms; the affine span loop gained nothing)
         for t in range(m):
@@ -281,11 +271,16 @@ def _point_row(s, o, ob, base, W, H, Wo, ka, kb, C, xs, ys, scr, w, inside, rest
         # a pixel may spill into the next column, except the row's last one (the caller's
         # per-point path and fill runs write the columns left to them afterwards)
         last = m if t0 + m < Wo else m - 1
-        if safe:
-            nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, 0, last, row, C, True, True)
-        else:
-            nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, 0, last, row, C, True, False)
-        nr = _blend_points(s, o, ob, offs, w, inside, rest, nr, t0, last, m, row, C, False, False)
+        for t in range(m):
+            if not inside[t]:
+                rest[nr] = t0 + t  # left to the caller's per-point path
+                nr += 1
+            elif t < last:
+                blend_taps(s, o, ob + (t0 + t) * C, offs[t], row, w[0, t], w[2, t], w[1, t], w[3, t], C,
+                           True, True)
+            else:
+                blend_taps(s, o, ob + (t0 + t) * C, offs[t], row, w[0, t], w[2, t], w[1, t], w[3, t], C,
+                           False, True)
     return nr
 
 
