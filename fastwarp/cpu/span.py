@@ -227,8 +227,8 @@ def interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, w
 
 
 # An ordinary (not inlined) function per image dtype and channel count (a literal for 1, 3
-# and 4 channels, which reaches the SIMD blend): inlined into a one-line wrapper, as it
-# was, it was compiled twice (for the overload, then again in the wrapper).
+# and 4 channels, which reaches the SIMD blend): an inlined overload is compiled on its own
+# and then once more inside each caller.
 @overload(interior_loop, prefer_literal=True, jit_options={"cache": True, "fastmath": FASTMATH, **NUMBA_ONLY})
 def _interior_loop(s, o, ob, img, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead):
     """One loop body per image dtype, chosen when typing (see :func:`interior_loop`)."""
