@@ -229,9 +229,10 @@ def bicubic_point(s, n, H, W, C, x, y, fill, o, ob, padding, align_corners):
 def cubic_taps_blend(s, o, b0, urow, uC, uo, wx0, wx1, wx2, wx3, wy0, wy1, wy2, wy3, C,
                      spill):  # pragma: no cover - overloaded below
     """o[uo + c] = sum_a wy_a sum_k wx_k I[row a, tap k] over the 4 x 4 taps whose first is
-    at flat offset b0 (row stride urow, pixel stride uC): 3- and 4-channel uint8 pixels
-    (C a literal) as SIMD vectors (``simd.cubic_pixel``; ``spill``: the next pixel is
-    written afterwards), every other pixel unrolled on flat offsets."""
+    at flat offset b0 (row stride urow, pixel stride uC): 3- and 4-channel uint8 and
+    float32 pixels (C a literal) as SIMD vectors (``simd.cubic_pixel``,
+    ``simd.cubic_pixel_taps``; ``spill``: the next pixel is written afterwards), every
+    other pixel unrolled on flat offsets."""
     raise NotImplementedError
 
 

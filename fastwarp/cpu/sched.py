@@ -313,10 +313,11 @@ def call_rows(kernel, *args, rows: int, work: int) -> None:
     calling thread alone.  The first call of a specialization compiles it on
     the calling thread, before any helper calls it.
     """
-    if work < SMALL_WORK or rows <= 1 or numba.get_num_threads() <= 1:
+    # (small work skips even the thread-count query)
+    threads = numba.get_num_threads() if work >= SMALL_WORK and rows > 1 else 1
+    if threads <= 1:
         call(kernel, *args, schedule(rows, 1 if rows else 0))
         return
-    threads = numba.get_num_threads()
     call(kernel, *args, schedule(0, 0))  # compile here (no rows), before the helpers call it
     k = min(threads, rows)
     sched = schedule(rows, min(rows, CHUNKS_PER_THREAD * k))

@@ -501,19 +501,19 @@ def cubic_pixel(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, 
     """o[ob + c] = sum_a wy_a sum_k wx_k s[b + a row + k C + c] for c < C (3 or 4, a literal):
     the 4 x 4 taps of a bicubic pixel, read as four rows of 4 C contiguous values (one
     16-lane vector each), combined vertically (four fused multiply-adds over 16 lanes),
-    then horizontally.  float32 weights; s and o both float32, or both uint8 (the result
-    rounded to nearest, ties up, and saturated to [0, 255]).  spill, exact: as in
-    :func:`blend_pixel` (a 3-channel row load reads 4 values past its 12 taps)."""
+    then horizontally.  float32 weights; s and o uint8 (the taps converted 16 at once;
+    the result rounded to nearest, ties up, and saturated to [0, 255]; float32 pixels
+    use :func:`cubic_pixel_taps`).  spill, exact: as in :func:`blend_pixel` (a
+    3-channel row load reads 4 values past its 12 taps)."""
     if not (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)):
         return None
     if not (isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral)):
         return None
-    if not (s.dtype == o.dtype and s.dtype in (types.float32, types.uint8)):
+    if not (s.dtype == o.dtype == types.uint8):
         return None
     nc = C.literal_value
     spills = spill.literal_value
     live = 4 * nc if exact.literal_value else 16
-    integer = s.dtype == types.uint8
     sig = types.void(s, o, types.intp, types.intp, types.intp, *([types.float32] * 8), C, spill, exact)
 
     def codegen(context, builder, signature, args):
@@ -526,10 +526,7 @@ def cubic_pixel(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, 
         acc = None
         for a in range(4):
             off = builder.add(b, builder.mul(row, ir.Constant(row.type, a)))
-            if integer:
-                taps = builder.uitofp(_load(builder, sdata, off, _vec(_I8, 16), live), f32x16)
-            else:
-                taps = _load(builder, sdata, off, f32x16, live)
+            taps = builder.uitofp(_load(builder, sdata, off, _vec(_I8, 16), live), f32x16)
             w = _splat(builder, wy[a], 16)
             # r = sum_a wy_a row_a, over the 4 C values of each tap row
             acc = builder.fmul(w, taps) if acc is None else _fma(builder, w, taps, acc)
@@ -539,11 +536,10 @@ def cubic_pixel(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, 
             w = _splat(builder, wx[k], 4)
             # v_c = sum_k wx_k r[k C + c]
             v = builder.fmul(w, part) if v is None else _fma(builder, w, part, v)
-        if integer:
-            v = builder.fadd(v, ir.Constant(_vec(_F32, 4), [0.5] * 4))
-            v = _fmin(builder, _fmax(builder, v, ir.Constant(_vec(_F32, 4), [0.0] * 4)),
-                      ir.Constant(_vec(_F32, 4), [255.0] * 4))
-            v = _bytes(builder, builder.fptosi(v, _vec(_I32, 4)))
+        v = builder.fadd(v, ir.Constant(_vec(_F32, 4), [0.5] * 4))
+        v = _fmin(builder, _fmax(builder, v, ir.Constant(_vec(_F32, 4), [0.0] * 4)),
+                  ir.Constant(_vec(_F32, 4), [255.0] * 4))
+        v = _bytes(builder, builder.fptosi(v, _vec(_I32, 4)))
         _store(builder, v, odata, ob, nc, spills)
         return context.get_dummy_value()
 
