@@ -30,7 +30,6 @@ from ..core.runtime import numba_only as jit  # (only Numba code calls these)
 from ..core.runtime import shared  # (Python or the GPU kernels call these too)
 from .rows import AFFINE, pixel_affine, row_pixels
 from .span import (
-    always_inline,
     blend_taps,
     helper,
     interior_loop,
@@ -178,163 +177,150 @@ def prefetch_offset(dx, dy, W, C, reach):
     return (round(AHEAD_ROWS * dy + reach) * W + round(AHEAD_ROWS * dx)) * C
 
 
-@always_inline
-def bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, C, xbs, xs, ys,
-                  fillrow, scr, wscr, wacc, inside, rest):
-    # One loop body, no per-row helper with many array arguments: every such call costs two
-    # atomic reference-count updates per array, which on 32-pixel rows outweighed the rows.
-    N, Ho, Wo, _ = out.shape
-    H = src.shape[1]
-    W = src.shape[2]
-    s = src.reshape(-1)
-    o = out.reshape(-1)
-    one = acc_type(1.0, s)
-    fills = padding == ZEROS or padding == CONSTANT
-    pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-    ahead = 0
-    big = H * W * C * s.itemsize >= PREFETCH_MIN_BYTES
-    last = -1
-    prev_n = -1
-    for r in range(r0, r1):
-        n = r // Ho
-        i = r - n * Ho
-        if source == AFFINE and n != last:
-            pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
-            # (the point moves by (pa[1], pa[4]) input pixels per output row)
-            ahead = prefetch_offset(pa[1], pa[4], W, C, 1) if big else 0
-            last = n
-        prev_x = xs[Wo // 2]  # the previous row's middle point (projective and grid rows)
-        prev_y = ys[Wo // 2]
-        same = prev_n == n
-        prev_n = n
-        linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
-        ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
-        ob = (n * Ho + i) * Wo * C
-        ja = 0
-        jb = 0
-        if linear:
-            # an affine row: the columns whose taps are all inside (all of them for border
-            # padding, whose clamp the loop applies) in one branch-free loop
-            if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
-                jb = Wo
-            else:
-                ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
-            if jb > ja:
-                interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
-        ka = 0
-        kb = Wo
-        nr = 0
-        if fills and linear:
-            # beyond [ka, kb) every tap of the row's points lies outside: the fill
-            ka, kb = reach_range(xs, ys, W, H, Wo)
-            copy_run(o, ob, fillrow, ka - ka, ka * C)  # (ka - ka: not a literal 0, one specialization)
-            copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
-            if jb <= ja:
+def _rows_function(cclass):
+    """The bilinear rows with ``cclass`` channels compiled in (0: any count, read from the
+    output), as one ordinary compiled function (see the note above ``rows_c1``)."""
+
+    def rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
+             wscr, wacc, inside, rest):
+        C = out.shape[3] if cclass == 0 else cclass
+        # One loop body, no per-row helper with many array arguments: every such call costs two
+        # atomic reference-count updates per array, which on 32-pixel rows outweighed the rows.
+        N, Ho, Wo, _ = out.shape
+        H = src.shape[1]
+        W = src.shape[2]
+        s = src.reshape(-1)
+        o = out.reshape(-1)
+        one = acc_type(1.0, s)
+        fills = padding == ZEROS or padding == CONSTANT
+        pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        ahead = 0
+        big = H * W * C * s.itemsize >= PREFETCH_MIN_BYTES
+        last = -1
+        prev_n = -1
+        for r in range(r0, r1):
+            n = r // Ho
+            i = r - n * Ho
+            if source == AFFINE and n != last:
+                pa = pixel_affine(theta, n, W, H, Wo, Ho, align_corners)
+                # (the point moves by (pa[1], pa[4]) input pixels per output row)
+                ahead = prefetch_offset(pa[1], pa[4], W, C, 1) if big else 0
+                last = n
+            prev_x = xs[Wo // 2]  # the previous row's middle point (projective and grid rows)
+            prev_y = ys[Wo // 2]
+            same = prev_n == n
+            prev_n = n
+            linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
+            ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
+            ob = (n * Ho + i) * Wo * C
+            ja = 0
+            jb = 0
+            if linear:
+                # an affine row: the columns whose taps are all inside (all of them for border
+                # padding, whose clamp the loop applies) in one branch-free loop
+                if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
+                    jb = Wo
+                else:
+                    ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
+                if jb > ja:
+                    interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)
+            ka = 0
+            kb = Wo
+            nr = 0
+            if fills and linear:
+                # beyond [ka, kb) every tap of the row's points lies outside: the fill
+                ka, kb = reach_range(xs, ys, W, H, Wo)
+                copy_run(o, ob, fillrow, ka - ka, ka * C)  # (ka - ka: not a literal 0, one specialization)
+                copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
+                if jb <= ja:
+                    ja = ka
+                    jb = ka
+            elif fills:
+                # grid, projective and far affine rows: the runs at either end whose points read
+                # only the fill (NaN, or every tap outside: the per-point path's own test) are
+                # written as fill runs; the right run after point_row, whose last pixel may spill
+                while ka < kb and not (xs[ka] > -1.0 and ys[ka] > -1.0 and xs[ka] < W and ys[ka] < H):
+                    ka += 1
+                while kb > ka and not (xs[kb - 1] > -1.0 and ys[kb - 1] > -1.0 and xs[kb - 1] < W
+                                       and ys[kb - 1] < H):
+                    kb -= 1
+                copy_run(o, ob, fillrow, ka - ka, ka * C)
                 ja = ka
                 jb = ka
-        elif fills:
-            # grid, projective and far affine rows: the runs at either end whose points read
-            # only the fill (NaN, or every tap outside: the per-point path's own test) are
-            # written as fill runs; the right run after point_row, whose last pixel may spill
-            while ka < kb and not (xs[ka] > -1.0 and ys[ka] > -1.0 and xs[ka] < W and ys[ka] < H):
-                ka += 1
-            while kb > ka and not (xs[kb - 1] > -1.0 and ys[kb - 1] > -1.0 and xs[kb - 1] < W
-                                   and ys[kb - 1] < H):
-                kb -= 1
-            copy_run(o, ob, fillrow, ka - ka, ka * C)
-            ja = ka
-            jb = ka
-        if not linear:
-            # grid, projective and far affine rows: the points whose taps are all inside
-            # (between the fill runs)
-            # rows further down read about where this one does, moved as the middle point moved
-            # from the previous row of the image
-            pahead = 0
-            if same and big:
-                pahead = prefetch_offset(xs[Wo // 2] - prev_x, ys[Wo // 2] - prev_y, W, C, 1)
-            nr = point_row(s, o, ob, n * H * W * C, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside,
-                           rest, pahead)
-            if fills:
-                copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
-        # the columns [ka, ja) and [jb, kb) of an affine row, the columns point_row left of
-        # any other row, point by point: padding, then the blend, the fill or the per-tap path
-        before = ja - ka
-        for k in range(before + (kb - jb) if linear else nr):
             if not linear:
-                j = rest[k]
-            else:
-                j = ka + k if k < before else jb + (k - before)
-            ob = ((n * Ho + i) * Wo + j) * C
-            x = xs[j]
-            y = ys[j]
-            if x != x or y != y:  # NaN: no image
-                for c in range(C):
-                    o[ob + c] = to_output(fill[c], o)
-                continue
-            if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
-                x = pad_pixel(x, W, padding, align_corners)
-                y = pad_pixel(y, H, padding, align_corners)
-            if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
-                # all four taps inside
-                ix = int(x)
-                iy = int(y)
-                wx = acc_type(x - ix, s)
-                wy = acc_type(y - iy, s)
-                blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C,
-                           False, False)
-                continue
-            if fills and not (x > -1.0 and y > -1.0 and x < W and y < H):
-                for c in range(C):  # every tap outside: the fill
-                    o[ob + c] = to_output(fill[c], o)
-                continue
-            if padding == WRAP:
-                # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
-                # adjacent unless they straddle the seam (same fractions as the per-tap path)
-                x0 = math.floor(x)
-                y0 = math.floor(y)
-                ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
-                iy = int(y0) % H
-                if ix < W - 1 and iy < H - 1:
-                    wx = acc_type(x - x0, s)
-                    wy = acc_type(y - y0, s)
+                # grid, projective and far affine rows: the points whose taps are all inside
+                # (between the fill runs)
+                # rows further down read about where this one does, moved as the middle point moved
+                # from the previous row of the image
+                pahead = 0
+                if same and big:
+                    pahead = prefetch_offset(xs[Wo // 2] - prev_x, ys[Wo // 2] - prev_y, W, C, 1)
+                nr = point_row(s, o, ob, n * H * W * C, W, H, Wo, ka, kb, C, xs, ys, scr, wscr, wacc, inside,
+                               rest, pahead)
+                if fills:
+                    copy_run(o, ob + kb * C, fillrow, kb * C, (Wo - kb) * C)
+            # the columns [ka, ja) and [jb, kb) of an affine row, the columns point_row left of
+            # any other row, point by point: padding, then the blend, the fill or the per-tap path
+            before = ja - ka
+            for k in range(before + (kb - jb) if linear else nr):
+                if not linear:
+                    j = rest[k]
+                else:
+                    j = ka + k if k < before else jb + (k - before)
+                ob = ((n * Ho + i) * Wo + j) * C
+                x = xs[j]
+                y = ys[j]
+                if x != x or y != y:  # NaN: no image
+                    for c in range(C):
+                        o[ob + c] = to_output(fill[c], o)
+                    continue
+                if padding == BORDER or padding == REFLECTION or padding == TF_WRAP:
+                    x = pad_pixel(x, W, padding, align_corners)
+                    y = pad_pixel(y, H, padding, align_corners)
+                if x >= 0.0 and y >= 0.0 and x < W - 1 and y < H - 1:
+                    # all four taps inside
+                    ix = int(x)
+                    iy = int(y)
+                    wx = acc_type(x - ix, s)
+                    wy = acc_type(y - iy, s)
                     blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy, C,
                                False, False)
                     continue
-            bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
+                if fills and not (x > -1.0 and y > -1.0 and x < W and y < H):
+                    for c in range(C):  # every tap outside: the fill
+                        o[ob + c] = to_output(fill[c], o)
+                    continue
+                if padding == WRAP:
+                    # tap indices modulo the size: the 2 x 2 taps floor(x) + {0, 1} mod W stay
+                    # adjacent unless they straddle the seam (same fractions as the per-tap path)
+                    x0 = math.floor(x)
+                    y0 = math.floor(y)
+                    ix = int(x0) % W  # = wrap_index(x0, W), in integers: no call, no division
+                    iy = int(y0) % H
+                    if ix < W - 1 and iy < H - 1:
+                        wx = acc_type(x - x0, s)
+                        wy = acc_type(y - y0, s)
+                        blend_taps(s, o, ob, ((n * H + iy) * W + ix) * C, W * C, wx, one - wx, wy, one - wy,
+                                   C, False, False)
+                        continue
+                bilinear_point(src, n, x, y, fill, o, ob, padding, align_corners)
+
+    return span(rows)
 
 
 # The bilinear rows as ordinary (not inlined) functions, one per channel-count class with
-# the count as a literal (which reaches the SIMD blend): each is compiled once per image
-# dtype (and coordinate-source array types) and shared by every bilinear kernel, whatever
-# the padding.
-@span
-def rows_c1(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
-            wscr, wacc, inside, rest):
-    """Output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xbs: the output
-    columns' normalized x (``rows.base_coords``); xs, ys: room for a row's pixel points
-    plus 8 NaNs; ``fillrow``: the fill value repeated over a row (zeros
-    and constant padding); scratch: scr, wscr (float32 weights), wacc (float64 weights),
-    inside, rest (see ``span.point_row``)."""
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 1, xbs, xs, ys,
-                  fillrow, scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_c3(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
-            wscr, wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 3, xbs, xs, ys,
-                  fillrow, scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_c4(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
-            wscr, wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, 4, xbs, xs, ys,
-                  fillrow, scr, wscr, wacc, inside, rest)
-
-
-@span
-def rows_cn(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys, fillrow, scr,
-            wscr, wacc, inside, rest):
-    bilinear_rows(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, out.shape[3], xbs,
-                  xs, ys, fillrow, scr, wscr, wacc, inside, rest)
+# the count a closure constant (a literal, which reaches the SIMD blend): each is compiled
+# once per image dtype (and coordinate-source array types) and shared by every bilinear
+# kernel, whatever the padding.  (One body, not a helper inlined into four wrappers: Numba's
+# IR inlining copies and retypes the callee, which cost the first call about a second.)
+#
+# rows_cX(src, grid, theta, fill, out, source, padding, align_corners, r0, r1, xbs, xs, ys,
+#         fillrow, scr, wscr, wacc, inside, rest):
+# output rows r0 .. r1 - 1 (of the flattened (N, Ho)), bilinear.  xbs: the output columns'
+# normalized x (``rows.base_coords``); xs, ys: room for a row's pixel points plus 8 NaNs;
+# ``fillrow``: the fill value repeated over a row (zeros and constant padding); scratch: scr,
+# wscr (float32 weights), wacc (float64 weights), inside, rest (see ``span.point_row``).
+rows_c1 = _rows_function(1)
+rows_c3 = _rows_function(3)
+rows_c4 = _rows_function(4)
+rows_cn = _rows_function(0)
