@@ -193,6 +193,7 @@ def _rows_function(cclass):
         o = out.reshape(-1)
         one = acc_type(1.0, s)
         fills = padding == ZEROS or padding == CONSTANT
+        clamps = padding == BORDER and W >= 2 and H >= 2
         pa = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
         ahead = 0
         big = H * W * C * s.itemsize >= PREFETCH_MIN_BYTES
@@ -210,7 +211,10 @@ def _rows_function(cclass):
             prev_y = ys[Wo // 2]
             same = prev_n == n
             prev_n = n
-            linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
+            # (an affine row with border padding is one span over every column: it needs only
+            # the first column's point)
+            linear = row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys,
+                                not clamps)
             ux, dux, uy, duy = xs[0], pa[0], ys[0], pa[3]
             ob = (n * Ho + i) * Wo * C
             ja = 0
@@ -218,9 +222,12 @@ def _rows_function(cclass):
             if linear:
                 # an affine row: the columns whose taps are all inside (all of them for border
                 # padding, whose clamp the loop applies) in one branch-free loop
-                if padding == BORDER and W >= 2 and H >= 2 and row_in_range(ux, dux, uy, duy, Wo):
+                if clamps and row_in_range(ux, dux, uy, duy, Wo):
                     jb = Wo
                 else:
+                    if clamps:  # (row_pixels's affine loop implies the range: a safeguard)
+                        row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys,
+                                   True)
                     ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
                 if jb > ja:
                     interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)

@@ -358,7 +358,7 @@ def _forward_kernel(mode: int, cclass: int, f32_nearest: bool):
                     if mode == BICUBIC and H * W * C * s.itemsize >= PREFETCH_MIN_BYTES:
                         ahead = prefetch_offset(pa[1], pa[4], W, C, 3)
                     last = n
-                row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys)
+                row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys, True)
                 if mode == BICUBIC:
                     for t0 in range(0, Wo, coffs.size):
                         m = min(coffs.size, Wo - t0)

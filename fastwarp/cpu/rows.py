@@ -125,9 +125,11 @@ def pixel_affine(theta, n, W, H, Wo, Ho, align_corners):
 
 
 @jit
-def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys):
+def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys, every):
     """Input pixel coordinates of output row i's sample points into xs, ys; NaN where
     the point is NaN, infinite or beyond ``HUGE`` (normalized), which reads as no image.
+    Returns whether the row took the affine loop; there, unless ``every``, only the first
+    column's point is written (the caller reads the row from it and the steps).
 
     affine: the pixel-space matrix ``pa`` of image n (:func:`pixel_affine`), a
     branch-free loop when both ends of the row are within HUGE (the normalized
@@ -151,7 +153,7 @@ def row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, 
         if (abs(theta[n, 0, 0] * xb0 + cu) < HUGE and abs(theta[n, 0, 0] * xb1 + cu) < HUGE
                 and abs(theta[n, 1, 0] * xb0 + cv) < HUGE and abs(theta[n, 1, 0] * xb1 + cv) < HUGE
                 and row_in_range(ux - a00 * cx, a00, uy - a10 * cx, a10, Wo)):
-            for j in range(Wo):
+            for j in range(Wo if every else 1):
                 xs[j] = a00 * (j - cx) + ux
                 ys[j] = a10 * (j - cx) + uy
             return True
