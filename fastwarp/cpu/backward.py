@@ -44,6 +44,9 @@ from ..core.coords import (
     unnormalize_scale,
 )
 from ..core.runtime import NUMBA_ONLY
+from .bilinear import prefetch_offset
+from .rows import pixel_affine
+from .simd import prefetch
 from .store import acc_type
 
 FASTMATH = {"contract"}
@@ -212,7 +215,7 @@ def bilinear_any(src, gout, s, go, gf, n, i, j, x, y, gimg, seen, padding, align
 
 @inline
 def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx, cy, C,
-                       padding, align_corners, scr, wscr):
+                       padding, align_corners, scr, wscr, ahead):
     """Bilinear backward of output row i of the fused warp; returns the row sums
     (sum_j dx, sum_j dx x_j, sum_j dy, sum_j dy x_j) of dL/d(x, y) (normalized).
 
@@ -224,6 +227,10 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
     :func:`bilinear_point`.  Two passes per block of columns, as in the
     forward's fixed-point loop: the coordinates of every point into the task's
     scratch ``scr``/``wscr`` (allocated once per task by the kernel), then the scatter.
+    ``ahead`` (unless 0): before the scatter, ask for the lines of the image and of its
+    gradient at the block's taps + ahead (the taps of a row further down,
+    ``bilinear.prefetch_offset``): a rotated walk leaves the hardware prefetcher behind,
+    and the scatter's read-modify-writes wait for every line they miss.
 
     Inlined into the parallel kernel: there Numba marks the arrays as not
     aliasing each other, and the backward runs 1.4-1.9x faster than with this
@@ -270,6 +277,12 @@ def fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx
             fys[t] = yc - y0
             dxs[t] = scale_x if in_x else 0.0
             dys[t] = scale_y if in_y else 0.0
+        if ahead != 0:
+            sb0 = n * H * W * C
+            for t in range(0, m, 2):
+                k = offs[t] * C + ahead
+                prefetch(s, min(max(sb0 + k, 0), s.size - 1))
+                prefetch(gf, min(max(k, 0), gf.size - 1))
         # pass 2: scatter and gather
         for t in range(m):
             j = j0 + t
@@ -375,9 +388,14 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
             wscr = np.empty((4, SCRATCH_COLUMNS))
             t00 = 0.0
             t10 = 0.0
+            ahead = 0
             if fused:
                 t00 = theta[n, 0, 0]
                 t10 = theta[n, 1, 0]
+            if fused_bilinear:
+                # (the point moves by (pa[1], pa[4]) input pixels per output row)
+                pa = pixel_affine(theta, n, src.shape[2], src.shape[1], Wo, Ho, align_corners)
+                ahead = prefetch_offset(pa[1], pa[4], src.shape[2], C, 1)
             for i in range(k * Ho // K, (k + 1) * Ho // K):
                 cx = 0.0
                 cy = 0.0
@@ -388,7 +406,7 @@ def backward_kernel(fused: bool, mode: int, cclass: int):
                     cy = theta[n, 1, 1] * yb + theta[n, 1, 2]
                 if fused_bilinear:
                     sums = fused_bilinear_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, t00, t10, cx, cy,
-                                              C, padding, align_corners, scr, wscr)
+                                              C, padding, align_corners, scr, wscr, ahead)
                 else:
                     sums = point_row(src, gout, s, go, gf, n, i, gimg, seen, xbs, grid, ggrid, t00, t10,
                                      cx, cy, fused, bilinear, padding, align_corners)
