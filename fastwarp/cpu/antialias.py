@@ -309,10 +309,11 @@ def axis_weights(m, p, q0, nq, cubic, wq):
 
 
 @inline
-def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol):
+def separable_direct(src, sflat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol):
     """acc += sum_q w_q I[q] for a diagonal M (axis-aligned or isotropic footprints), where
-    w = kx(m00 dx) ky(m11 dy), over the part of the tap box inside the image: each tap row's
-    horizontal sum (in registers for 3 channels), weighted by the row's vertical weight.
+    w = kx(m00 dx) ky(m11 dy), over the part of the tap box inside the image (``sflat``: the
+    C-contiguous images flat): each tap row's horizontal sum (in registers for 3
+    channels), weighted by the row's vertical weight.
     Returns (the weight of the whole box, the weight of its part inside the image); the caller
     gives the part outside the fill (zeros and constant padding)."""
     C = src.shape[3]
@@ -342,17 +343,22 @@ def separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow,
         s0 = 0.0
         s1 = 0.0
         s2 = 0.0
+        # the taps as flat unsigned offsets (no negative-index wraparound per tap, which
+        # cost the rotated footprints 10-15%)
+        k = np.uint64(((n * H + q) * W + x0 + t0) * C)
         if C == 3:
             for t in range(t0, t1):
                 wx = wrow[t]
-                s0 += wx * src[n, q, x0 + t, 0]
-                s1 += wx * src[n, q, x0 + t, 1]
-                s2 += wx * src[n, q, x0 + t, 2]
+                s0 += wx * sflat[k]
+                s1 += wx * sflat[k + np.uint64(1)]
+                s2 += wx * sflat[k + np.uint64(2)]
+                k += np.uint64(3)
         else:
             for t in range(t0, t1):
                 wq = wy * wrow[t]
                 for c in range(C):
-                    acc[c] += wq * src[n, q, x0 + t, c]
+                    acc[c] += wq * sflat[k + np.uint64(c)]
+                k += np.uint64(C)
         a0 += wy * s0
         a1 += wy * s1
         a2 += wy * s2
@@ -464,7 +470,7 @@ def mask_kernel(hpx, mask, sched):
 
 
 @inline
-def filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+def filter_pixel(src, sflat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
                  align_corners, acc, cols, wrow, wcol):
     """out[n, i, j] = sum_q w_q I[q] / sum_q w_q for the footprint (M, box half-widths ex, ey) at p."""
     H = src.shape[1]
@@ -479,7 +485,8 @@ def filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, 
     diagonal = abs(m01) <= DIAGONAL * (m00 + m11)
     fills = padding == ZEROS or padding == CONSTANT
     if diagonal and (inside or fills):
-        wsum, win = separable_direct(src, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow, wcol)
+        wsum, win = separable_direct(src, sflat, n, px, py, m00, m11, x0, x1, y0, y1, cubic, acc, wrow,
+                                     wcol)
         if wsum != win:  # the taps outside the image read the fill
             for c in range(C):
                 acc[c] += (wsum - win) * fill[c]
@@ -511,6 +518,7 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
     vrow = np.empty(W * C)
     handled = np.zeros(Wo, np.uint8)
     flat = src.reshape(src.shape[0], H, W * C)
+    sflat = src.reshape(-1)
     r = 2.0 if cubic else 1.0
     chunk = claim(sched)
     while chunk < sched[CHUNKS]:
@@ -552,7 +560,7 @@ def forward_kernel(src, hpx, fill, out, cubic, padding, align_corners, sched):
                         continue
                     m00, m01, m11 = footprint(j00, j01, j10, j11)
                     ex, ey = support(m00, m01, m11, cubic)
-                filter_pixel(src, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
+                filter_pixel(src, sflat, n, i, j, px, py, m00, m01, m11, ex, ey, fill, out, cubic, padding,
                              align_corners, acc, cols, wrow, wcol)
         chunk = next_chunk(sched)
 
