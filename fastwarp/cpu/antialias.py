@@ -406,13 +406,29 @@ def row_filter(flat, n, i, hpx, out, m00, m11, y0, y1, cubic, wrow, wcol, vrow, 
         if x0 < lo or x1 > hi:
             continue
         sx = axis_weights(m00, px, x0, x1 - x0 + 1, cubic, wrow)
-        for c in range(C):
-            acc[c] = 0.0
-        for t in range(x1 - x0 + 1):
-            wx = wrow[t]
-            k = (x0 - lo + t) * C
+        # (unsigned offsets into vrow: no negative-index wraparound per tap)
+        k = np.uint64((x0 - lo) * C)
+        if C == 3:  # three sums in registers instead of acc's memory
+            a0 = 0.0
+            a1 = 0.0
+            a2 = 0.0
+            for t in range(x1 - x0 + 1):
+                wx = wrow[t]
+                a0 += wx * v[k]
+                a1 += wx * v[k + np.uint64(1)]
+                a2 += wx * v[k + np.uint64(2)]
+                k += np.uint64(3)
+            acc[0] = a0
+            acc[1] = a1
+            acc[2] = a2
+        else:
             for c in range(C):
-                acc[c] += wx * v[k + c]
+                acc[c] = 0.0
+            for t in range(x1 - x0 + 1):
+                wx = wrow[t]
+                for c in range(C):
+                    acc[c] += wx * v[k + np.uint64(c)]
+                k += np.uint64(C)
         for c in range(C):
             out[n, i, j, c] = to_output(acc[c] / (sx * sy), out)
         handled[j] = 1
