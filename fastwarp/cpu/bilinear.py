@@ -34,7 +34,6 @@ from .span import (
     helper,
     interior_loop,
     point_row,
-    row_in_range,
     row_interior,
     span,
 )
@@ -220,14 +219,12 @@ def _rows_function(cclass):
             ja = 0
             jb = 0
             if linear:
-                # an affine row: the columns whose taps are all inside (all of them for border
-                # padding, whose clamp the loop applies) in one branch-free loop
-                if clamps and row_in_range(ux, dux, uy, duy, Wo):
+                # an affine row: the columns whose taps are all inside in one branch-free loop;
+                # with border padding, whose clamp the loop applies, every column (row_pixels
+                # takes a row into its affine loop only within span.row_in_range's bounds)
+                if clamps:
                     jb = Wo
                 else:
-                    if clamps:  # (row_pixels's affine loop implies the range: a safeguard)
-                        row_pixels(grid, theta, n, i, H, W, Ho, Wo, source, align_corners, pa, xbs, xs, ys,
-                                   True)
                     ja, jb = row_interior(ux, dux, uy, duy, W, H, Wo)
                 if jb > ja:
                     interior_loop(s, o, ob, n * H, W, H, ux, dux, uy, duy, ja, jb, C, scr, wscr, wacc, ahead)

@@ -171,6 +171,13 @@ def _blend_u16(builder, sdata, odata, b, row, ob, fx, gx, fy, gy, C, spill, live
     _store(builder, builder.trunc(builder.fptosi(v, _vec(_I32, 4)), _vec(_I16, 4)), odata, ob, C, spill)
 
 
+def _literal_pixel(C, spill, exact):
+    """Whether a pixel intrinsic's arguments are what it compiles for: C a literal 3 or 4,
+    spill and exact literal booleans."""
+    return (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)
+            and isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral))
+
+
 @intrinsic(prefer_literal=True)
 def blend_pixel(typingctx, s, o, b, row, ob, fx, gx, fy, gy, C, spill, exact):
     """o[ob + c] = bilinear blend of the 2 x 2 taps at flat offsets b, b + C, b + row,
@@ -184,9 +191,7 @@ def blend_pixel(typingctx, s, o, b, row, ob, fx, gx, fy, gy, C, spill, exact):
     read only the taps (masked loads), for pixels whose full 8-lane loads could
     pass the end of s.
     """
-    if not (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)):
-        return None
-    if not (isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral)):
+    if not _literal_pixel(C, spill, exact):
         return None
     if s.dtype == types.float32 and o.dtype == types.float32:
         blend = _blend_f32
@@ -505,9 +510,7 @@ def cubic_pixel(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, wy2, 
     the result rounded to nearest, ties up, and saturated to [0, 255]; float32 pixels
     use :func:`cubic_pixel_taps`).  spill, exact: as in :func:`blend_pixel` (a
     3-channel row load reads 4 values past its 12 taps)."""
-    if not (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)):
-        return None
-    if not (isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral)):
+    if not _literal_pixel(C, spill, exact):
         return None
     if not (s.dtype == o.dtype == types.uint8):
         return None
@@ -555,9 +558,7 @@ def cubic_pixel_taps(typingctx, s, o, b, row, ob, wx0, wx1, wx2, wx3, wy0, wy1, 
     blend (``generic._cubic_scalar``) lane for lane, so the result is bit-identical to it.
     spill: as in :func:`blend_pixel`; exact: every load reads only its C values (a
     3-channel tap load otherwise reads one value past them)."""
-    if not (isinstance(C, types.IntegerLiteral) and C.literal_value in (3, 4)):
-        return None
-    if not (isinstance(spill, types.BooleanLiteral) and isinstance(exact, types.BooleanLiteral)):
+    if not _literal_pixel(C, spill, exact):
         return None
     if not (s.dtype == o.dtype == types.float32):
         return None
